@@ -1,0 +1,98 @@
+"""Where a kernel runs: device detection and dispatch.
+
+``FALAJ_DEVICE`` is ``auto`` (the default), ``cpu`` or ``cuda``. ``auto`` uses the GPU
+only when CuPy is installed and a real device answers; otherwise it falls back to the
+CPU with a single log line. An explicit ``cuda`` on a machine without a usable GPU is
+a clear error. Data that already lives on the GPU (a CuPy array) always runs there.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger("falaj.kernels")
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class DeviceUnavailable(RuntimeError):
+    """FALAJ_DEVICE=cuda was asked for, but no usable CUDA GPU is present."""
+
+
+@functools.cache
+def _cupy():
+    """The CuPy module if a real GPU answers, else None (detected once)."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return None  # the simulator is for tests of numba.cuda kernels, not a GPU
+    try:
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+        cupy.zeros(1).sum()  # the first real device call raises without a driver
+        return cupy
+    except Exception as exc:  # ImportError, CUDARuntimeError, driver errors
+        log.debug("CuPy unavailable: %s", exc)
+        return None
+
+
+def gpu_available() -> bool:
+    return _cupy() is not None
+
+
+def requested_device() -> str:
+    device = os.environ.get("FALAJ_DEVICE", "auto").strip().lower() or "auto"
+    if device not in DEVICES:
+        raise ValueError(f"FALAJ_DEVICE={device!r} is not one of {', '.join(DEVICES)}")
+    return device
+
+
+@functools.cache
+def _announce_fallback() -> None:
+    log.info("FALAJ_DEVICE=auto: no usable CUDA GPU found, kernels run on the CPU")
+
+
+def resolve_device() -> str:
+    """The device new work runs on: 'cpu' or 'cuda'."""
+    device = requested_device()
+    if device == "cpu":
+        return "cpu"
+    if gpu_available():
+        return "cuda"
+    if device == "cuda":
+        raise DeviceUnavailable(
+            "FALAJ_DEVICE=cuda but no usable CUDA GPU was found (is cupy-cuda12x installed "
+            "and the NVIDIA driver loaded?); set FALAJ_DEVICE=auto or cpu to run on the CPU"
+        )
+    _announce_fallback()
+    return "cpu"
+
+
+def is_device_array(x: Any) -> bool:
+    """True for arrays that live on the GPU (CuPy), without importing CuPy."""
+    return type(x).__module__.startswith("cupy")
+
+
+def device_of(*arrays: Any) -> str:
+    """Where to run a kernel over these arrays: data on the GPU runs there."""
+    if any(is_device_array(a) for a in arrays):
+        return "cuda"
+    return resolve_device()
+
+
+def array_module(x: Any):
+    """numpy for host arrays, cupy for device arrays."""
+    if is_device_array(x):
+        import cupy
+
+        return cupy
+    import numpy
+
+    return numpy
+
+
+def to_host(x: Any):
+    """A NumPy copy of a NumPy or CuPy array."""
+    return x.get() if is_device_array(x) else x
