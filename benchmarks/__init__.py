@@ -1,0 +1,1 @@
+"""Falaj's benchmark suite: each kernel against what a user would otherwise use."""
