@@ -1,0 +1,3 @@
+"""Falaj: an on-premises MLOps appliance."""
+
+__version__ = "0.1.0"

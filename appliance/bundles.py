@@ -1,0 +1,122 @@
+"""Model bundles on disk: written once, published atomically, signed, verified on load.
+
+A bundle is a folder ``artifacts/NAME/vN/`` holding JSON files, a ``MANIFEST`` of
+their SHA-256 sums and ``MANIFEST.sig``, an Ed25519 signature of the manifest by a key
+derived from the master key. It is built in a temporary folder beside its final place,
+fsynced, then renamed into place, so a crash never leaves half a bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from appliance.errors import BundleTampered
+
+MANIFEST = "MANIFEST"
+SIGNATURE = "MANIFEST.sig"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def manifest_text(files: dict[str, bytes]) -> bytes:
+    return "".join(f"{sha256_bytes(files[n])}  {n}\n" for n in sorted(files)).encode()
+
+
+def write(target: Path, documents: dict[str, Any], key: Ed25519PrivateKey) -> str:
+    """Publish ``documents`` (file name -> JSON value) as a bundle at ``target``.
+
+    Returns the SHA-256 of the manifest, which the registry records.
+    """
+    if target.exists():
+        raise FileExistsError(f"{target} already exists")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    files = {
+        name: (json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+        for name, doc in documents.items()
+    }
+    manifest = manifest_text(files)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        for name, data in files.items():
+            _fsync_write(tmp / name, data)
+        _fsync_write(tmp / MANIFEST, manifest)
+        _fsync_write(tmp / SIGNATURE, key.sign(manifest).hex().encode() + b"\n")
+        _fsync_dir(tmp)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sha256_bytes(manifest)
+
+
+def verify(
+    path: Path, public_key: Ed25519PublicKey, manifest_sha256: str | None = None
+) -> dict[str, bytes]:
+    """Check signature, manifest and every file; return the files' contents.
+
+    Raises ``BundleTampered`` naming the first thing that does not match.
+    """
+    label = f"bundle {path}"
+    try:
+        manifest = (path / MANIFEST).read_bytes()
+        signature = bytes.fromhex((path / SIGNATURE).read_text().strip())
+    except FileNotFoundError as exc:
+        raise BundleTampered(f"{label}: {Path(exc.filename).name} is missing") from None
+    except ValueError:
+        raise BundleTampered(f"{label}: {SIGNATURE} is not a hex signature") from None
+    if manifest_sha256 is not None and sha256_bytes(manifest) != manifest_sha256:
+        raise BundleTampered(f"{label}: {MANIFEST} differs from the one registered")
+    try:
+        public_key.verify(signature, manifest)
+    except InvalidSignature:
+        raise BundleTampered(f"{label}: {MANIFEST} signature does not verify") from None
+    expected: dict[str, str] = {}
+    for line in manifest.decode().splitlines():
+        digest, _, name = line.partition("  ")
+        expected[name] = digest
+    present = {p.name for p in path.iterdir()} - {MANIFEST, SIGNATURE}
+    extra = sorted(present - set(expected))
+    if extra:
+        raise BundleTampered(f"{label}: {extra[0]} is not listed in {MANIFEST}")
+    contents = {}
+    for name, digest in expected.items():
+        try:
+            data = (path / name).read_bytes()
+        except FileNotFoundError:
+            raise BundleTampered(f"{label}: {name} is missing") from None
+        if sha256_bytes(data) != digest:
+            raise BundleTampered(f"{label}: {name} does not match its SHA-256 in {MANIFEST}")
+        contents[name] = data
+    return contents
+
+
+def remove(path: Path) -> None:
+    """Withdraw a bundle whose registration did not commit."""
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,185 @@
+"""Reading and validating a CSV or Parquet file into a typed Arrow table.
+
+Nothing here writes to a store: ``prepare`` either returns a table that will insert
+cleanly, or raises ``BadInput`` naming the file, row and column. CSV files are read as
+text through Arrow and converted with DuckDB's TRY_CAST, so the first value that does
+not convert can be named exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from appliance.errors import BadInput
+
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+ROW = "_row"
+# A text column whose values are mostly numbers is a numeric column with bad values,
+# not a text column: refuse it rather than store the numbers as text.
+NUMERIC_MAJORITY = 0.9
+
+
+@dataclass(frozen=True)
+class Prepared:
+    table: pa.Table  # typed, in file order, without the row index
+    types: dict[str, str]  # column -> DuckDB type
+    rows: int
+
+
+def check_name(kind: str, name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise BadInput(
+            f"{kind} name {name!r} is not valid: use a letter, then letters, digits or '_' (at most 63)"
+        )
+    return name
+
+
+def read(path: Path) -> tuple[pa.Table, bool]:
+    """The file as an Arrow table; CSV columns as text (second value True)."""
+    if not path.exists():
+        raise BadInput(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pq.read_table(path), False
+        if suffix in (".csv", ".txt"):
+            header = pacsv.read_csv(
+                path, read_options=pacsv.ReadOptions(block_size=1 << 16)
+            ).column_names
+            opts = pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in header}, strings_can_be_null=True
+            )
+            return pacsv.read_csv(path, convert_options=opts), True
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BadInput(f"{path}: cannot be read: {str(exc).splitlines()[0]}") from None
+    raise BadInput(f"{path}: unknown file type {suffix!r}; give a .csv or .parquet file")
+
+
+def prepare(
+    path: Path,
+    entity: str,
+    timestamp: str,
+    existing: dict[str, str] | None = None,
+) -> Prepared:
+    """Validate and type the file's rows; ``existing`` is the target table's column types."""
+    path = Path(path)
+    src, is_text = read(path)
+    if src.num_rows == 0:
+        raise BadInput(f"{path}: has no rows")
+    columns = src.column_names
+    for col in columns:
+        if col.startswith("_"):
+            raise BadInput(f"{path}: column {col!r}: names starting with '_' are reserved")
+    if len(set(columns)) != len(columns):
+        raise BadInput(f"{path}: a column name appears twice in the header")
+    for role, col in (("entity", entity), ("timestamp", timestamp)):
+        if col not in columns:
+            raise BadInput(
+                f"{path}: the {role} column {col!r} is missing (columns: {', '.join(columns)})"
+            )
+    if existing is not None:
+        missing = [c for c in existing if c not in columns]
+        if missing:
+            raise BadInput(f"{path}: column {missing[0]!r} of the table is missing from the file")
+        extra = [c for c in columns if c not in existing]
+        if extra:
+            raise BadInput(
+                f"{path}: column {extra[0]!r} is not in the table (columns: {', '.join(existing)})"
+            )
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("src", src.append_column(ROW, pa.array(range(1, src.num_rows + 1), pa.int64())))
+    types = dict(existing) if existing else _infer(con, path, columns, entity, timestamp, is_text)
+    types[timestamp] = "TIMESTAMP"
+
+    casts = {c: _cast_expr(c, types[c], is_text) for c in columns}
+    checks = ", ".join(
+        f'min(CASE WHEN "{c}" IS NOT NULL AND {casts[c]} IS NULL THEN {ROW} END)' for c in columns
+    )
+    firsts = con.execute(f"SELECT {checks} FROM src").fetchone()
+    for col, row in zip(columns, firsts, strict=True):
+        if row is not None:
+            value = con.execute(
+                f'SELECT "{col}"::VARCHAR FROM src WHERE {ROW} = ?', [row]
+            ).fetchone()[0]
+            what = "a valid timestamp" if col == timestamp else f"a valid {types[col]}"
+            raise BadInput(
+                f"{path}: {_where(row, is_text)}, column {col!r}: {value!r} is not {what}"
+            )
+    for col in (entity, timestamp):
+        row = con.execute(f'SELECT min({ROW}) FROM src WHERE "{col}" IS NULL').fetchone()[0]
+        if row is not None:
+            raise BadInput(f"{path}: {_where(row, is_text)}, column {col!r}: the value is missing")
+    select = ", ".join(f'{casts[c]} AS "{c}"' for c in columns)
+    typed = con.execute(f"SELECT {select} FROM src ORDER BY {ROW}").arrow()
+    if isinstance(typed, pa.RecordBatchReader):
+        typed = typed.read_all()
+    con.close()
+    return Prepared(typed, {c: types[c] for c in columns}, typed.num_rows)
+
+
+def _infer(con, path, columns, entity, timestamp, is_text) -> dict[str, str]:
+    """Column types for a new table: from Parquet's schema, or from the CSV's text."""
+    desc = {r[0]: r[1] for r in con.execute("DESCRIBE src").fetchall()}
+    if not is_text:
+        return {c: desc[c] for c in columns}
+    probes = ", ".join(
+        f'count("{c}"), count({_cast_expr(c, "BIGINT", True)}), count(TRY_CAST("{c}" AS DOUBLE))'
+        for c in columns
+    )
+    counts = con.execute(f"SELECT {probes} FROM src").fetchone()
+    types = {}
+    for i, c in enumerate(columns):
+        n, n_int, n_dbl = counts[3 * i : 3 * i + 3]
+        if c == timestamp:
+            types[c] = "TIMESTAMP"
+        elif n > 0 and n_int == n:
+            types[c] = "BIGINT"
+        elif n > 0 and n_dbl == n:
+            types[c] = "DOUBLE"
+        elif c != entity and n > 0 and n_dbl >= NUMERIC_MAJORITY * n:
+            types[c] = "DOUBLE"  # mostly numbers: the others are errors, reported by row
+        else:
+            types[c] = "VARCHAR"
+    return types
+
+
+INTEGER_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+}
+
+
+def _cast_expr(col: str, duck_type: str, is_text: bool) -> str:
+    """A DuckDB expression giving the typed value, or NULL where it does not convert."""
+    if duck_type == "TIMESTAMP":
+        # through TIMESTAMPTZ so offsets like +04:00 are honoured; stored as UTC
+        return f'TRY_CAST(TRY_CAST("{col}" AS TIMESTAMPTZ) AS TIMESTAMP)'
+    cast = f'TRY_CAST("{col}" AS {duck_type})'
+    if duck_type in INTEGER_TYPES:
+        # TRY_CAST rounds 1.5 to 2: an integer column takes only whole numbers
+        whole = (
+            f"regexp_full_match(trim(\"{col}\"), '[+-]?[0-9]+')"
+            if is_text
+            else f'TRY_CAST("{col}" AS DOUBLE) = floor(TRY_CAST("{col}" AS DOUBLE))'
+        )
+        return f"CASE WHEN {whole} THEN {cast} END"
+    return cast
+
+
+def _where(row: int, is_text: bool) -> str:
+    return f"row {row} (line {row + 1})" if is_text else f"row {row}"

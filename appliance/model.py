@@ -1,0 +1,81 @@
+"""A trained model as training writes it and serving loads it: the same code path.
+
+The bundle's documents: ``model.json`` (the estimator), ``transform.json`` (the fitted
+scaler), ``schema.json`` (input features, in order, and the output), ``metrics.json``
+and ``lineage.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from appliance.errors import BadInput
+from kernels.training import LogisticRegression
+from kernels.transforms import StandardScaler
+
+
+@dataclass
+class Model:
+    name: str
+    version: int
+    features: list[str]
+    scaler: StandardScaler
+    estimator: LogisticRegression
+
+    def predict_matrix(self, X: np.ndarray) -> np.ndarray:
+        """P(label = 1) for rows of raw (unscaled) feature values in schema order."""
+        return self.estimator.predict_proba(self.scaler.transform(X))
+
+    def matrix(self, records: Any, where: str = "records") -> np.ndarray:
+        """Validate request records into a float matrix; errors name the field."""
+        if not isinstance(records, list) or not records:
+            raise BadInput(f"{where}: expected a non-empty list of objects {{feature: number}}")
+        X = np.empty((len(records), len(self.features)))
+        for i, rec in enumerate(records):
+            if not isinstance(rec, dict):
+                raise BadInput(f"{where}[{i}]: expected an object {{feature: number}}")
+            for j, feat in enumerate(self.features):
+                if feat not in rec:
+                    raise BadInput(
+                        f"{where}[{i}].{feat}: missing (model {self.name} needs {', '.join(self.features)})"
+                    )
+                X[i, j] = _number(rec[feat], f"{where}[{i}].{feat}")
+        return X
+
+    def predict_records(self, records: Any, where: str = "records") -> list[float]:
+        return self.predict_matrix(self.matrix(records, where)).tolist()
+
+    def documents(self) -> dict[str, Any]:
+        return {
+            "model.json": self.estimator.to_dict(),
+            "transform.json": self.scaler.to_dict(),
+            "schema.json": {
+                "inputs": [{"name": f, "type": "double"} for f in self.features],
+                "output": {"name": "probability", "type": "double"},
+            },
+        }
+
+    @classmethod
+    def from_files(cls, name: str, version: int, files: dict[str, bytes]) -> Model:
+        docs = {k: json.loads(v) for k, v in files.items()}
+        return cls(
+            name=name,
+            version=version,
+            features=[f["name"] for f in docs["schema.json"]["inputs"]],
+            scaler=StandardScaler.from_dict(docs["transform.json"]),
+            estimator=LogisticRegression.from_dict(docs["model.json"]),
+        )
+
+
+def _number(value: Any, where: str) -> float:
+    # bool is an int in Python, but true/false is not a feature value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadInput(f"{where}: expected a number, got {json.dumps(value)}")
+    if not math.isfinite(value):
+        raise BadInput(f"{where}: expected a finite number, got {value}")
+    return float(value)

@@ -1,0 +1,89 @@
+"""Settings, declared once as data.
+
+Each ``Setting`` gives its name, default and help. Values come, later winning, from
+the defaults, ``$FALAJ_HOME/falaj.toml`` (or ``--config``), ``FALAJ_<NAME>``
+environment variables, and CLI flags. The docs and ``falaj settings`` are derived
+from this table, and a test checks every setting is documented in the README.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "FALAJ_" + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("home", "./var", "Folder holding the stores, artifacts and keys."),
+    Setting("host", "127.0.0.1", "Address the dashboard and API listen on."),
+    Setting("port", 8080, "TCP port the dashboard and API listen on."),
+    Setting("threads", 8, "Worker threads of the WSGI server."),
+    Setting(
+        "master_key_file",
+        "",
+        "File holding the 32-byte master key (else systemd credential or keys/master.key).",
+    ),
+    Setting("device", "auto", "Where kernels run: auto, cpu or cuda."),
+    Setting(
+        "holdout_fraction",
+        0.2,
+        "Share of the latest rows (by event time) held out to evaluate a model.",
+    ),
+    Setting(
+        "l2_c", 1.0, "Inverse L2 strength C of the logistic regression (scikit-learn's meaning)."
+    ),
+    Setting("demo_rows", 60000, "Rows of the synthetic credit-risk data set that --demo loads."),
+    Setting("audit_tail", 20, "Audit events shown by `falaj audit tail` and the dashboard."),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _coerce(setting: Setting, value: Any, source: str) -> Any:
+    kind = type(setting.default)
+    try:
+        if kind is bool and isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{source}: setting {setting.name!r} expects {kind.__name__}, got {value!r}"
+        ) from None
+
+
+def load(
+    overrides: dict[str, Any] | None = None, config_file: str | Path | None = None
+) -> dict[str, Any]:
+    """Resolve every setting: defaults < TOML file < FALAJ_* environment < overrides."""
+    values = {s.name: s.default for s in SETTINGS}
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    home = overrides.get("home") or os.environ.get("FALAJ_HOME") or values["home"]
+    path = Path(config_file) if config_file else Path(home) / "falaj.toml"
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML: {exc}") from None
+        for key, value in data.items():
+            if key not in BY_NAME:
+                raise ValueError(f"{path}: unknown setting {key!r}")
+            values[key] = _coerce(BY_NAME[key], value, str(path))
+    for s in SETTINGS:
+        if s.env in os.environ:
+            values[s.name] = _coerce(s, os.environ[s.env], s.env)
+    for key, value in overrides.items():
+        values[key] = _coerce(BY_NAME[key], value, f"--{key.replace('_', '-')}")
+    values["home"] = str(Path(values["home"]).expanduser().resolve())
+    return values
