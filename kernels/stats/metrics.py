@@ -1,29 +1,31 @@
-"""Evaluation metrics. NumPy reference for now."""
+"""Evaluation metrics: ROC AUC (a kernel with three backends), accuracy and log loss."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from kernels.stats._inputs import as_binary, as_float_1d
+from kernels.stats._select import select
 
-def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (the Mann-Whitney U statistic, ties counted half)."""
-    y = np.asarray(y_true).ravel().astype(bool)
-    s = np.asarray(score, dtype=np.float64).ravel()
+
+def roc_auc(y_true: Any, score: Any, *, backend: str | None = None) -> float:
+    """Area under the ROC curve: the Mann-Whitney U statistic, ties counted half.
+
+    y_true holds 0/1 or booleans and both classes; scores may be ±inf but not NaN.
+    Equal to ``sklearn.metrics.roc_auc_score``.
+    """
+    y = as_binary(y_true, "y_true", "roc_auc")
+    s = as_float_1d(score, "score", "roc_auc")
     if y.shape != s.shape:
-        raise ValueError(f"y_true {y.shape} and score {s.shape} differ in length")
+        raise ValueError(f"roc_auc: y_true {y.shape} and score {s.shape} differ in length")
     n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("roc_auc needs both classes in y_true")
-    order = np.argsort(s, kind="mergesort")
-    sorted_s = s[order]
-    # average rank (1-based) for each run of tied scores
-    starts = np.flatnonzero(np.r_[True, sorted_s[1:] != sorted_s[:-1]])
-    ends = np.r_[starts[1:], s.size]
-    avg = (starts + ends + 1) / 2.0
-    ranks = np.empty(s.size)
-    ranks[order] = np.repeat(avg, ends - starts)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    if n_pos == 0 or n_pos == y.size:
+        raise ValueError("roc_auc: y_true needs both classes (0 and 1)")
+    if bool(np.isnan(s).any()):
+        raise ValueError("roc_auc: score contains NaN")
+    return select("stats", y, s, backend=backend).roc_auc(y, s)
 
 
 def accuracy(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> float:
