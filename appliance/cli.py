@@ -1,0 +1,419 @@
+"""The ``falaj`` command line: each command opens the appliance, calls one service
+function and turns a domain error into one line on stderr and an exit status
+(0 success, 1 a failed check, 2 bad usage or bad input)."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from appliance import settings as settings_mod
+from appliance.audit import Actor
+from appliance.core import Appliance
+from appliance.errors import BadInput, FalajError
+
+
+def cli_actor() -> Actor:
+    return Actor("cli", getpass.getuser())
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def service(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give the command an open Appliance and map domain errors to exit codes."""
+
+    @click.pass_context
+    @functools.wraps(fn)
+    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        app = None
+        try:
+            app = Appliance.open(ctx.obj["overrides"], ctx.obj["config"])
+            return fn(app, *args, **kwargs)
+        except FalajError as exc:
+            fail(exc.message, exc.exit_code)
+        except ValueError as exc:  # a setting that does not parse
+            fail(str(exc), 2)
+        finally:
+            if app is not None:
+                app.close()
+
+    return wrapper
+
+
+def emit(as_json: bool, data: Any, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def parse_ref(ref: str, version: int | None = None) -> tuple[str, int | None]:
+    """'NAME' or 'NAME@VERSION'."""
+    name, _, v = ref.partition("@")
+    if v:
+        if not v.isdigit():
+            raise click.BadParameter(f"{ref!r}: the version after '@' must be a number")
+        return name, int(v)
+    return name, version
+
+
+@click.group()
+@click.version_option(package_name="falaj")
+@click.option("--home", envvar="FALAJ_HOME", help="Falaj home folder (default ./var).")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="TOML settings file (default HOME/falaj.toml).",
+)
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, config: str | None) -> None:
+    """Falaj: an on-premises MLOps appliance.
+
+    \b
+    Example:
+        falaj --home ./var init
+        falaj ingest loans.csv --table loans --entity customer_id --timestamp event_time
+        falaj train --table loans --label default --name credit
+        falaj deploy credit --version 1
+        falaj run
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["overrides"] = {"home": home}
+    ctx.obj["config"] = config
+
+
+@cli.command()
+@json_option
+@service
+def init(app: Appliance, as_json: bool) -> None:
+    """Create the home: master key, encrypted stores and their schemas.
+
+    Running it again changes nothing.
+
+    \b
+    Example:
+        falaj --home ./var init
+    """
+    result = app.init(cli_actor())
+    text = f"{'initialised' if result['changed'] else 'already initialised, nothing changed'}: {result['home']}"
+    emit(as_json, result, text)
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 8080).")
+@click.option("--threads", type=int, help="WSGI worker threads (default 8).")
+@click.option(
+    "--demo", is_flag=True, help="On an empty home, load the credit-risk demo and deploy a model."
+)
+@click.pass_context
+def run(
+    ctx: click.Context, host: str | None, port: int | None, threads: int | None, demo: bool
+) -> None:
+    """Serve the dashboard, the JSON API and the models.
+
+    Creates the home first if it is empty.
+
+    \b
+    Example:
+        falaj --home ./var run --demo --port 8080
+    """
+    from appliance import server
+
+    ctx.obj["overrides"].update(host=host, port=port, threads=threads)
+    app = None
+    try:
+        app = Appliance.open(ctx.obj["overrides"], ctx.obj["config"])
+        server.start(app, demo=demo, actor=cli_actor())
+    except FalajError as exc:
+        fail(exc.message, exc.exit_code)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    finally:
+        if app is not None:
+            app.close()
+
+
+@cli.command()
+@json_option
+@service
+def status(app: Appliance, as_json: bool) -> None:
+    """Show the home, its tables, models, deployments and the audit chain's state.
+
+    \b
+    Example:
+        falaj status --json
+    """
+    v = app.audit_verify()
+    data = {
+        "home": str(app.home),
+        "tables": app.tables(),
+        "models": [
+            {"name": m["name"], "version": m["version"], "live": m["live"]} for m in app.models()
+        ],
+        "audit": {"events": v.checked, "verified": v.ok},
+    }
+    lines = [
+        f"home: {app.home}",
+        f"audit chain: {v.checked} events, {'verified' if v.ok else 'BROKEN'}",
+    ]
+    lines += [f"table {t['table']}: {t['rows']} rows" for t in data["tables"]]
+    lines += [
+        f"model {m['name']}@{m['version']}{' (live)' if m['live'] else ''}" for m in data["models"]
+    ]
+    emit(as_json, data, "\n".join(lines))
+
+
+@cli.command("ingest")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--table", required=True, help="Table to create or append to.")
+@click.option("--entity", required=True, help="Column holding the entity key.")
+@click.option("--timestamp", required=True, help="Column holding the event time.")
+@json_option
+@service
+def ingest_cmd(
+    app: Appliance, file: Path, table: str, entity: str, timestamp: str, as_json: bool
+) -> None:
+    """Load a CSV or Parquet file into a feature table, all rows or none.
+
+    \b
+    Example:
+        falaj ingest loans.csv --table loans --entity customer_id --timestamp event_time
+    """
+    r = app.ingest(file, table, entity, timestamp, cli_actor())
+    emit(as_json, r, f"ingested {r['rows']} rows into {r['table']} ({r['total_rows']} rows in all)")
+
+
+@cli.command()
+@click.option("--table", required=True, help="Feature table to train from.")
+@click.option("--label", required=True, help="0/1 label column.")
+@click.option("--name", required=True, help="Model name to register the version under.")
+@json_option
+@service
+def train(app: Appliance, table: str, label: str, name: str, as_json: bool) -> None:
+    """Train a logistic regression, evaluate it on a time-ordered hold-out and register it.
+
+    Prints the new version number. Exits 1 if the model failed its gates (it is
+    registered all the same, and deploy refuses it).
+
+    \b
+    Example:
+        falaj train --table loans --label default --name credit
+    """
+    r = app.train(table, label, name, cli_actor())
+    if as_json:
+        emit(True, r, "")
+    else:
+        h = r["metrics"]["holdout"]
+        click.echo(r["version"])
+        click.echo(
+            f"{name}@{r['version']}: hold-out ROC AUC {h['roc_auc']:.4f}, accuracy {h['accuracy']:.4f}, "
+            f"log loss {h['log_loss']:.4f}; gates {'passed' if r['gates_passed'] else 'FAILED'}",
+            err=True,
+        )
+    if not r["gates_passed"]:
+        sys.exit(1)
+
+
+@cli.group()
+def models() -> None:
+    """Registered models: list, show, verify.
+
+    \b
+    Example:
+        falaj models list
+    """
+
+
+@models.command("list")
+@json_option
+@service
+def models_list(app: Appliance, as_json: bool) -> None:
+    """List every registered model version with its hold-out metrics.
+
+    \b
+    Example:
+        falaj models list --json
+    """
+    rows = app.models()
+    lines = [
+        f"{m['name']}@{m['version']}  auc={m['metrics']['holdout']['roc_auc']:.4f}  "
+        f"{m['created_at']}{'  live' if m['live'] else ''}"
+        for m in rows
+    ]
+    emit(as_json, rows, "\n".join(lines) or "no models registered")
+
+
+@models.command("show")
+@click.argument("ref")
+@service
+def models_show(app: Appliance, ref: str) -> None:
+    """Show one version's record (NAME@VERSION) as JSON.
+
+    \b
+    Example:
+        falaj models show credit@1
+    """
+    name, version = parse_ref(ref)
+    if version is None:
+        versions = [m["version"] for m in app.models() if m["name"] == name]
+        version = max(versions) if versions else 0
+    click.echo(json.dumps(app.model_version(name, version), indent=2))
+
+
+@models.command("verify")
+@click.argument("ref")
+@service
+def models_verify(app: Appliance, ref: str) -> None:
+    """Check a version's bundle: signature, manifest and every file's SHA-256.
+
+    Exits 1 naming the first file that does not match.
+
+    \b
+    Example:
+        falaj models verify credit@1
+    """
+    name, version = parse_ref(ref)
+    if version is None:
+        raise BadInput(f"{ref!r}: give NAME@VERSION")
+    files = app.verify_model(name, version)
+    click.echo(f"{name}@{version}: bundle verified ({len(files)} files)")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--version", "version", type=int, required=True, help="Registered version to deploy.")
+@click.option("--force", is_flag=True, help="Deploy even if the version failed its gates.")
+@json_option
+@service
+def deploy(app: Appliance, name: str, version: int, force: bool, as_json: bool) -> None:
+    """Verify a version's bundle, load it into the idle slot and switch traffic to it.
+
+    \b
+    Example:
+        falaj deploy credit --version 2
+    """
+    r = app.deploy(name, version, cli_actor(), force=force)
+    emit(as_json, r, f"{name}@{version} is live in the {r['slot']} slot")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--input", "input_file", required=True, type=click.Path(path_type=Path),
+              help='JSON file: {"records": [...]} or a list of records.')  # fmt: skip
+@service
+def predict(app: Appliance, name: str, input_file: Path) -> None:
+    """Score records with the live version of a deployed model (prints JSON).
+
+    \b
+    Example:
+        falaj predict credit --input applicants.json
+    """
+    try:
+        body = json.loads(input_file.read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{input_file}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{input_file}: not valid JSON: {exc}") from None
+    records = body.get("records") if isinstance(body, dict) else body
+    click.echo(json.dumps(app.predict(name, records, cli_actor())))
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """The audit chain: verify, tail.
+
+    \b
+    Example:
+        falaj audit verify
+    """
+
+
+@audit_group.command("verify")
+@json_option
+@service
+def audit_verify(app: Appliance, as_json: bool) -> None:
+    """Re-hash the whole chain; exit 1 naming the first event that does not verify.
+
+    \b
+    Example:
+        falaj audit verify
+    """
+    v = app.audit_verify()
+    data = {"checked": v.checked, "ok": v.ok, "first_bad": v.first_bad, "reason": v.reason}
+    if v.ok:
+        emit(as_json, data, f"audit chain verified: {v.checked} events")
+    else:
+        if as_json:
+            emit(True, data, "")
+        fail(
+            f"audit chain broken at event {v.first_bad}: {v.reason} ({v.checked} events verified before it)",
+            1,
+        )
+
+
+@audit_group.command("tail")
+@click.option("-n", "count", type=int, default=None, help="How many events (default 20).")
+@json_option
+@service
+def audit_tail(app: Appliance, count: int | None, as_json: bool) -> None:
+    """Show the latest audit events, newest last.
+
+    \b
+    Example:
+        falaj audit tail -n 5
+    """
+    rows = list(reversed(app.audit_tail(count or app.settings["audit_tail"])))
+    lines = [
+        f"{r['seq']:>6}  {r['ts']}  {r['actor']:<18} {r['action']:<16} {r['subject']}  {json.dumps(r['details'])}"
+        for r in rows
+    ]
+    emit(as_json, rows, "\n".join(lines) or "no events")
+
+
+@cli.command("settings")
+@json_option
+@click.pass_context
+def settings_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Show every setting, its value, and where to set it.
+
+    \b
+    Example:
+        falaj settings
+    """
+    try:
+        values = settings_mod.load(ctx.obj["overrides"], ctx.obj["config"])
+    except ValueError as exc:
+        fail(str(exc), 2)
+    lines = [
+        f"{s.name:<18} {values[s.name]!s:<24} {s.env}: {s.help}" for s in settings_mod.SETTINGS
+    ]
+    emit(as_json, values, "\n".join(lines))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Run the kernel benchmarks (the same as python -m benchmarks).
+
+    \b
+    Example:
+        falaj bench --quick
+    """
+    from benchmarks.__main__ import main as bench_main
+
+    sys.exit(bench_main(list(args)))
+
+
+def main() -> None:
+    cli(prog_name="falaj")

@@ -1,0 +1,24 @@
+"""The Flask dashboard and JSON API, thin shells over the Appliance's services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from appliance.core import Appliance
+
+
+def create_app(appliance: Appliance, test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(JSON_SORT_KEYS=False, MAX_CONTENT_LENGTH=16 * 1024 * 1024)
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["falaj"] = appliance
+
+    from webui import api, dashboard, errors
+
+    errors.register(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(dashboard.bp)
+    return app
