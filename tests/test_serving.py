@@ -1,0 +1,141 @@
+"""Deploy (verified bundles, blue/green slots) and the prediction API via Flask's client."""
+
+import json
+
+import numpy as np
+import pytest
+
+from appliance.errors import BundleTampered
+from tests.conftest import ACTOR, FEATURES
+from webui import create_app
+
+
+@pytest.fixture
+def trained(app, credit_csv):
+    app.ingest(credit_csv, "loans", "customer_id", "event_time", ACTOR)
+    app.train("loans", "default", "credit", ACTOR)
+    return app
+
+
+@pytest.fixture
+def client(trained):
+    trained.deploy("credit", 1, ACTOR)
+    return create_app(trained, {"TESTING": True}).test_client()
+
+
+RECORD = dict.fromkeys(FEATURES, 1.0) | {"income": 15000.0, "loan_amount": 40000.0}
+
+
+@pytest.mark.parametrize(
+    "victim", ["model.json", "transform.json", "schema.json", "MANIFEST", "MANIFEST.sig"]
+)
+def test_flipped_byte_refuses_deploy(falaj, trained, victim):
+    path = trained.home / "artifacts" / "credit" / "v1" / victim
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    trained.close()
+    r = falaj("deploy", "credit", "--version", "1")
+    assert r.exit_code == 1
+    assert r.stderr.startswith("error: bundle ")
+    assert victim.split(".")[0] in r.stderr or "signature" in r.stderr or "MANIFEST" in r.stderr
+    assert falaj.ok("status", "--json").output.count('"live": true') == 0
+
+
+def test_extra_file_in_bundle_refuses_deploy(trained):
+    (trained.home / "artifacts" / "credit" / "v1" / "evil.py").write_text("print('hi')")
+    with pytest.raises(BundleTampered, match="evil.py is not listed in MANIFEST"):
+        trained.deploy("credit", 1, ACTOR)
+
+
+def test_blue_green_switch(trained):
+    trained.train("loans", "default", "credit", ACTOR)
+    assert trained.deploy("credit", 1, ACTOR)["slot"] == "blue"
+    r = trained.deploy("credit", 2, ACTOR)
+    assert (r["slot"], r["previous_version"]) == ("green", 1)
+    d = trained.server.get("credit")
+    assert (d.live_slot, d.live.version, d.models["blue"].version) == ("green", 2, 1)
+    assert trained.predict("credit", [RECORD], ACTOR)["version"] == 2
+    row = trained.control.query("SELECT * FROM deployments")[0]
+    assert (row["live_slot"], row["blue_version"], row["green_version"]) == ("green", 1, 2)
+
+
+def test_unknown_versions(falaj, trained):
+    trained.close()
+    r = falaj("deploy", "credit", "--version", "9")
+    assert r.exit_code == 2 and "model 'credit' has no version 9 (versions: 1)" in r.stderr
+    r = falaj("deploy", "ghost", "--version", "1")
+    assert r.exit_code == 2 and "model 'ghost' is not registered" in r.stderr
+
+
+def test_predict_answers_and_logs(client, trained):
+    resp = client.post(
+        "/api/v1/models/credit/predict", json={"records": [RECORD, RECORD | {"age": 60.0}]}
+    )
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert (body["model"], body["version"]) == ("credit", 1)
+    model = trained.load_model("credit", 1)
+    X = np.array([[r[f] for f in FEATURES] for r in (RECORD, RECORD | {"age": 60.0})])
+    np.testing.assert_allclose(body["predictions"], model.predict_matrix(X), rtol=1e-12)
+    logged = trained.features.query("SELECT * FROM _predictions ORDER BY output")
+    assert len(logged) == 2
+    assert {r["model"] for r in logged} == {"credit"} and {r["version"] for r in logged} == {1}
+    assert sorted(r["output"] for r in logged) == sorted(body["predictions"])
+    assert all(len(r["input_fingerprint"]) == 64 and r["latency_ms"] >= 0 for r in logged)
+    event = trained.audit_tail(1)[0]
+    assert (event["action"], event["subject"]) == ("model.predict", "credit@1")
+    assert event["details"]["rows"] == 2 and event["actor"].startswith("api:")
+
+
+@pytest.mark.parametrize(
+    "body,status,message",
+    [
+        (
+            {"records": [{k: v for k, v in RECORD.items() if k != "income"}]},
+            400,
+            "records[0].income: missing",
+        ),
+        (
+            {"records": [RECORD, RECORD | {"age": "old"}]},
+            400,
+            'records[1].age: expected a number, got "old"',
+        ),
+        ({"records": [RECORD | {"age": True}]}, 400, "records[0].age: expected a number, got true"),
+        ({"records": [RECORD | {"age": None}]}, 400, "records[0].age: expected a number, got null"),
+        ({"records": []}, 400, "records: expected a non-empty list"),
+        ({"records": ["x"]}, 400, "records[0]: expected an object"),
+        ({"rows": []}, 400, 'missing field "records"'),
+        ([1, 2], 400, "expected a JSON object"),
+    ],
+)
+def test_bad_requests_are_4xx_naming_the_field(client, trained, body, status, message):
+    resp = client.post("/api/v1/models/credit/predict", json=body)
+    assert resp.status_code == status
+    assert message in resp.get_json()["error"]["message"]
+    assert trained.prediction_count() == 0
+
+
+def test_not_json_and_unknown_model(client):
+    resp = client.post(
+        "/api/v1/models/credit/predict", data="{not json", content_type="application/json"
+    )
+    assert resp.status_code == 400 and "expected JSON" in resp.get_json()["error"]["message"]
+    resp = client.post("/api/v1/models/ghost/predict", json={"records": [RECORD]})
+    assert (
+        resp.status_code == 404 and "'ghost' is not deployed" in resp.get_json()["error"]["message"]
+    )
+    resp = client.get("/api/v1/models/credit/predict")
+    assert resp.status_code == 405 and "error" in resp.get_json()
+    resp = client.get("/no/such/page")
+    assert resp.status_code == 404 and b"Error 404" in resp.data
+
+
+def test_dashboard_and_read_api(client):
+    page = client.get("/").get_data(as_text=True)
+    assert "credit" in page and "verified" in page and "loans" in page and "3,000" in page
+    assert json.loads(client.get("/api/v1/tables").data)["tables"][0]["rows"] == 3000
+    assert client.get("/api/v1/audit/verify").get_json()["ok"] is True
+    assert client.get("/healthz").get_json()["deployments"] == {
+        "credit": {"version": 1, "slot": "blue"}
+    }
