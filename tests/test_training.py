@@ -65,7 +65,7 @@ def test_model_matches_scikit_learn_on_the_time_ordered_split(loaded):
 
 
 def test_bundle_contents_and_lineage(loaded):
-    r = loaded.train("loans", "default", "credit", ACTOR)
+    assert loaded.train("loans", "default", "credit", ACTOR)["version"] == 1
     path = loaded.home / "artifacts" / "credit" / "v1"
     names = sorted(p.name for p in path.iterdir())
     assert names == sorted(["MANIFEST", "MANIFEST.sig", "lineage.json", "metrics.json", "model.json",

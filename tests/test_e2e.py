@@ -1,0 +1,105 @@
+"""The whole path through the CLI and a real server on a free port."""
+
+import numpy as np
+
+from appliance import demo
+from appliance.core import Appliance
+from tests.conftest import FEATURES
+
+CANARY = "CANARY-7f3e9b1c-falaj"
+
+
+def test_cli_flow_end_to_end(falaj, home, credit_csv, start_server):
+    falaj.ok("init")
+    falaj.ok(
+        "ingest",
+        credit_csv,
+        "--table",
+        "loans",
+        "--entity",
+        "customer_id",
+        "--timestamp",
+        "event_time",
+    )
+    version = int(
+        falaj.ok("train", "--table", "loans", "--label", "default", "--name", "credit").stdout
+    )
+    assert version == 1
+    assert "live in the blue slot" in falaj.ok("deploy", "credit", "--version", "1").output
+
+    server = start_server(home)
+    status, health = server.request("GET", "/healthz")
+    assert status == 200 and health["deployments"]["credit"] == {"version": 1, "slot": "blue"}
+
+    table = demo.credit_risk(50, seed=99)
+    records = [{f: table[f][i].as_py() for f in FEATURES} for i in range(50)]
+    status, body = server.request("POST", "/api/v1/models/credit/predict", {"records": records})
+    assert status == 200
+    assert (body["model"], body["version"], len(body["predictions"])) == ("credit", 1, 50)
+
+    status, err = server.request("POST", "/api/v1/models/credit/predict", {"records": [{"age": 3}]})
+    assert status == 400 and "records[0].income: missing" in err["error"]["message"]
+
+    # a second version, deployed from the CLI while the server runs, is picked up
+    assert falaj.ok("deploy", "credit", "--version", "1").output  # redeploy to green
+    status, body2 = server.request(
+        "POST", "/api/v1/models/credit/predict", {"records": records[:1]}
+    )
+    assert status == 200 and body2["predictions"][0] == body["predictions"][0]
+    assert server.request("GET", "/healthz")[1]["deployments"]["credit"]["slot"] == "green"
+    server.stop()
+
+    # predictions agree with the model loaded in this process
+    app = Appliance.open({"home": str(home)})
+    try:
+        model = app.load_model("credit", 1)
+        X = np.array([[r[f] for f in FEATURES] for r in records], dtype=float)
+        np.testing.assert_allclose(body["predictions"], model.predict_matrix(X), rtol=1e-12)
+        assert app.prediction_count("credit") == 51
+        actions = [e["action"] for e in reversed(app.audit_tail(10))]
+        assert actions == [
+            "home.init", "data.ingest", "model.register", "model.deploy",
+            "model.predict", "model.deploy", "model.predict",
+        ]  # fmt: skip
+        assert app.audit_verify().ok
+    finally:
+        app.close()
+    r = falaj.ok("audit", "verify")
+    assert r.stdout.strip() == "audit chain verified: 7 events"
+
+
+def test_stores_hold_no_plaintext(falaj, home, tmp_path):
+    path = tmp_path / "canary.csv"
+    rows = [f"{i},2025-01-{1 + i % 28:02d},{CANARY}-{i},{i % 2}" for i in range(500)]
+    path.write_text("id,ts,note,y\n" + "\n".join(rows) + "\n")
+    falaj.ok("init")
+    falaj.ok("ingest", path, "--table", "secrets", "--entity", "id", "--timestamp", "ts")
+    seen = []
+    for path in home.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            if CANARY.encode() in data or b"secrets" in data:
+                seen.append(path.name)
+    assert seen == []
+    # ...and yet the data is there, through the key
+    app = Appliance.open({"home": str(home)})
+    try:
+        assert (
+            app.features.query("SELECT note FROM secrets WHERE id = 7")[0]["note"] == f"{CANARY}-7"
+        )
+    finally:
+        app.close()
+
+
+def test_run_demo_serves_a_model(home, start_server, monkeypatch):
+    monkeypatch.setenv("FALAJ_DEMO_ROWS", "5000")
+    server = start_server(home, "--demo")
+    status, health = server.request("GET", "/healthz")
+    assert health["deployments"]["credit_risk"]["version"] == 1
+    table = demo.credit_risk(3, seed=5)
+    recs = [{f: table[f][i].as_py() for f in FEATURES} for i in range(3)]
+    status, body = server.request("POST", "/api/v1/models/credit_risk/predict", {"records": recs})
+    assert status == 200 and all(0 < p < 1 for p in body["predictions"])
+    log = server.log.read_text()
+    assert "demo: ingested 5000 rows" in log and "Falaj serving on" in log
+    assert body["version"] == 1
