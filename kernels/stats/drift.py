@@ -114,7 +114,8 @@ def _summarise(name: str, x: np.ndarray, max_points: int) -> ColumnSummary:
         raise ValueError(f"ReferenceSummary.fit: column {name!r} has no finite values")
     values, counts = np.unique(x, return_counts=True)
     n = x.size
-    std = float(np.std(x))
+    with np.errstate(over="ignore"):  # values near 1e308: std is inf, W1 normalises to 0
+        std = float(np.std(x))
     if values.size <= max_points:
         points, cdf, exact = values, np.cumsum(counts) / n, True
     else:

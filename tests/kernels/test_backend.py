@@ -1,0 +1,96 @@
+"""Device selection in kernels._backend: FALAJ_DEVICE, the CPU fallback and its errors."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from kernels import _backend
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches(monkeypatch):
+    # detection and the fallback notice are cached per process; each test starts clean
+    _backend._cupy.cache_clear()
+    _backend._announce_fallback.cache_clear()
+    monkeypatch.setattr(_backend, "_cupy", _no_gpu)
+    yield
+    _backend._announce_fallback.cache_clear()
+
+
+def _no_gpu():
+    return None
+
+
+def test_auto_falls_back_to_cpu_with_one_log_line(monkeypatch, caplog):
+    monkeypatch.setenv("FALAJ_DEVICE", "auto")
+    with caplog.at_level(logging.INFO, logger="falaj.kernels"):
+        assert _backend.resolve_device() == "cpu"
+        assert _backend.device_of(np.zeros(3)) == "cpu"
+        assert _backend.resolve_device() == "cpu"
+    lines = [r.getMessage() for r in caplog.records if r.name == "falaj.kernels"]
+    assert len(lines) == 1
+    assert "kernels run on the CPU" in lines[0]
+
+
+def test_default_is_auto(monkeypatch):
+    monkeypatch.delenv("FALAJ_DEVICE", raising=False)
+    assert _backend.requested_device() == "auto"
+    assert _backend.resolve_device() == "cpu"
+
+
+def test_cuda_without_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("FALAJ_DEVICE", "cuda")
+    with pytest.raises(
+        _backend.DeviceUnavailable, match="no usable CUDA GPU.*FALAJ_DEVICE=auto or cpu"
+    ):
+        _backend.resolve_device()
+    with pytest.raises(_backend.DeviceUnavailable):
+        _backend.device_of(np.zeros(3))
+
+
+def test_cpu_never_probes_the_gpu(monkeypatch):
+    monkeypatch.setenv("FALAJ_DEVICE", " CPU ")
+
+    def boom():
+        raise AssertionError("probed the GPU")
+
+    monkeypatch.setattr(_backend, "_cupy", boom)
+    assert _backend.resolve_device() == "cpu"
+
+
+def test_invalid_value_raises(monkeypatch):
+    monkeypatch.setenv("FALAJ_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="FALAJ_DEVICE='tpu' is not one of auto, cpu, cuda"):
+        _backend.resolve_device()
+
+
+def test_gpu_when_detected(monkeypatch):
+    monkeypatch.setenv("FALAJ_DEVICE", "auto")
+    monkeypatch.setattr(_backend, "_cupy", lambda: object())
+    assert _backend.resolve_device() == "cuda"
+
+
+def test_simulator_is_not_a_gpu(monkeypatch):
+    monkeypatch.undo()  # the real detector, with the simulator switched on
+    _backend._cupy.cache_clear()
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    assert _backend.gpu_available() is False
+    _backend._cupy.cache_clear()
+
+
+def test_host_arrays_stay_on_the_host():
+    x = np.arange(3.0)
+    assert _backend.is_device_array(x) is False
+    assert _backend.array_module(x) is np
+    assert _backend.to_host(x) is x
+
+
+class FakeDeviceArray:
+    __module__ = "cupy._core.core"
+
+
+def test_device_arrays_run_on_the_gpu(monkeypatch):
+    monkeypatch.setenv("FALAJ_DEVICE", "cpu")
+    assert _backend.is_device_array(FakeDeviceArray())
+    assert _backend.device_of(np.zeros(1), FakeDeviceArray()) == "cuda"

@@ -1,0 +1,285 @@
+"""Histograms, quantiles and drift: every backend against the NumPy reference and SciPy."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy import stats as sps
+from scipy.spatial import distance
+
+from kernels.stats import ReferenceSummary, drift, histogram, jensenshannon, psi, quantiles
+from kernels.stats.kstest import _kolmogorov_sf, ks_pvalue
+
+BACKENDS = ["reference", "cpu", "cuda"]
+FAST = ["reference", "cpu"]  # hypothesis runs many examples: not on the CUDA simulator
+MEASURES = ("psi", "ks_statistic", "ks_pvalue", "wasserstein", "jensenshannon")
+
+finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+any_float = st.one_of(finite, st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 1e300, -1e-300]))
+
+
+# -- histogram -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_histogram_matches_numpy(backend):
+    rng = np.random.default_rng(1)
+    x = np.r_[rng.normal(size=150), [np.nan, np.inf, -np.inf, -2.0, 2.0, 5.0]]
+    edges = np.linspace(-2, 2, 7)
+    expected = np.histogram(x[~np.isnan(x)], edges)[0]
+    got = histogram(x, edges, backend=backend)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_histogram_edge_cases(backend):
+    edges = np.array([-np.inf, 0.0, np.inf])
+    np.testing.assert_array_equal(histogram([], edges, backend=backend), [0, 0])
+    np.testing.assert_array_equal(histogram([3], [3, 3], backend=backend), [1])  # one point
+    got = histogram(np.array([-1e308, -0.0, 1e308, np.inf, np.nan]), edges, backend=backend)
+    np.testing.assert_array_equal(got, [1, 3])  # +inf is the closed right edge
+    ints = histogram(np.arange(10), [0, 5, 9], backend=backend)
+    np.testing.assert_array_equal(ints, [5, 5])
+    f32 = histogram(np.linspace(0, 1, 11, dtype=np.float32), [0, 0.5, 1], backend=backend)
+    np.testing.assert_array_equal(
+        f32, np.histogram(np.linspace(0, 1, 11, dtype=np.float32), [0, 0.5, 1])[0]
+    )
+
+
+@pytest.mark.parametrize("edges", [[1.0], [2.0, 1.0], [0.0, np.nan, 1.0]])
+def test_histogram_rejects_bad_edges(edges):
+    with pytest.raises(ValueError, match="histogram: edges"):
+        histogram([1.0], edges)
+
+
+@settings(max_examples=40, deadline=None)
+@given(hnp.arrays(np.float64, st.integers(0, 60), elements=any_float), st.sampled_from(FAST))
+def test_histogram_property(x, backend):
+    edges = np.array([-np.inf, -10.0, 0.0, 0.5, 10.0, 1e301])
+    np.testing.assert_array_equal(
+        histogram(x, edges, backend=backend), histogram(x, edges, backend="reference")
+    )
+
+
+# -- quantiles -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_quantiles_match_numpy(backend):
+    rng = np.random.default_rng(2)
+    x = np.r_[rng.standard_t(3, size=101), np.nan, np.inf]
+    q = np.array([0.0, 0.01, 0.25, 0.5, 0.9, 1.0])
+    np.testing.assert_allclose(quantiles(x, q, backend=backend), np.quantile(x[:-2], q), rtol=1e-15)
+    assert quantiles([7], 0.3, backend=backend) == 7.0  # one value; q scalar
+    np.testing.assert_array_equal(quantiles(np.arange(5), [[0.5]], backend=backend), [[2.0]])
+
+
+@pytest.mark.parametrize("bad", [[], [np.nan, np.inf]])
+def test_quantiles_without_finite_values(bad):
+    with pytest.raises(ValueError, match="no finite values"):
+        quantiles(bad, [0.5])
+
+
+def test_quantiles_reject_q_outside_unit_interval():
+    with pytest.raises(ValueError, match=r"q must lie in \[0, 1\]"):
+        quantiles([1.0, 2.0], [1.5])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    hnp.arrays(np.float64, st.integers(1, 50), elements=finite),
+    st.lists(st.floats(0, 1), min_size=1, max_size=5),
+)
+def test_quantiles_property(x, q):
+    np.testing.assert_allclose(
+        quantiles(x, q, backend="cpu"), np.quantile(x, q), rtol=1e-12, atol=1e-9
+    )
+
+
+# -- PSI / JS helpers against Evidently's and SciPy's formulas -------------------------------
+
+
+def evidently_fill(p):
+    p = np.array(p, dtype=float)
+    m = min(p[p != 0])
+    np.place(p, p == 0, m / 10**6 if m <= 0.0001 else 0.0001)
+    return p
+
+
+@pytest.mark.parametrize(
+    "ref,cur",
+    [
+        ([0.5, 0.5, 0.0], [0.2, 0.3, 0.5]),
+        ([0.99995, 0.00005, 0.0], [0.3, 0.0, 0.7]),
+        ([0.1, 0.9], [0.1, 0.9]),
+    ],
+)
+def test_psi_and_js_formulas(ref, cur):
+    r, c = evidently_fill(ref), evidently_fill(cur)
+    assert psi(ref, cur) == pytest.approx(np.sum((c - r) * np.log(c / r)), rel=1e-12)
+    assert jensenshannon(ref, cur) == pytest.approx(
+        distance.jensenshannon(ref, cur), rel=1e-9, abs=1e-12
+    )
+
+
+# -- drift against a summary -----------------------------------------------------------------
+
+
+def raw_measures(ref, cur, summary_col):
+    """The expected values computed the long way from the raw columns."""
+    ref = ref[np.isfinite(ref)]
+    cur = cur[np.isfinite(cur)]
+    ks = sps.ks_2samp(ref, cur)
+    w = sps.wasserstein_distance(ref, cur) / max(np.std(ref), 0.001)
+    if summary_col.kind == "numeric":
+        edges = np.r_[-np.inf, summary_col.cuts, np.inf]
+        ref_p = np.histogram(ref, edges)[0] / ref.size
+        cur_p = np.histogram(cur, edges)[0] / cur.size
+    else:  # Evidently's value-count bins over the union of values
+        keys = np.union1d(ref, cur)
+        ref_p = np.array([np.sum(ref == k) for k in keys]) / ref.size
+        cur_p = np.array([np.sum(cur == k) for k in keys]) / cur.size
+    r, c = evidently_fill(ref_p), evidently_fill(cur_p)
+    return {
+        "psi": np.sum((c - r) * np.log(c / r)),
+        "ks_statistic": ks.statistic,
+        "ks_pvalue": ks.pvalue,
+        "wasserstein": w,
+        "jensenshannon": distance.jensenshannon(ref_p, cur_p),
+    }
+
+
+def mixed_data(rng, n):
+    X = np.column_stack(
+        [
+            rng.normal(size=n),
+            rng.integers(0, 4, n).astype(float),  # categorical: <= 20 distinct values
+            rng.exponential(size=n).round(2),  # ties
+            np.full(n, 3.0),  # constant
+        ]
+    )
+    return X
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_drift_matches_scipy_and_evidently(backend):
+    rng = np.random.default_rng(3)
+    ref = mixed_data(rng, 120)
+    cur = mixed_data(rng, 90) * np.array([1.3, 1.0, 1.1, 1.0]) + np.array([0.4, 1.0, 0.0, 0.0])
+    cur[0, 0], cur[1, 2], cur[2, 2] = np.nan, np.inf, -np.inf
+    summary = ReferenceSummary.fit(ref, names=["a", "b", "c", "d"])
+    assert [c.kind for c in summary.columns] == ["numeric", "categorical", "numeric", "categorical"]
+    got = drift(summary, cur, backend=backend)
+    assert got["columns"] == ["a", "b", "c", "d"]
+    for j, col in enumerate(summary.columns):
+        want = raw_measures(ref[:, j], cur[:, j], col)
+        for k in MEASURES:
+            assert got[k][j] == pytest.approx(want[k], rel=1e-9, abs=1e-12), (col.name, k)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(1, 40), st.just(2)), elements=any_float),
+    hnp.arrays(np.float64, st.tuples(st.integers(1, 40), st.just(2)), elements=any_float),
+)
+def test_drift_cpu_matches_reference(ref, cur):
+    if not np.isfinite(ref).any(axis=0).all():
+        with pytest.raises(ValueError, match="no finite values"):
+            ReferenceSummary.fit(ref)
+        return
+    summary = ReferenceSummary.fit(ref)
+    a = drift(summary, cur, backend="cpu")
+    b = drift(summary, cur, backend="reference")
+    for k in MEASURES:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+def test_drift_against_scipy_on_a_large_sample():
+    # asymptotic KS p-value (n > 10,000) and more than 20 distinct values
+    rng = np.random.default_rng(4)
+    ref = rng.normal(size=12_000)
+    cur = rng.normal(0.02, 1.0, size=11_000)
+    got = drift(ReferenceSummary.fit(ref, max_points=20_000), cur, backend="cpu")
+    ks = sps.ks_2samp(ref, cur)
+    assert got["ks_statistic"][0] == pytest.approx(ks.statistic, rel=1e-12)
+    assert got["ks_pvalue"][0] == pytest.approx(ks.pvalue, rel=1e-9)
+    assert got["wasserstein"][0] == pytest.approx(
+        sps.wasserstein_distance(ref, cur) / ref.std(), rel=1e-9
+    )
+
+
+def test_quantile_sketch_is_close():
+    rng = np.random.default_rng(5)
+    ref = rng.normal(size=5000)
+    cur = rng.normal(0.1, 1.0, size=3000)
+    summary = ReferenceSummary.fit(ref, max_points=500)
+    assert not summary.columns[0].exact
+    got = drift(summary, cur, backend="cpu")
+    assert got["ks_statistic"][0] == pytest.approx(sps.ks_2samp(ref, cur).statistic, abs=2 / 500)
+    w = sps.wasserstein_distance(ref, cur) / ref.std()
+    assert got["wasserstein"][0] == pytest.approx(w, abs=0.02)
+
+
+def test_current_outside_reference_range_lands_in_end_bins():
+    ref = np.linspace(0, 1, 100)
+    summary = ReferenceSummary.fit(ref)
+    got = drift(summary, np.full(10, 50.0), backend="cpu")
+    assert got["ks_statistic"][0] == 1.0
+    last_bin_only = np.zeros(summary.columns[0].proportions.size)
+    last_bin_only[-1] = 1.0
+    expected = distance.jensenshannon(summary.columns[0].proportions, last_bin_only)
+    assert got["jensenshannon"][0] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_drift_edge_cases(backend):
+    summary = ReferenceSummary.fit(np.array([[1.0, 2.0], [2.0, 2.0]]))
+    # a column with no finite current value gives NaN; the other is still measured
+    got = drift(summary, np.array([[np.nan, 2.0]]), backend=backend)
+    assert np.isnan([got[k][0] for k in MEASURES]).all()
+    assert got["ks_statistic"][1] == 0.0 and got["psi"][1] == 0.0
+    with pytest.raises(ValueError, match="drift: data has no rows"):
+        drift(summary, np.empty((0, 2)), backend=backend)
+    with pytest.raises(ValueError, match="2 columns, the summary 2|has 3 columns"):
+        drift(summary, np.ones((2, 3)), backend=backend)
+
+
+def test_summary_round_trips_through_json():
+    rng = np.random.default_rng(6)
+    s = ReferenceSummary.fit(mixed_data(rng, 60).astype(np.float32))
+    back = ReferenceSummary.from_dict(json.loads(json.dumps(s.to_dict())))
+    cur = mixed_data(rng, 50)
+    a, b = drift(s, cur, backend="cpu"), drift(back, cur, backend="cpu")
+    for k in MEASURES:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_summary_rejects_bad_input():
+    with pytest.raises(ValueError, match="no finite values"):
+        ReferenceSummary.fit(np.array([np.nan, np.inf]))
+    with pytest.raises(ValueError, match="no rows"):
+        ReferenceSummary.fit(np.empty((0, 3)))
+    with pytest.raises(ValueError, match="encode categories first"):
+        ReferenceSummary.fit(np.array(["a", "b"]))
+
+
+def test_ks_pvalue_fallback_and_methods():
+    assert ks_pvalue(0.3, 0, 5) != ks_pvalue(0.3, 0, 5)  # NaN without data
+    assert ks_pvalue(0.05, 50_000, 40_000) == pytest.approx(
+        sps.ks_2samp(np.arange(2), np.arange(2), method="asymp").pvalue * 0
+        + _asymp(0.05, 50_000, 40_000)
+    )
+    # the no-SciPy fallback is Kolmogorov's limit
+    assert _kolmogorov_sf(1.0) == pytest.approx(sps.kstwobign.sf(1.0), rel=1e-12)
+    assert _kolmogorov_sf(0.1) == 1.0
+    with pytest.raises(ValueError, match="method"):
+        ks_pvalue(0.1, 3, 3, method="magic")
+
+
+def _asymp(d, n1, n2):
+    en = n1 * n2 / (n1 + n2)
+    return sps.kstwo.sf(d, round(en))
