@@ -1,0 +1,58 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright)."""
+
+import shutil
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not shutil.which("chromium"):
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does this)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        yield b
+        b.close()
+
+
+def test_dashboard_shows_the_demo_model_serving(home, start_server, browser, monkeypatch, tmp_path):
+    monkeypatch.setenv("FALAJ_DEMO_ROWS", "5000")
+    server = start_server(home, "--demo")
+    server.request(
+        "POST", "/api/v1/models/credit_risk/predict", {"records": [{"age": 1}]}
+    )  # a 400, not logged
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(server.url + "/")
+    assert page.title() == "Falaj"
+    status = page.locator("#audit-status")
+    assert "verified" in status.inner_text()
+    row = page.locator("#deployments tbody tr").first
+    assert "credit_risk" in row.inner_text() and "v1" in row.inner_text()
+    assert page.locator("#deployments .slot").first.inner_text() == "blue"
+    models = page.locator("#models tbody tr")
+    assert models.count() == 1 and "passed" in models.first.inner_text()
+    assert "credit_applications" in page.locator("#tables").inner_text()
+    assert "5,000" in page.locator("#tables").inner_text()
+    assert page.locator("#audit tbody tr").count() >= 4
+    # the stylesheet loaded from the package itself
+    assert (
+        page.evaluate("getComputedStyle(document.querySelector('.top')).backgroundColor")
+        == "rgb(27, 110, 115)"
+    )
+    assert all(u.startswith(server.url) for u in requests), requests  # nothing from the internet
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+    page.goto(server.url + "/no/such/page")
+    assert page.locator("h1").inner_text() == "Error 404"
+    page.close()
