@@ -161,3 +161,30 @@ def test_against_fairlearn():
     r = group_rates(counts)
     for name in ("selection_rate", "tpr", "fpr"):
         np.testing.assert_allclose(r[name], frame.by_group[name].to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.gpu
+def test_cupy_arrays_run_on_the_gpu():
+    from kernels._backend import gpu_available
+
+    if not gpu_available():
+        pytest.skip("needs a CUDA GPU with CuPy")
+    import cupy
+
+    from kernels.stats import ReferenceSummary, drift, histogram
+
+    rng = np.random.default_rng(3)
+    yt, yp, g = fair_data(rng, 100_000)
+    s = rng.normal(size=yt.size) + yt
+    assert roc_auc(cupy.asarray(yt), cupy.asarray(s)) == pytest.approx(
+        roc_auc_score(yt, s), rel=1e-9
+    )
+    _, on_gpu = group_counts(cupy.asarray(yt), cupy.asarray(yp), cupy.asarray(g))
+    np.testing.assert_array_equal(on_gpu, group_counts(yt, yp, g, backend="reference")[1])
+    edges = np.linspace(-3, 3, 11)
+    np.testing.assert_array_equal(histogram(cupy.asarray(s), edges), np.histogram(s, edges)[0])
+    ref, cur = rng.normal(size=(5000, 3)), rng.normal(0.1, 1, size=(4000, 3))
+    summary = ReferenceSummary.fit(ref)
+    a, b = drift(summary, cupy.asarray(cur)), drift(summary, cur, backend="reference")
+    for k in ("psi", "ks_statistic", "ks_pvalue", "wasserstein", "jensenshannon"):
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-9)
