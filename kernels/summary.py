@@ -36,8 +36,8 @@ class ColumnSummary:
     @classmethod
     def from_array(cls, X: Any, backend: str | None = None) -> ColumnSummary:
         """Summarise the columns of ``X`` (1-d counts as one column)."""
-        from kernels.transforms._dispatch import as_2d_float, backend_module
         from kernels._backend import to_host
+        from kernels.transforms._dispatch import as_2d_float, backend_module
 
         X = as_2d_float(X, "X")
         parts = backend_module(backend, X).column_summary(X)

@@ -400,10 +400,13 @@ def _rolling_segment(time, values, window, s, e, out, dq_min, dq_max):
             total = 0.0
             comp = 0.0
             for r in range(lo, hi):
-                if np.isfinite(values[r]):
-                    total += values[r]
+                v = values[r]
+                if np.isfinite(v):
+                    u = total + v
+                    comp += (total - u) + v if abs(total) >= abs(v) else (v - u) + total
+                    total = u
             overflowed = not np.isfinite(total)
-        finite_sum = total + comp
+        finite_sum = total + comp if np.isfinite(total) else total
         if n_pos_inf > 0 and n_neg_inf > 0:
             wsum = np.nan
         elif n_pos_inf > 0:

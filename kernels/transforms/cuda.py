@@ -195,7 +195,7 @@ def _sort_columns(X):
     """Each column of X sorted on the device (NaN dropped): (buffer (d, P), counts (d,))."""
     n, d = X.shape
     P = 1
-    while P < n:
+    while n > P:
         P *= 2
     buf = cuda.device_array((d, P), dtype=np.float64)
     count = cuda.to_device(np.zeros(d, dtype=np.int64))
@@ -442,7 +442,9 @@ def hash_int64(keys, n_buckets, seed):
     out = cuda.device_array(n, dtype=np.int64)
     if n:
         with np.errstate(over="ignore"):  # uint64 wrap-around is the point (simulator)
-            _hash_int64[_grid(n)](_dev(keys.view(np.uint64)), _salt(seed), np.uint64(n_buckets), out)
+            _hash_int64[_grid(n)](
+                _dev(keys.view(np.uint64)), _salt(seed), np.uint64(n_buckets), out
+            )
     return _back(out, keys)
 
 

@@ -42,7 +42,7 @@ def log1p(X: np.ndarray) -> np.ndarray:
 
 def clip(X: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Clip each column to [lo, hi]; NaN stays NaN."""
-    return np.where(X < lo, lo, np.where(X > hi, hi, X))
+    return np.where(lo > X, lo, np.where(hi < X, hi, X))
 
 
 def quantiles(X: np.ndarray, qs: np.ndarray) -> np.ndarray:
