@@ -182,9 +182,10 @@ def drift_scan(cur, lo, hi, cuts, cut_off, points, cdf, point_off):
     return to_host(counts), to_host(eq), to_host(ks), to_host(w1)
 
 
-def sort_rows(cur):
-    xp, (cur,) = _xp(cur)
-    return xp.sort(cur, axis=1)
+def sorted_columns(X):
+    """(d, n): each column of a (n, d) array as a sorted row (NaN last), on the device."""
+    xp, (X,) = _xp(X)
+    return xp.sort(X.T, axis=1)
 
 
 @cuda.jit

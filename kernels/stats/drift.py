@@ -91,7 +91,7 @@ class ReferenceSummary:
         cls, X: Any, names: list[str] | None = None, max_points: int = MAX_POINTS
     ) -> ReferenceSummary:
         """Summarise the columns of a (n, d) array (or one 1-d column) on the host."""
-        X = _as_columns(np.asarray(to_host(X)), "ReferenceSummary.fit")
+        X = _as_matrix(np.asarray(to_host(X)), "ReferenceSummary.fit").T
         if names is None:
             names = [f"x{i}" for i in range(X.shape[0])]
         if len(names) != X.shape[0]:
@@ -131,8 +131,8 @@ def _summarise(name: str, x: np.ndarray, max_points: int) -> ColumnSummary:
     return ColumnSummary(name, kind, n, std, cuts, props, points, cdf, exact)
 
 
-def _as_columns(X: Any, where: str):
-    """(d, n) contiguous float64: one row per column (so a column is a contiguous run)."""
+def _as_matrix(X: Any, where: str):
+    """(n, d) float64 in its own array module; a 1-d array is one column."""
     xp = array_module(X)
     try:
         X = xp.asarray(X, dtype=xp.float64)
@@ -146,7 +146,7 @@ def _as_columns(X: Any, where: str):
         raise ValueError(f"{where}: data must be 1-d or 2-d, got shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"{where}: data has no rows")
-    return xp.ascontiguousarray(X.T)
+    return X
 
 
 def drift(summary: ReferenceSummary, current: Any, *, backend: str | None = None) -> dict[str, Any]:
@@ -155,13 +155,13 @@ def drift(summary: ReferenceSummary, current: Any, *, backend: str | None = None
     Returns ``{"columns": names, "psi", "ks_statistic", "ks_pvalue", "wasserstein",
     "jensenshannon"}``, each measure a float64 host array with one value per column.
     """
-    cur = _as_columns(current, "drift")
-    d = cur.shape[0]
+    cur = _as_matrix(current, "drift")
+    d = cur.shape[1]
     if d != len(summary.columns):
         raise ValueError(f"drift: current data has {d} columns, the summary {len(summary.columns)}")
     impl = select("stats", cur, backend=backend)
     xp = array_module(cur)
-    s = impl.sort_rows(cur)
+    s = impl.sorted_columns(cur)
     # finite values of each sorted row: after the -infs, before +infs and NaNs
     lo = np.array([int(xp.searchsorted(s[c], -np.inf, side="right")) for c in range(d)])
     hi = np.array([int(xp.searchsorted(s[c], np.inf, side="left")) for c in range(d)])

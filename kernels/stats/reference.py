@@ -104,6 +104,6 @@ def group_counts(
     return out
 
 
-def sort_rows(cur: np.ndarray) -> np.ndarray:
-    """Each row of a (d, n) array sorted ascending (NaN last)."""
-    return np.sort(cur, axis=1)
+def sorted_columns(X: np.ndarray) -> np.ndarray:
+    """(d, n): each column of a (n, d) array as a sorted row (NaN last)."""
+    return np.sort(X.T, axis=1)
