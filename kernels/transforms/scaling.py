@@ -73,7 +73,9 @@ class StandardScaler(_ColumnAffine):
         mean, var = summary.mean, summary.var
         eps = np.finfo(np.float64).eps
         # Rounding leaves a tiny variance on constant columns; scikit-learn's bound for it.
-        constant = (summary.min == summary.max) | (var <= n * eps * var + (n * mean * eps) ** 2)
+        with np.errstate(over="ignore", invalid="ignore"):
+            bound = n * eps * var + (n * mean * eps) ** 2
+            constant = (summary.min == summary.max) | (np.isfinite(var) & (var <= bound))
         scale = np.where(constant, 1.0, np.sqrt(var))
         bad = np.flatnonzero(~np.isfinite(scale) | ~np.isfinite(mean))
         if len(bad):
