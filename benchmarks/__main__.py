@@ -1,4 +1,7 @@
-"""python -m benchmarks [--quick] [--rows N ...] [--only NAME]"""
+"""python -m benchmarks [--quick] [--rows N ...] [--only NAME]
+
+Example: python -m benchmarks --rows 1000000 --only drift
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'kernel':<34} {'rows':>10} {'ours':>13}  rival time / our time (>1: we are faster)")
     rows = _harness.run(sizes, repeat=1 if args.quick else None, only=args.only)
     path = _harness.write(rows, "quick" if args.quick else "latest")
+    missed = [r["kernel"] for r in rows if r.get("missed")]
+    if missed:
+        print(f"targets missed: {', '.join(missed)}")
     print(f"wrote {path}")
     return 0
 

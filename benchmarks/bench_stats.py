@@ -1,0 +1,146 @@
+"""Statistics kernels against NumPy, SciPy, scikit-learn, Polars and DuckDB SQL."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks._harness import Case
+from kernels._backend import gpu_available
+from kernels.stats import ReferenceSummary, drift, group_counts, histogram, quantiles, roc_auc
+
+N_COLS = 20
+N_REF = 200_000  # reference rows summarised once, as at training time
+
+
+def _scipy_drift(ref: np.ndarray, cur: np.ndarray) -> None:
+    """The Evidently way: four tests per column over the raw reference."""
+    from scipy import stats
+    from scipy.spatial import distance
+
+    for c in range(cur.shape[1]):
+        r, x = ref[:, c], cur[:, c]
+        stats.ks_2samp(r, x)
+        stats.wasserstein_distance(r, x) / max(np.std(r), 0.001)
+        edges = np.histogram_bin_edges(np.r_[r, x], bins="sturges")
+        rp = np.histogram(r, edges)[0] / r.size
+        xp = np.histogram(x, edges)[0] / x.size
+        distance.jensenshannon(rp, xp)
+        rp, xp = np.where(rp == 0, 1e-4, rp), np.where(xp == 0, 1e-4, xp)
+        np.sum((xp - rp) * np.log(xp / rp))
+
+
+def cases(n_rows: int) -> list[Case]:
+    import duckdb
+    import polars as pl
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(min(N_REF, n_rows), N_COLS))
+    cur = rng.normal(0.05, 1.0, size=(n_rows, N_COLS))
+    summary = ReferenceSummary.fit(ref)
+    x = cur[:, 0].copy()
+    edges = np.linspace(-4, 4, 33)
+    q = np.linspace(0, 1, 11)
+    y = (rng.random(n_rows) < 1 / (1 + np.exp(-x))).astype(np.uint8)
+    y_pred = (x > 0).astype(np.uint8)
+    group = rng.integers(0, 8, n_rows)
+    frame = pl.DataFrame({"x": x, "y": y, "p": y_pred, "g": group})
+    con = duckdb.connect()
+    con.register("t", frame.to_arrow())
+
+    def sql(query: str):
+        return lambda: con.execute(query).fetchall()
+
+    out = [
+        Case(
+            "drift_4_measures_x20",
+            lambda: drift(summary, cur),
+            rivals={"scipy_raw_reference": lambda: _scipy_drift(ref, cur)},
+            bytes_moved=cur.nbytes,
+            target="1M x 20 vs stored summary < 0.5 s" if n_rows == 1_000_000 else "",
+            target_s=0.5 if n_rows == 1_000_000 else None,
+            repeat=2,
+        ),
+        Case(
+            "histogram_32_bins",
+            lambda: histogram(x, edges),
+            rivals={
+                "numpy": lambda: np.histogram(x, edges),
+                "duckdb_sql": sql(
+                    "SELECT floor((x + 4) / 0.25) AS b, count(*) FROM t WHERE x BETWEEN -4 AND 4 GROUP BY b"
+                ),
+            },
+            bytes_moved=x.nbytes,
+        ),
+        Case(
+            "quantiles_11",
+            lambda: quantiles(x, q),
+            rivals={
+                "numpy": lambda: np.quantile(x, q),
+                "polars": lambda: [frame["x"].quantile(v, "linear") for v in q],
+                "duckdb_sql": sql(f"SELECT quantile_cont(x, {q.tolist()}) FROM t"),
+            },
+            bytes_moved=x.nbytes,
+        ),
+        Case(
+            "roc_auc",
+            lambda: roc_auc(y, x),
+            rivals={"sklearn": lambda: roc_auc_score(y, x)},
+            bytes_moved=x.nbytes + y.nbytes,
+        ),
+        Case(
+            "fairness_group_counts",
+            lambda: group_counts(y, y_pred, group),
+            rivals={
+                "numpy_bincount": lambda: [
+                    np.bincount(group, weights=w, minlength=8)
+                    for w in (None, y_pred, y, y & y_pred)
+                ],
+                "polars": lambda: frame.group_by("g").agg(
+                    pl.len(),
+                    pl.col("p").sum(),
+                    pl.col("y").sum(),
+                    (pl.col("y") * pl.col("p")).sum().alias("tp"),
+                ),
+                "duckdb_sql": sql(
+                    "SELECT g, count(*), sum(p), sum(y), sum(y * p) FROM t GROUP BY g"
+                ),
+            },
+            bytes_moved=y.nbytes + y_pred.nbytes + group.nbytes,
+            target="1M rows < 20 ms" if n_rows == 1_000_000 else "",
+            target_s=0.02 if n_rows == 1_000_000 else None,
+        ),
+    ]
+    if gpu_available():
+        out += _gpu_cases(summary, cur, y, y_pred, group)
+    return out
+
+
+def _gpu_cases(summary, cur, y, y_pred, group) -> list[Case]:
+    import cupy
+
+    dcur, dy, dp, dg = (cupy.asarray(a) for a in (cur, y, y_pred, group))
+
+    def synced(fn):
+        def run():
+            fn()
+            cupy.cuda.Device().synchronize()
+
+        return run
+
+    return [
+        Case(
+            "drift_4_measures_x20[cuda]",
+            synced(lambda: drift(summary, dcur)),
+            rivals={"cpu": lambda: drift(summary, cur)},
+            bytes_moved=cur.nbytes,
+            device="cuda",
+        ),
+        Case(
+            "fairness_group_counts[cuda]",
+            synced(lambda: group_counts(dy, dp, dg)),
+            rivals={"cpu": lambda: group_counts(y, y_pred, group)},
+            bytes_moved=y.nbytes + y_pred.nbytes + group.nbytes,
+            device="cuda",
+        ),
+    ]
