@@ -40,7 +40,20 @@ def test_cli_flow_end_to_end(falaj, home, credit_csv, start_server):
     status, err = server.request("POST", "/api/v1/models/credit/predict", {"records": [{"age": 3}]})
     assert status == 400 and "records[0].income: missing" in err["error"]["message"]
 
-    # a second version, deployed from the CLI while the server runs, is picked up
+    # the server holds the feature store: other writers get a clear refusal, not a hang
+    r = falaj(
+        "ingest",
+        credit_csv,
+        "--table",
+        "loans",
+        "--entity",
+        "customer_id",
+        "--timestamp",
+        "event_time",
+    )
+    assert r.exit_code == 2 and "in use by another Falaj process" in r.stderr
+
+    # a redeploy from the CLI while the server runs is picked up by the server
     assert falaj.ok("deploy", "credit", "--version", "1").output  # redeploy to green
     status, body2 = server.request(
         "POST", "/api/v1/models/credit/predict", {"records": records[:1]}

@@ -139,3 +139,19 @@ def test_dashboard_and_read_api(client):
     assert client.get("/healthz").get_json()["deployments"] == {
         "credit": {"version": 1, "slot": "blue"}
     }
+
+
+def test_cli_predict(falaj, trained, tmp_path):
+    trained.deploy("credit", 1, ACTOR)
+    expected = trained.load_model("credit", 1).predict_records([RECORD])
+    trained.close()
+    (tmp_path / "in.json").write_text(json.dumps({"records": [RECORD]}))
+    out = json.loads(falaj.ok("predict", "credit", "--input", tmp_path / "in.json").stdout)
+    assert (out["model"], out["version"]) == ("credit", 1)
+    assert out["predictions"] == pytest.approx(expected, rel=1e-12)
+    (tmp_path / "bad.json").write_text("{")
+    r = falaj("predict", "credit", "--input", tmp_path / "bad.json")
+    assert r.exit_code == 2 and "bad.json: not valid JSON" in r.stderr
+    (tmp_path / "short.json").write_text(json.dumps([{"age": 1}]))
+    r = falaj("predict", "credit", "--input", tmp_path / "short.json")
+    assert r.exit_code == 2 and "records[0].income: missing" in r.stderr
