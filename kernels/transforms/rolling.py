@@ -30,6 +30,10 @@ def rolling_aggregates(
     ``window``: a positive int in time's unit, or a ``numpy.timedelta64``.
     """
     entity = as_1d(entity, "entity")
+    if len(entity) == 0:  # an empty list arrives as float64
+        entity = entity.astype(np.int64)
+        time = as_1d(time, "time")
+        time = time if time.dtype.kind == "M" else time.astype(np.int64)
     if entity.dtype.kind not in "biu":
         raise ValueError(
             f"entity must hold integer keys, got dtype {entity.dtype}; encode keys to codes first"
