@@ -55,13 +55,20 @@ class Appliance:
     def master_key(self) -> bytes:
         return keys.read_key(self.key_path)
 
+    def store_key(self, filename: str) -> bytes:
+        """The key of one store; a missing master key is reported against that store."""
+        try:
+            return keys.derive(self.master_key, filename)
+        except keys.KeyMissing as exc:
+            raise keys.KeyMissing(f"{filename}: cannot open: {exc.message}") from None
+
     @cached_property
     def control(self) -> ControlStore:
-        return ControlStore(self.home / CONTROL_FILE, keys.derive(self.master_key, CONTROL_FILE))
+        return ControlStore(self.home / CONTROL_FILE, self.store_key(CONTROL_FILE))
 
     @cached_property
     def features(self) -> FeatureStore:
-        return FeatureStore(self.home / FEATURES_FILE, keys.derive(self.master_key, FEATURES_FILE))
+        return FeatureStore(self.home / FEATURES_FILE, self.store_key(FEATURES_FILE))
 
     def init(self, actor: Actor) -> dict[str, Any]:
         """Create the home, key and stores; a second run changes nothing."""

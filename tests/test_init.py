@@ -81,7 +81,8 @@ def test_missing_key_is_refused_not_regenerated(falaj, home):
     assert not (home / "keys" / "master.key").exists()
     r = falaj("status")
     assert r.exit_code == 2
-    assert r.stderr.startswith("error: master key:")
+    assert r.stderr.startswith("error: control.db: cannot open: master key:")
+    assert r.stderr.count("\n") == 1
 
 
 def test_damaged_store_is_named(falaj, home):
