@@ -28,9 +28,9 @@ def _categorical(values: Any, name: str = "values") -> tuple[Any, Any]:
     xp = array_module(values)
     kind = values.dtype.kind
     if kind in "biu":
-        return values.astype(xp.int64), xp.zeros(len(values), dtype=bool)
+        return values.astype(xp.int64, copy=False), xp.zeros(len(values), dtype=bool)
     if kind == "f":
-        values = values.astype(xp.float64)
+        values = values.astype(xp.float64, copy=False)
         return values, xp.isnan(values)
     if kind in "US":
         return values.astype(str), np.zeros(len(values), dtype=bool)
@@ -62,7 +62,8 @@ def codes_for(values: Any, missing: Any, categories: np.ndarray, backend: str | 
         values, categories = values.astype(np.float64), categories.astype(np.float64)
     codes = module.lookup_codes(host_or_device(module, values), categories)
     xp = array_module(codes)
-    return xp.where(xp.asarray(missing), -1, codes)
+    missing = xp.asarray(missing)
+    return xp.where(missing, -1, codes) if bool(missing.any()) else codes
 
 
 def category_summary(
