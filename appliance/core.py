@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from appliance import audit, bundles, ingest, keys, settings, training
@@ -352,18 +353,19 @@ class Appliance:
         latency_ms = (time.perf_counter() - t0) * 1e3
         request_id = uuid.uuid4().hex
         prints = [hashlib.sha256(audit.canonical_json(r).encode()).hexdigest() for r in records]
-        now = datetime.now(UTC).replace(tzinfo=None)
         n = len(prints)
+        now_us = time.time_ns() // 1000
+        # Built from NumPy arrays: Python datetimes would cost a (failing) pandas import per call.
         log = pa.table(
             {
-                "ts": pa.array([now] * n, pa.timestamp("us")),
-                "request_id": [request_id] * n,
-                "model": [name] * n,
-                "version": pa.array([model.version] * n, pa.int32()),
-                "slot": [deployment.live_slot] * n,
-                "input_fingerprint": prints,
-                "output": proba,
-                "latency_ms": [latency_ms] * n,
+                "ts": pa.array(np.full(n, now_us, dtype=np.int64), pa.timestamp("us")),
+                "request_id": pa.array([request_id] * n, pa.string()),
+                "model": pa.array([name] * n, pa.string()),
+                "version": pa.array(np.full(n, model.version, dtype=np.int32)),
+                "slot": pa.array([deployment.live_slot] * n, pa.string()),
+                "input_fingerprint": pa.array(prints, pa.string()),
+                "output": pa.array(proba),
+                "latency_ms": pa.array(np.full(n, latency_ms)),
             }
         )
         with self.features.transaction() as con:

@@ -1,6 +1,7 @@
 """Deploy (verified bundles, blue/green slots) and the prediction API via Flask's client."""
 
 import json
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -83,6 +84,8 @@ def test_predict_answers_and_logs(client, trained):
     assert {r["model"] for r in logged} == {"credit"} and {r["version"] for r in logged} == {1}
     assert sorted(r["output"] for r in logged) == sorted(body["predictions"])
     assert all(len(r["input_fingerprint"]) == 64 and r["latency_ms"] >= 0 for r in logged)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    assert all(abs((now - r["ts"]).total_seconds()) < 60 for r in logged)  # stored as UTC
     event = trained.audit_tail(1)[0]
     assert (event["action"], event["subject"]) == ("model.predict", "credit@1")
     assert event["details"]["rows"] == 2 and event["actor"].startswith("api:")
