@@ -27,6 +27,8 @@ from appliance.errors import BundleTampered, CheckFailed, StoreError, UnknownMod
 from appliance.feature_store import FILENAME as FEATURES_FILE
 from appliance.feature_store import FeatureStore
 from appliance.model import Model
+from appliance.prediction_log import Entry as PredictionEntry
+from appliance.prediction_log import PredictionLog
 from appliance.serving import Deployment, ModelServer, other
 
 
@@ -62,6 +64,10 @@ class Appliance:
             return keys.derive(self.master_key, filename)
         except keys.KeyMissing as exc:
             raise keys.KeyMissing(f"{filename}: cannot open: {exc.message}") from None
+
+    @cached_property
+    def prediction_log(self) -> PredictionLog:
+        return PredictionLog(self)
 
     @cached_property
     def control(self) -> ControlStore:
@@ -115,6 +121,9 @@ class Appliance:
         }
 
     def close(self) -> None:
+        log = self.__dict__.pop("prediction_log", None)
+        if log is not None:
+            log.close()  # writes what is pending while the stores are still open
         for name in ("features", "control"):
             store = self.__dict__.pop(name, None)
             if store is not None:
@@ -352,11 +361,12 @@ class Appliance:
         proba = model.predict_matrix(X)
         latency_ms = (time.perf_counter() - t0) * 1e3
         request_id = uuid.uuid4().hex
-        prints = [hashlib.sha256(audit.canonical_json(r).encode()).hexdigest() for r in records]
-        n = len(prints)
+        n = len(X)
+        # The fingerprint of an input is that of the exact feature vector the model saw.
+        prints = [hashlib.sha256(row.tobytes()).hexdigest() for row in X.astype("<f8")]
         now_us = time.time_ns() // 1000
         # Built from NumPy arrays: Python datetimes would cost a (failing) pandas import per call.
-        log = pa.table(
+        rows = pa.table(
             {
                 "ts": pa.array(np.full(n, now_us, dtype=np.int64), pa.timestamp("us")),
                 "request_id": pa.array([request_id] * n, pa.string()),
@@ -368,16 +378,14 @@ class Appliance:
                 "latency_ms": pa.array(np.full(n, latency_ms)),
             }
         )
-        with self.features.transaction() as con:
-            con.register("_log", log)
-            con.execute("INSERT INTO _predictions BY NAME SELECT * FROM _log")
-            con.unregister("_log")
-            with self.control.transaction() as conn:
-                audit.append(
-                    conn, actor, "model.predict", f"{name}@{model.version}",
-                    {"request_id": request_id, "rows": n, "slot": deployment.live_slot,
-                     "inputs_sha256": hashlib.sha256("".join(prints).encode()).hexdigest()},
-                )  # fmt: skip
+        details = {
+            "request_id": request_id,
+            "rows": n,
+            "slot": deployment.live_slot,
+            "requested_at_us": now_us,
+            "inputs_sha256": hashlib.sha256("".join(prints).encode()).hexdigest(),
+        }
+        self.prediction_log.submit(PredictionEntry(rows, actor, f"{name}@{model.version}", details))
         return {
             "model": name,
             "version": model.version,
@@ -386,6 +394,7 @@ class Appliance:
         }
 
     def prediction_count(self, name: str | None = None) -> int:
+        self.prediction_log.flush()
         if name is None:
             return self.features.query("SELECT count(*) AS n FROM _predictions")[0]["n"]
         return self.features.query(
@@ -395,9 +404,11 @@ class Appliance:
     # -- audit -----------------------------------------------------------------
 
     def audit_verify(self) -> audit.Verification:
+        self.prediction_log.flush()  # so the chain read includes this process's pending events
         return audit.verify(self.control.query("SELECT * FROM audit_events ORDER BY seq"))
 
     def audit_tail(self, n: int) -> list[dict[str, Any]]:
+        self.prediction_log.flush()
         rows = self.control.query("SELECT * FROM audit_events ORDER BY seq DESC LIMIT ?", (n,))
         for r in rows:
             r["details"] = json.loads(r["details"])

@@ -35,6 +35,24 @@ class Model:
         """Validate request records into a float matrix; errors name the field."""
         if not isinstance(records, list) or not records:
             raise BadInput(f"{where}: expected a non-empty list of objects {{feature: number}}")
+        # Fast path for well-formed input; anything odd is re-read by the precise checker.
+        try:
+            rows = [[rec[f] for f in self.features] for rec in records]
+        except (KeyError, TypeError, IndexError):
+            rows = None
+        # type() is exact on purpose: bool is a subclass of int but not a feature value
+        if rows is not None and all(
+            type(v) is float or type(v) is int for row in rows for v in row
+        ):
+            try:
+                X = np.array(rows, dtype=np.float64)
+            except OverflowError:  # an integer beyond float range
+                X = None
+            if X is not None and np.isfinite(X).all():
+                return X
+        return self._checked_matrix(records, where)
+
+    def _checked_matrix(self, records: list, where: str) -> np.ndarray:
         X = np.empty((len(records), len(self.features)))
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
@@ -76,6 +94,10 @@ def _number(value: Any, where: str) -> float:
     # bool is an int in Python, but true/false is not a feature value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadInput(f"{where}: expected a number, got {json.dumps(value)}")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:
+        raise BadInput(f"{where}: the integer is too large for a 64-bit float") from None
+    if not math.isfinite(number):
         raise BadInput(f"{where}: expected a finite number, got {value}")
-    return float(value)
+    return number

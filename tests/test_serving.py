@@ -1,11 +1,14 @@
 """Deploy (verified bundles, blue/green slots) and the prediction API via Flask's client."""
 
 import json
+import threading
+import time
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
+from appliance.core import Appliance
 from appliance.errors import BundleTampered
 from tests.conftest import ACTOR, FEATURES
 from webui import create_app
@@ -79,6 +82,7 @@ def test_predict_answers_and_logs(client, trained):
     model = trained.load_model("credit", 1)
     X = np.array([[r[f] for f in FEATURES] for r in (RECORD, RECORD | {"age": 60.0})])
     np.testing.assert_allclose(body["predictions"], model.predict_matrix(X), rtol=1e-12)
+    trained.prediction_log.flush()  # the writer thread may not have run yet
     logged = trained.features.query("SELECT * FROM _predictions ORDER BY output")
     assert len(logged) == 2
     assert {r["model"] for r in logged} == {"credit"} and {r["version"] for r in logged} == {1}
@@ -106,6 +110,7 @@ def test_predict_answers_and_logs(client, trained):
         ),
         ({"records": [RECORD | {"age": True}]}, 400, "records[0].age: expected a number, got true"),
         ({"records": [RECORD | {"age": None}]}, 400, "records[0].age: expected a number, got null"),
+        ({"records": [RECORD | {"age": 10**400}]}, 400, "records[0].age: the integer is too large"),
         ({"records": []}, 400, "records: expected a non-empty list"),
         ({"records": ["x"]}, 400, "records[0]: expected an object"),
         ({"rows": []}, 400, 'missing field "records"'),
@@ -158,3 +163,40 @@ def test_cli_predict(falaj, trained, tmp_path):
     (tmp_path / "short.json").write_text(json.dumps([{"age": 1}]))
     r = falaj("predict", "credit", "--input", tmp_path / "short.json")
     assert r.exit_code == 2 and "records[0].income: missing" in r.stderr
+
+
+def test_prediction_log_writes_in_the_background_and_on_close(client, trained, home):
+    def burst():
+        for _ in range(10):
+            assert (
+                client.post(
+                    "/api/v1/models/credit/predict", json={"records": [RECORD] * 3}
+                ).status_code
+                == 200
+            )
+
+    threads = [threading.Thread(target=burst) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # the writer thread commits on its own, without a flush from us
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if trained.features.query("SELECT count(*) AS n FROM _predictions")[0]["n"] == 120:
+            break
+        time.sleep(0.05)
+    assert trained.features.query("SELECT count(*) AS n FROM _predictions")[0]["n"] == 120
+    for _ in range(5):  # these stay pending until close
+        client.post("/api/v1/models/credit/predict", json={"records": [RECORD]})
+    trained.close()
+
+    again = Appliance.open({"home": str(home)})
+    try:
+        assert again.prediction_count("credit") == 125
+        events = [e for e in again.audit_tail(100) if e["action"] == "model.predict"]
+        assert len(events) == 45 and sum(e["details"]["rows"] for e in events) == 125
+        assert len({e["details"]["request_id"] for e in events}) == 45
+        assert again.audit_verify().ok
+    finally:
+        again.close()
