@@ -25,6 +25,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m benchmarks --quick
+	$(BIN)/python -m benchmarks.serving --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,6 +37,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.serving
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
