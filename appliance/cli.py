@@ -309,6 +309,27 @@ def deploy(app: Appliance, name: str, version: int, force: bool, as_json: bool) 
 
 @cli.command()
 @click.argument("name")
+@json_option
+@service
+def rollback(app: Appliance, name: str, as_json: bool) -> None:
+    """Switch traffic back to the other slot (the previously live version).
+
+    The bundle is verified again first. Running it twice rolls forward again.
+
+    \b
+    Example:
+        falaj rollback credit
+    """
+    r = app.rollback(name, cli_actor())
+    emit(
+        as_json,
+        r,
+        f"{name}@{r['version']} is live again in the {r['slot']} slot (was {r['previous_version']})",
+    )
+
+
+@cli.command()
+@click.argument("name")
 @click.option("--input", "input_file", required=True, type=click.Path(path_type=Path),
               help='JSON file: {"records": [...]} or a list of records.')  # fmt: skip
 @service

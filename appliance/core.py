@@ -23,7 +23,7 @@ from appliance import audit, bundles, ingest, keys, settings, training
 from appliance.audit import Actor
 from appliance.control_store import FILENAME as CONTROL_FILE
 from appliance.control_store import ControlStore
-from appliance.errors import BundleTampered, CheckFailed, StoreError, UnknownModel
+from appliance.errors import BundleTampered, CheckFailed, NotDeployed, StoreError, UnknownModel
 from appliance.feature_store import FILENAME as FEATURES_FILE
 from appliance.feature_store import FeatureStore
 from appliance.model import Model
@@ -352,6 +352,34 @@ class Appliance:
         models[slot] = model
         self.server.install(Deployment(name, slot, models))
         return {"name": name, "version": version, "slot": slot, "previous_version": previous}
+
+    def rollback(self, name: str, actor: Actor) -> dict[str, Any]:
+        """Send traffic back to the other slot, which holds the previously live version."""
+        with self.control.transaction() as conn:
+            row = conn.execute("SELECT * FROM deployments WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotDeployed(f"model {name!r} is not deployed")
+            slot = other(row["live_slot"])
+            version, current = row[f"{slot}_version"], row[f"{row['live_slot']}_version"]
+            if version is None:
+                raise CheckFailed(
+                    f"model {name!r}: the {slot} slot is empty, there is nothing to roll back to"
+                )
+            model = self.load_model(name, version)  # verified again before it takes traffic
+            conn.execute(
+                "UPDATE deployments SET live_slot = ?, updated_at = ?, updated_by = ? WHERE name = ?",
+                (slot, _now(), str(actor), name),
+            )
+            audit.append(
+                conn,
+                actor,
+                "model.rollback",
+                f"{name}@{version}",
+                {"slot": slot, "from_version": current},
+            )
+        models = dict(self.server.deployments()[name].models) | {slot: model}
+        self.server.install(Deployment(name, slot, models))
+        return {"name": name, "version": version, "slot": slot, "previous_version": current}
 
     def predict(self, name: str, records: Any, actor: Actor) -> dict[str, Any]:
         deployment = self.server.get(name)

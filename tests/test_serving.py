@@ -200,3 +200,20 @@ def test_prediction_log_writes_in_the_background_and_on_close(client, trained, h
         assert again.audit_verify().ok
     finally:
         again.close()
+
+
+def test_rollback_switches_slots_and_is_audited(falaj, trained):
+    trained.train("loans", "default", "credit", ACTOR)
+    trained.deploy("credit", 1, ACTOR)
+    trained.close()
+    r = falaj("rollback", "credit")
+    assert r.exit_code == 1 and "the green slot is empty" in r.stderr
+    falaj.ok("deploy", "credit", "--version", "2")
+    r = falaj.ok("rollback", "credit")
+    assert r.stdout.strip() == "credit@1 is live again in the blue slot (was 2)"
+    status = json.loads(falaj.ok("status", "--json").stdout)
+    assert [(m["version"], m["live"]) for m in status["models"]] == [(1, True), (2, False)]
+    tail = json.loads(falaj.ok("audit", "tail", "-n", "1", "--json").stdout)
+    assert (tail[0]["action"], tail[0]["subject"]) == ("model.rollback", "credit@1")
+    r = falaj("rollback", "ghost")
+    assert r.exit_code == 2 and "'ghost' is not deployed" in r.stderr
