@@ -80,19 +80,21 @@ def test_cli_flow_end_to_end(falaj, home, credit_csv, start_server):
     assert r.stdout.strip() == "audit chain verified: 7 events"
 
 
+def plaintext_files(home) -> list[str]:
+    return [
+        p.name
+        for p in home.rglob("*")
+        if p.is_file() and (CANARY.encode() in p.read_bytes() or b"secrets" in p.read_bytes())
+    ]
+
+
 def test_stores_hold_no_plaintext(falaj, home, tmp_path):
     path = tmp_path / "canary.csv"
     rows = [f"{i},2025-01-{1 + i % 28:02d},{CANARY}-{i},{i % 2}" for i in range(500)]
     path.write_text("id,ts,note,y\n" + "\n".join(rows) + "\n")
     falaj.ok("init")
     falaj.ok("ingest", path, "--table", "secrets", "--entity", "id", "--timestamp", "ts")
-    seen = []
-    for path in home.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            if CANARY.encode() in data or b"secrets" in data:
-                seen.append(path.name)
-    assert seen == []
+    assert plaintext_files(home) == []
     # ...and yet the data is there, through the key
     app = Appliance.open({"home": str(home)})
     try:
