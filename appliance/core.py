@@ -381,11 +381,14 @@ class Appliance:
         self.server.install(Deployment(name, slot, models))
         return {"name": name, "version": version, "slot": slot, "previous_version": current}
 
-    def predict(self, name: str, records: Any, actor: Actor) -> dict[str, Any]:
+    def predict(
+        self, name: str, records: Any, actor: Actor, where: str = "records"
+    ) -> dict[str, Any]:
+        """Score records with the live version; ``where`` names the input in errors."""
         deployment = self.server.get(name)
         model = deployment.live  # this request finishes on this model, whatever swaps meanwhile
         t0 = time.perf_counter()
-        X = model.matrix(records)
+        X = model.matrix(records, where)
         proba = model.predict_matrix(X)
         latency_ms = (time.perf_counter() - t0) * 1e3
         request_id = uuid.uuid4().hex

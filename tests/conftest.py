@@ -162,3 +162,23 @@ def start_server():
     yield start
     for s in servers:
         s.stop()
+
+
+RECORD = dict.fromkeys(FEATURES, 1.0) | {"income": 15000.0, "loan_amount": 40000.0}
+
+
+@pytest.fixture
+def trained(app, credit_csv):
+    """An appliance with the credit data ingested and model credit@1 registered."""
+    app.ingest(credit_csv, "loans", "customer_id", "event_time", ACTOR)
+    app.train("loans", "default", "credit", ACTOR)
+    return app
+
+
+@pytest.fixture
+def client(trained):
+    """Flask's test client over `trained`, with credit@1 deployed."""
+    from webui import create_app
+
+    trained.deploy("credit", 1, ACTOR)
+    return create_app(trained, {"TESTING": True}).test_client()

@@ -40,6 +40,16 @@ def test_cli_flow_end_to_end(falaj, home, credit_csv, start_server):
     status, err = server.request("POST", "/api/v1/models/credit/predict", {"records": [{"age": 3}]})
     assert status == 400 and "records[0].income: missing" in err["error"]["message"]
 
+    # the same model through the standard protocols, over real HTTP
+    tensors = [
+        {"name": f, "shape": [50], "datatype": "FP64", "data": [r[f] for r in records]}
+        for f in FEATURES
+    ]
+    status, v2 = server.request("POST", "/v2/models/credit/infer", {"inputs": tensors})
+    assert status == 200 and v2["outputs"][0]["data"] == body["predictions"]
+    status, ml = server.request("POST", "/invocations", {"dataframe_records": records})
+    assert status == 200 and ml["predictions"] == body["predictions"]
+
     # the server holds the feature store: other writers get a clear refusal, not a hang
     r = falaj(
         "ingest",
@@ -68,16 +78,16 @@ def test_cli_flow_end_to_end(falaj, home, credit_csv, start_server):
         model = app.load_model("credit", 1)
         X = np.array([[r[f] for f in FEATURES] for r in records], dtype=float)
         np.testing.assert_allclose(body["predictions"], model.predict_matrix(X), rtol=1e-12)
-        assert app.prediction_count("credit") == 51
+        assert app.prediction_count("credit") == 151
         actions = [e["action"] for e in reversed(app.audit_tail(10))]
         assert actions[:4] == ["home.init", "data.ingest", "model.register", "model.deploy"]
         # prediction events are committed in batches, so they may follow the redeploy
-        assert sorted(actions[4:]) == ["model.deploy", "model.predict", "model.predict"]
+        assert sorted(actions[4:]) == ["model.deploy"] + ["model.predict"] * 4
         assert app.audit_verify().ok
     finally:
         app.close()
     r = falaj.ok("audit", "verify")
-    assert r.stdout.strip() == "audit chain verified: 7 events"
+    assert r.stdout.strip() == "audit chain verified: 9 events"
 
 
 def plaintext_files(home) -> list[str]:

@@ -10,24 +10,7 @@ import pytest
 
 from appliance.core import Appliance
 from appliance.errors import BundleTampered
-from tests.conftest import ACTOR, FEATURES
-from webui import create_app
-
-
-@pytest.fixture
-def trained(app, credit_csv):
-    app.ingest(credit_csv, "loans", "customer_id", "event_time", ACTOR)
-    app.train("loans", "default", "credit", ACTOR)
-    return app
-
-
-@pytest.fixture
-def client(trained):
-    trained.deploy("credit", 1, ACTOR)
-    return create_app(trained, {"TESTING": True}).test_client()
-
-
-RECORD = dict.fromkeys(FEATURES, 1.0) | {"income": 15000.0, "loan_amount": 40000.0}
+from tests.conftest import ACTOR, FEATURES, RECORD
 
 
 @pytest.mark.parametrize(
