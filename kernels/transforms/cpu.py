@@ -16,6 +16,12 @@ from numba import get_num_threads, njit, prange
 _CHUNK = 16384  # rows per partial sum: fixed, so results do not depend on the thread count
 
 
+def _empty(shape, dtype=np.float64) -> np.ndarray:
+    """Outputs come from NumPy's allocator, which asks for huge pages on large arrays:
+    first-touch page faults otherwise cost as much as the transform itself."""
+    return np.empty(shape, dtype=dtype)
+
+
 # ---------------------------------------------------------------- numeric columns
 
 
@@ -57,10 +63,13 @@ def column_summary(X):
     return count, n - count, total, m2, lo, hi
 
 
-@njit(parallel=True, cache=True)
 def center_scale(X, shift, scale):
+    return _center_scale(X, shift, scale, _empty(X.shape))
+
+
+@njit(parallel=True, cache=True)
+def _center_scale(X, shift, scale, out):
     n, d = X.shape
-    out = np.empty((n, d))
     for i in prange(n):
         for j in range(d):
             out[i, j] = (X[i, j] - shift[j]) / scale[j]
@@ -73,7 +82,7 @@ def log1p(X):
     Numba calls the scalar libm ``log1p``, about 3x slower than NumPy's vectorised loop,
     so here threads over NumPy beat a Numba kernel; results are NumPy's to the bit.
     """
-    out = np.empty(X.shape)
+    out = _empty(X.shape)
     n = X.shape[0]
     if n < 2 * _CHUNK:
         _log1p_block(X, out)
@@ -95,10 +104,13 @@ def _pool(n_threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(n_threads, thread_name_prefix="falaj-log1p")
 
 
-@njit(parallel=True, cache=True)
 def clip(X, lo, hi):
+    return _clip(X, lo, hi, _empty(X.shape))
+
+
+@njit(parallel=True, cache=True)
+def _clip(X, lo, hi, out):
     n, d = X.shape
-    out = np.empty((n, d))
     for i in prange(n):
         for j in range(d):
             v = X[i, j]
@@ -162,11 +174,14 @@ def bucketize(X, edges, n_edges):
     return out
 
 
-@njit(parallel=True, cache=True)
 def impute(X, fill, indicator_cols):
+    return _impute(X, fill, indicator_cols, _empty((X.shape[0], X.shape[1] + len(indicator_cols))))
+
+
+@njit(parallel=True, cache=True)
+def _impute(X, fill, indicator_cols, out):
     n, d = X.shape
     k = len(indicator_cols)
-    out = np.empty((n, d + k))
     for i in prange(n):
         for j in range(d):
             v = X[i, j]
@@ -198,15 +213,14 @@ def lookup_codes(values, categories):
         if span < max(4096, 8 * k):  # a table that fits in cache beats log2(k) branches
             table = np.full(span + 1, -1, dtype=np.int64)
             table[categories - lo] = np.arange(k)
-            return _lookup_dense(values, lo, table)
-    return _lookup_search(values, categories)
+            return _lookup_dense(values, lo, table, _empty(len(values), np.int64))
+    return _lookup_search(values, categories, _empty(len(values), np.int64))
 
 
 @njit(parallel=True, cache=True)
-def _lookup_dense(values, lo, table):
+def _lookup_dense(values, lo, table, out):
     n = len(values)
     m = len(table)
-    out = np.empty(n, dtype=np.int64)
     for i in prange(n):
         at = values[i] - lo
         out[i] = table[at] if 0 <= at < m else -1
@@ -214,10 +228,9 @@ def _lookup_dense(values, lo, table):
 
 
 @njit(parallel=True, cache=True)
-def _lookup_search(values, categories):
+def _lookup_search(values, categories, out):
     n = len(values)
     k = len(categories)
-    out = np.empty(n, dtype=np.int64)
     for i in prange(n):
         v = values[i]
         lo, hi = 0, k
@@ -249,20 +262,26 @@ def bincount(codes, weights, k):
     return counts.sum(axis=0), sums.sum(axis=0)
 
 
-@njit(parallel=True, cache=True)
 def one_hot(codes, k):
-    n = len(codes)
-    out = np.empty((n, k))  # each thread writes (and first-touches) its own rows
+    return _one_hot(codes, _empty((len(codes), k)))
+
+
+@njit(parallel=True, cache=True)
+def _one_hot(codes, out):
+    n, k = out.shape
     for i in prange(n):
         for c in range(k):
             out[i, c] = 1.0 if codes[i] == c else 0.0
     return out
 
 
-@njit(parallel=True, cache=True)
 def take(codes, table, default):
+    return _take(codes, table, default, _empty(len(codes)))
+
+
+@njit(parallel=True, cache=True)
+def _take(codes, table, default, out):
     n = len(codes)
-    out = np.empty(n)
     for i in prange(n):
         out[i] = table[codes[i]] if codes[i] >= 0 else default
     return out
