@@ -290,3 +290,98 @@ def test_large_sample_tail_matches_scipy(m, z):
 def _asymp(d, n1, n2):
     en = n1 * n2 / (n1 + n2)
     return sps.kstwo.sf(d, round(en))
+
+
+# -- serial path for small inputs, parallel for large ----------------------------------------
+
+
+@pytest.fixture
+def stats_cpu(monkeypatch):
+    """The CPU module and a switch forcing its serial (small-input) or parallel path."""
+    from kernels.stats import cpu
+
+    def force(path):
+        monkeypatch.setattr(cpu, "SERIAL_BELOW", 10**12 if path == "serial" else 0)
+
+    return cpu, force
+
+
+@pytest.mark.parametrize(
+    "edges",
+    [
+        np.linspace(-0.3, 0.7, 11),  # evenly spaced: the computed-bin path
+        np.r_[-np.inf, np.linspace(-2, 2, 9), np.inf],  # infinite ends: binary search
+        np.array([-3.0, -0.5, 0.0, 0.1, 2.0, 2.5]),  # uneven
+    ],
+)
+def test_histogram_serial_and_parallel_paths_agree(stats_cpu, edges):
+    cpu, force = stats_cpu
+    rng = np.random.default_rng(7)
+    x = np.r_[rng.normal(size=5000), edges[np.isfinite(edges)], np.nan]
+    force("serial")
+    small = histogram(x, edges, backend="cpu")
+    force("parallel")
+    large = histogram(x, edges, backend="cpu")
+    np.testing.assert_array_equal(small, large)
+    np.testing.assert_array_equal(large, np.histogram(x[~np.isnan(x)], edges)[0])
+
+
+def test_histogram_even_edges_match_numpy_on_the_edges():
+    # edges whose float values are not exactly first + i * width: the computed bin must be
+    # corrected against the edges, as np.histogram does
+    for lo, hi, k in [(-0.3, 0.7, 10), (0.1, 0.7, 6), (-4.0, 4.0, 32), (1e-9, 3e-9, 7)]:
+        edges = np.linspace(lo, hi, k + 1)
+        from kernels.stats.cpu import evenly_spaced
+
+        assert evenly_spaced(edges)
+        x = np.r_[edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)]
+        x = np.r_[x, np.random.default_rng(k).uniform(lo, hi, 1000)]
+        want = np.histogram(x, edges)[0]  # the last edge is inside the last bin
+        np.testing.assert_array_equal(histogram(x, edges, backend="cpu"), want)
+        np.testing.assert_array_equal(histogram(x, edges, backend="reference"), want)
+        assert histogram([hi], edges, backend="cpu")[-1] == 1
+    assert not evenly_spaced(np.array([0.0, 1.0, 3.0]))
+    assert not evenly_spaced(np.array([-np.inf, 0.0, np.inf]))
+    assert not evenly_spaced(np.array([3.0, 3.0]))
+
+
+def test_histogram_large_input_matches_numpy():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=200_000).round(2)  # many values exactly on edges
+    edges = np.linspace(-4, 4, 33)
+    np.testing.assert_array_equal(histogram(x, edges, backend="cpu"), np.histogram(x, edges)[0])
+
+
+def test_drift_serial_and_parallel_paths_agree(stats_cpu):
+    cpu, force = stats_cpu
+    rng = np.random.default_rng(9)
+    ref = mixed_data(rng, 3000)
+    cur = mixed_data(rng, 2500) * np.array([1.2, 1.0, 1.0, 1.0]) + np.array([0.1, 1, 0, 0])
+    cur[::97, 0] = np.nan
+    for max_points in (10_000, 300):  # exact reference and a quantile sketch
+        summary = ReferenceSummary.fit(ref, max_points=max_points)
+        force("serial")
+        small = drift(summary, cur, backend="cpu")
+        force("parallel")
+        large = drift(summary, cur, backend="cpu")
+        want = drift(summary, cur, backend="reference")
+        for k in MEASURES:
+            np.testing.assert_array_equal(small[k], large[k])
+            np.testing.assert_allclose(large[k], want[k], rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(
+            cpu.sorted_columns(cur), np.sort(np.ascontiguousarray(cur.T), axis=1)
+        )
+
+
+def test_drift_ks_and_wasserstein_exact_on_ties_and_shared_values():
+    # current values equal to reference points, runs of ties, values beyond both ends
+    rng = np.random.default_rng(10)
+    ref = rng.integers(0, 60, 4000).astype(float) / 4
+    cur = np.r_[rng.integers(-8, 70, 3000).astype(float) / 4, np.full(500, 7.25)]
+    got = drift(ReferenceSummary.fit(ref), cur, backend="cpu")
+    ks = sps.ks_2samp(ref, cur)
+    assert got["ks_statistic"][0] == pytest.approx(ks.statistic, rel=1e-12)
+    assert got["ks_pvalue"][0] == pytest.approx(ks.pvalue, rel=1e-9)
+    assert got["wasserstein"][0] == pytest.approx(
+        sps.wasserstein_distance(ref, cur) / ref.std(), rel=1e-12
+    )

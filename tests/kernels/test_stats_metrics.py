@@ -188,3 +188,24 @@ def test_cupy_arrays_run_on_the_gpu():
     a, b = drift(summary, cupy.asarray(cur)), drift(summary, cur, backend="reference")
     for k in ("psi", "ks_statistic", "ks_pvalue", "wasserstein", "jensenshannon"):
         np.testing.assert_allclose(a[k], b[k], rtol=1e-9)
+
+
+# -- serial path for small inputs, parallel for large ----------------------------------------
+
+
+@pytest.mark.parametrize("path", ["serial", "parallel"])
+def test_roc_auc_and_group_counts_paths_agree(monkeypatch, path):
+    from kernels.stats import cpu
+
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, 3000)
+    s = rng.normal(size=3000).round(1)  # ties, some across the thread blocks
+    yp = rng.integers(0, 2, 3000)
+    g = rng.integers(0, 5, 3000)
+    want_auc = roc_auc(y, s, backend="cpu")  # small input: the serial path
+    _, want_counts = group_counts(y, yp, g, backend="cpu")
+    monkeypatch.setattr(cpu, "SERIAL_BELOW", 10**12 if path == "serial" else 0)
+    assert roc_auc(y, s, backend="cpu") == want_auc
+    np.testing.assert_array_equal(group_counts(y, yp, g, backend="cpu")[1], want_counts)
+    assert want_auc == pytest.approx(roc_auc_score(y, s), rel=1e-12)
+    np.testing.assert_array_equal(want_counts, group_counts(y, yp, g, backend="reference")[1])

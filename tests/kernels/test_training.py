@@ -221,3 +221,38 @@ def test_cupy_arrays_fit_on_the_gpu():
     assert type(p).__module__.startswith("cupy")
     r = Ridge(alpha=1.0).fit(cupy.asarray(X), cupy.asarray(y.astype(float)))
     assert rel_err(r.coef_, Ridge(alpha=1.0, backend="cpu").fit(X, y).coef_) < 1e-8
+
+
+# -- serial path for small inputs, parallel for large ----------------------------------------
+
+
+def test_serial_and_parallel_paths_agree(monkeypatch):
+    rng = np.random.default_rng(12)
+    X, y = classification(rng, 3000, 6, constant_col=False)
+    beta = rng.normal(size=7) * 0.3
+    w, r = rng.random(3000), rng.normal(size=3000)
+    out = {}
+    for path, limit in (("serial", 10**12), ("parallel", 0)):
+        monkeypatch.setattr(cpu, "SERIAL_BELOW", limit)
+        model = LogisticRegression().fit(X, y)
+        out[path] = (
+            *cpu.logistic_terms(X, y.astype(float), beta),
+            *cpu.weighted_gram(X, w, r),
+            model.coef_,
+            model.predict_proba(X[:5]),
+        )
+    for a, b in zip(out["serial"], out["parallel"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+    H0, g0, _ = reference.logistic_terms(X, y.astype(float), beta)
+    np.testing.assert_allclose(out["parallel"][0], H0, rtol=1e-12, atol=1e-12)
+
+
+def test_small_inputs_predict_without_the_thread_pool():
+    # the model server scores 1 to 1,000 rows per request: plain NumPy, same values
+    rng = np.random.default_rng(13)
+    X, y = classification(rng, 500, 8)
+    model = LogisticRegression().fit(X, y)
+    one = model.predict_proba(X[:1])
+    assert one.shape == (1,) and one[0] == model.predict_proba(X)[0]
+    z = X[:1] @ model.coef_ + model.intercept_
+    assert one[0] == pytest.approx(1 / (1 + np.exp(-z[0])), rel=1e-14)
