@@ -16,16 +16,23 @@ import numpy as np
 from kernels._backend import array_module, device_of, is_device_array, to_host
 
 BACKENDS = ("reference", "cpu", "cuda")
+# Below this many input elements, starting Numba's worker threads costs more than the
+# work (milliseconds on a loaded machine, against microseconds for NumPy): small inputs,
+# such as a model server's single requests, take the NumPy path. Both paths are checked
+# against each other by the tests.
+SMALL_WORK = 1 << 15
 
 
 def backend_module(backend: str | None, *arrays: Any) -> ModuleType:
     """The module that runs a kernel: ``backend`` if given, else where the data lives.
 
     NumPy data runs on the Numba CPU path (``FALAJ_DEVICE=cuda`` without a GPU raises
-    ``DeviceUnavailable``); CuPy data runs on the CUDA path.
+    ``DeviceUnavailable``), or on NumPy when it is small; CuPy data runs on the CUDA path.
     """
     if backend is None:
         backend = device_of(*arrays)
+        if backend == "cpu" and sum(getattr(a, "size", 0) for a in arrays) < SMALL_WORK:
+            backend = "reference"
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
     return importlib.import_module(f"kernels.transforms.{backend}")

@@ -116,7 +116,8 @@ def bincount(codes: np.ndarray, weights: np.ndarray, k: int) -> tuple[np.ndarray
     counts = np.bincount(codes[seen], minlength=k).astype(np.int64)
     if len(weights) == 0:
         return counts, np.zeros(k)
-    return counts, np.bincount(codes[seen], weights=weights[seen], minlength=k)
+    # astype: NumPy gives int64 for an empty weighted bincount
+    return counts, np.bincount(codes[seen], weights=weights[seen], minlength=k).astype(np.float64)
 
 
 def one_hot(codes: np.ndarray, k: int) -> np.ndarray:

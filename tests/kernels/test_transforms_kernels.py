@@ -319,3 +319,16 @@ def test_rolling_infinities_and_huge_values(backend):
     assert want[2, 1] == 1e308 + 1.0  # one has left: the sum is finite again
     assert np.isnan(want[4, 1])  # inf + -inf
     assert want[6, 1] == 5.0
+
+
+def test_small_inputs_take_the_numpy_path_with_the_same_numbers():
+    from kernels.transforms import StandardScaler, _dispatch
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(5000, 8)) * 1e3
+    scaler = StandardScaler().fit(X)
+    assert _dispatch.backend_module(None, X[:1]).__name__ == "kernels.transforms.reference"
+    assert _dispatch.backend_module(None, X).__name__ == "kernels.transforms.cpu"
+    small = scaler.transform(X[:3])
+    scaler.backend = "cpu"
+    np.testing.assert_array_equal(small, scaler.transform(X[:3]))  # bit for bit

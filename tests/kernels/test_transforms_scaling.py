@@ -267,7 +267,9 @@ def test_numpy_input_runs_on_cpu_and_cuda_demand_without_gpu_is_an_error(monkeyp
     from kernels.transforms import _dispatch
 
     monkeypatch.setenv("FALAJ_DEVICE", "auto")
-    assert _dispatch.backend_module(None, np.zeros(2)).__name__ == "kernels.transforms.cpu"
+    big = np.zeros(_dispatch.SMALL_WORK)
+    assert _dispatch.backend_module(None, big).__name__ == "kernels.transforms.cpu"
+    assert _dispatch.backend_module(None, np.zeros(2)).__name__ == "kernels.transforms.reference"
     monkeypatch.setenv("FALAJ_DEVICE", "cuda")
     with pytest.raises(DeviceUnavailable):
         StandardScaler().fit(data())
