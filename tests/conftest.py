@@ -21,11 +21,18 @@ from pathlib import Path
 import pyarrow.csv as pacsv
 import pytest
 from click.testing import CliRunner
+from hypothesis import settings as hypothesis_settings
 
 from appliance import demo
 from appliance.audit import Actor
 from appliance.cli import cli
 from appliance.core import Appliance
+
+# Property tests draw the same examples on every run, so CI cannot fail on a draw that
+# no developer saw. HYPOTHESIS_PROFILE=explore searches afresh (run it when changing kernels).
+hypothesis_settings.register_profile("falaj", derandomize=True, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("explore", deadline=None, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "falaj"))
 
 ACTOR = Actor("test", "pytest")
 FEATURES = [
