@@ -171,6 +171,8 @@ def start_server():
         s.stop()
 
 
+# falaj ingest's options for the credit data set as table "loans"
+LOANS = ("--table", "loans", "--entity", "customer_id", "--timestamp", "event_time")
 RECORD = dict.fromkeys(FEATURES, 1.0) | {"income": 15000.0, "loan_amount": 40000.0}
 
 

@@ -4,23 +4,14 @@ import numpy as np
 
 from appliance import demo
 from appliance.core import Appliance
-from tests.conftest import FEATURES
+from tests.conftest import FEATURES, LOANS
 
 CANARY = "CANARY-7f3e9b1c-falaj"
 
 
 def test_cli_flow_end_to_end(falaj, home, credit_csv, start_server):
     falaj.ok("init")
-    falaj.ok(
-        "ingest",
-        credit_csv,
-        "--table",
-        "loans",
-        "--entity",
-        "customer_id",
-        "--timestamp",
-        "event_time",
-    )
+    falaj.ok("ingest", credit_csv, *LOANS)
     version = int(
         falaj.ok("train", "--table", "loans", "--label", "default", "--name", "credit").stdout
     )
@@ -51,16 +42,7 @@ def test_cli_flow_end_to_end(falaj, home, credit_csv, start_server):
     assert status == 200 and ml["predictions"] == body["predictions"]
 
     # the server holds the feature store: other writers get a clear refusal, not a hang
-    r = falaj(
-        "ingest",
-        credit_csv,
-        "--table",
-        "loans",
-        "--entity",
-        "customer_id",
-        "--timestamp",
-        "event_time",
-    )
+    r = falaj("ingest", credit_csv, *LOANS)
     assert r.exit_code == 2 and "in use by another Falaj process" in r.stderr
 
     # a redeploy from the CLI while the server runs is picked up by the server

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-INGEST = ("--table", "loans", "--entity", "customer_id", "--timestamp", "event_time")
+from tests.conftest import LOANS
 
 
 def rows(app, table="loans") -> int:
@@ -13,7 +13,7 @@ def rows(app, table="loans") -> int:
 
 def test_csv_ingest_types_and_audit(falaj, credit_csv, home):
     falaj.ok("init")
-    r = falaj.ok("ingest", credit_csv, *INGEST, "--json")
+    r = falaj.ok("ingest", credit_csv, *LOANS, "--json")
     assert '"rows": 3000' in r.output
     r = falaj.ok("status", "--json")
     assert '"rows": 3000' in r.output
@@ -95,10 +95,10 @@ GOOD = "customer_id,event_time,income\n1,2025-01-01,100.5\n2,2025-01-02,200\n"
 )
 def test_bad_files_are_refused_and_nothing_is_stored(falaj, tmp_path, text, message):
     falaj.ok("init")
-    falaj.ok("ingest", write(tmp_path, GOOD, "good.csv"), *INGEST)
+    falaj.ok("ingest", write(tmp_path, GOOD, "good.csv"), *LOANS)
     events_before = falaj.ok("audit", "verify").output
     bad = write(tmp_path, text)
-    r = falaj("ingest", bad, *INGEST)
+    r = falaj("ingest", bad, *LOANS)
     assert r.exit_code == 2, r.output
     assert r.stderr.startswith(f"error: {bad}: "), r.stderr
     assert message in r.stderr
@@ -140,11 +140,11 @@ def test_bad_names_and_files(falaj, tmp_path):
         "event_time",
     )
     assert r.exit_code == 2 and "table name 'drop table;' is not valid" in r.stderr
-    r = falaj("ingest", tmp_path / "none.csv", *INGEST)
+    r = falaj("ingest", tmp_path / "none.csv", *LOANS)
     assert r.exit_code == 2 and "none.csv: no such file" in r.stderr
-    r = falaj("ingest", write(tmp_path, "x", "data.xlsx"), *INGEST)
+    r = falaj("ingest", write(tmp_path, "x", "data.xlsx"), *LOANS)
     assert r.exit_code == 2 and "unknown file type '.xlsx'" in r.stderr
-    r = falaj("ingest", write(tmp_path, "a,b\n1,2,3\n", "ragged.csv"), *INGEST)
+    r = falaj("ingest", write(tmp_path, "a,b\n1,2,3\n", "ragged.csv"), *LOANS)
     assert r.exit_code == 2 and "cannot be read" in r.stderr
 
 

@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler as SkScaler
 
 from appliance import bundles
 from appliance.errors import BadInput
-from tests.conftest import ACTOR, FEATURES
+from tests.conftest import ACTOR, FEATURES, LOANS
 
 
 @pytest.fixture
@@ -21,16 +21,7 @@ def loaded(app, credit_csv):
 
 def test_train_prints_version_and_registers(falaj, credit_csv):
     falaj.ok("init")
-    falaj.ok(
-        "ingest",
-        credit_csv,
-        "--table",
-        "loans",
-        "--entity",
-        "customer_id",
-        "--timestamp",
-        "event_time",
-    )
+    falaj.ok("ingest", credit_csv, *LOANS)
     r = falaj.ok("train", "--table", "loans", "--label", "default", "--name", "credit")
     assert r.stdout.strip() == "1"
     assert "hold-out ROC AUC" in r.stderr
