@@ -6,7 +6,16 @@ import numpy as np
 
 from benchmarks._harness import Case
 from kernels._backend import gpu_available
-from kernels.stats import ReferenceSummary, drift, group_counts, histogram, quantiles, roc_auc
+from kernels.stats import (
+    ReferenceSummary,
+    accuracy,
+    drift,
+    group_counts,
+    histogram,
+    log_loss,
+    quantiles,
+    roc_auc,
+)
 
 N_COLS = 20
 N_REF = 200_000  # reference rows summarised once, as at training time
@@ -71,6 +80,8 @@ def cases(n_rows: int) -> list[Case]:
                 ),
             },
             bytes_moved=x.nbytes,
+            target="no slower than np.histogram",
+            target_vs="numpy",
         ),
         Case(
             "quantiles_11",
@@ -111,9 +122,55 @@ def cases(n_rows: int) -> list[Case]:
             target_s=0.02 if n_rows == 1_000_000 else None,
         ),
     ]
+    if n_rows <= SMALL_CASES_UP_TO:
+        out += _small_cases(rng)
     if gpu_available():
         out += _gpu_cases(summary, cur, y, y_pred, group)
     return out
+
+
+SMALL_CASES_UP_TO = 1_000_000  # the 1,000-row cases do not depend on n_rows: run them once
+
+
+def _small_cases(rng: np.random.Generator) -> list[Case]:
+    """Metrics on 1,000 rows, as the model server and the UI compute them: serial paths."""
+    from sklearn import metrics as skm
+
+    p = rng.random(1000)
+    y = (rng.random(1000) < p).astype(np.uint8)
+    edges = np.linspace(0, 1, 11)
+    return [
+        Case(
+            "roc_auc_1000",
+            lambda: roc_auc(y, p),
+            rivals={"sklearn": lambda: skm.roc_auc_score(y, p)},
+            target="< 200 us",
+            target_s=200e-6,
+            repeat=100,
+        ),
+        Case(
+            "log_loss_1000",
+            lambda: log_loss(y, p),
+            rivals={"sklearn": lambda: skm.log_loss(y, p)},
+            target="< 200 us",
+            target_s=200e-6,
+            repeat=100,
+        ),
+        Case(
+            "accuracy_1000",
+            lambda: accuracy(y, p),
+            rivals={"sklearn": lambda: skm.accuracy_score(y, p >= 0.5)},
+            target="< 200 us",
+            target_s=200e-6,
+            repeat=100,
+        ),
+        Case(
+            "histogram_1000",
+            lambda: histogram(p, edges),
+            rivals={"numpy": lambda: np.histogram(p, edges)},
+            repeat=100,
+        ),
+    ]
 
 
 def _gpu_cases(summary, cur, y, y_pred, group) -> list[Case]:

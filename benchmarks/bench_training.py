@@ -29,7 +29,7 @@ def cases(n_rows: int) -> list[Case]:
         m = sk.LogisticRegression(C=1.0).fit(X, y)
         auc["sklearn_lbfgs"] = roc_auc(y, m.decision_function(X))
 
-    return [
+    out = [
         Case(
             "logistic_fit_x20",
             ours,
@@ -45,5 +45,43 @@ def cases(n_rows: int) -> list[Case]:
             lambda: Ridge(alpha=1.0).fit(X, y_reg),
             rivals={"sklearn_ridge": lambda: sk.Ridge(alpha=1.0).fit(X, y_reg)},
             bytes_moved=X.nbytes,
+        ),
+    ]
+    if n_rows <= SMALL_CASES_UP_TO:
+        out += _serving_cases(X, y)
+    return out
+
+
+SMALL_CASES_UP_TO = 1_000_000  # the per-request cases do not depend on n_rows: run them once
+
+
+def _serving_cases(X: np.ndarray, y: np.ndarray) -> list[Case]:
+    """What the model server does per request: score 1 to 1,000 rows (no thread pool)."""
+    from sklearn import linear_model as sk
+
+    X8, y8 = X[:2000, :8].copy(), y[:2000]
+    ours = LogisticRegression().fit(X8, y8)
+    theirs = sk.LogisticRegression().fit(X8, y8)
+    one, batch = X8[:1].copy(), X8[:1000].copy()
+    return [
+        Case(
+            "predict_proba_1x8",
+            lambda: ours.predict_proba(one),
+            rivals={"sklearn": lambda: theirs.predict_proba(one)},
+            target="< 50 us after warm-up",
+            target_s=50e-6,
+            repeat=200,
+        ),
+        Case(
+            "predict_proba_1000x8",
+            lambda: ours.predict_proba(batch),
+            rivals={"sklearn": lambda: theirs.predict_proba(batch)},
+            repeat=100,
+        ),
+        Case(
+            "logistic_fit_1000x8",
+            lambda: LogisticRegression().fit(batch, y8[:1000]),
+            rivals={"sklearn_lbfgs": lambda: sk.LogisticRegression().fit(batch, y8[:1000])},
+            repeat=20,
         ),
     ]

@@ -22,7 +22,7 @@ import numpy as np
 _OPTS = {"cache": True, "nogil": True}
 # Thread counts are passed in: calling nb.get_num_threads() inside a kernel stops caching.
 
-SERIAL_BELOW = 32_768  # elements; measured: see benchmarks/bench_stats.py "small_*" cases
+SERIAL_BELOW = 65_536  # elements: below this a parallel launch cost more than it saved
 
 
 def _serial(size: int) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 BLOCK = 64
 # Below this many elements of X a fit step runs serially: a parallel launch costs more than
 # the work (see kernels/stats/cpu.py). The serial kernel uses the same row blocks.
-SERIAL_BELOW = 32_768
+SERIAL_BELOW = 65_536  # elements: below this a parallel launch cost more than it saved
 
 
 @nb.njit(inline="always", fastmath=True)
