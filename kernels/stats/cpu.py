@@ -166,8 +166,8 @@ def _drift_column(x, cuts, points, cdf, counts, eq):
 
     Between two reference points u_k <= z < u_k+1 the reference CDF is the constant
     cdf[k], and the current CDF only rises, so KS over that stretch is attained at u_k or
-    at the last current value before u_k+1: two binary searches per point give it exactly.
-    Wasserstein-1 integrates |cdf[k] - F_cur| over the same stretch, a tight loop over the
+    at the last current value before u_k+1: the ranks of the points in the sorted column
+    (a galloping search from the previous point's rank) give it exactly. Wasserstein-1 integrates |cdf[k] - F_cur| over the same stretch, a tight loop over the
     current values inside it. Nothing walks both samples together.
     """
     n = x.size
