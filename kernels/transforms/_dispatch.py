@@ -23,15 +23,17 @@ BACKENDS = ("reference", "cpu", "cuda")
 SMALL_WORK = 1 << 15
 
 
-def backend_module(backend: str | None, *arrays: Any) -> ModuleType:
+def backend_module(backend: str | None, *arrays: Any, numpy_when_small: bool = True) -> ModuleType:
     """The module that runs a kernel: ``backend`` if given, else where the data lives.
 
     NumPy data runs on the Numba CPU path (``FALAJ_DEVICE=cuda`` without a GPU raises
     ``DeviceUnavailable``), or on NumPy when it is small; CuPy data runs on the CUDA path.
+    Kernels whose NumPy reference is a Python loop pass ``numpy_when_small=False``.
     """
     if backend is None:
         backend = device_of(*arrays)
-        if backend == "cpu" and sum(getattr(a, "size", 0) for a in arrays) < SMALL_WORK:
+        small = sum(getattr(a, "size", 0) for a in arrays) < SMALL_WORK
+        if backend == "cpu" and small and numpy_when_small:
             backend = "reference"
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
