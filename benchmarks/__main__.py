@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.rows or ([10_000] if args.quick else [1_000_000, 10_000_000])
     print(f"{'kernel':<34} {'rows':>10} {'ours':>13}  rival time / our time (>1: we are faster)")
     rows = _harness.run(sizes, repeat=1 if args.quick else None, only=args.only)
-    path = _harness.write(rows, "quick" if args.quick else "latest")
+    # only a full default run replaces latest.json, the committed record
+    tag = "quick" if args.quick else ("partial" if args.only or args.rows else "latest")
+    path = _harness.write(rows, tag)
     missed = [r["kernel"] for r in rows if r.get("missed")]
     if missed:
         print(f"targets missed: {', '.join(missed)}")
