@@ -81,6 +81,13 @@ class Appliance:
         """Create the home, key and stores; a second run changes nothing."""
         control_path, features_path = self.home / CONTROL_FILE, self.home / FEATURES_FILE
         existing = [p.name for p in (control_path, features_path) if p.exists()]
+        if len(existing) == 1:
+            # Never create an empty store beside a populated one: that hides a lost file.
+            missing = FEATURES_FILE if existing[0] == CONTROL_FILE else CONTROL_FILE
+            raise StoreError(
+                f"{missing}: missing from {self.home} although {existing[0]} exists; "
+                "restore it from a backup (init only creates a complete new home)"
+            )
         created_key = False
         if not self.key_path.exists():
             if existing:
@@ -96,12 +103,8 @@ class Appliance:
             created_key = True
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "artifacts").mkdir(exist_ok=True)
-        self.control = ControlStore(
-            control_path, keys.derive(self.master_key, CONTROL_FILE), create=True
-        )
-        self.features = FeatureStore(
-            features_path, keys.derive(self.master_key, FEATURES_FILE), create=True
-        )
+        self.control = ControlStore(control_path, self.store_key(CONTROL_FILE), create=True)
+        self.features = FeatureStore(features_path, self.store_key(FEATURES_FILE), create=True)
         applied = {"control.db": self.control.migrate(), "features.duckdb": self.features.migrate()}
         changed = created_key or any(applied.values())
         if changed:

@@ -131,3 +131,14 @@ def test_init_records_an_audit_event(app):
     assert event["action"] == "home.init"
     assert event["actor"] == str(ACTOR)
     assert event["details"]["created_key"] is True
+
+
+def test_init_refuses_to_replace_one_lost_store(falaj, home):
+    falaj.ok("init")
+    (home / "features.duckdb").unlink()
+    r = falaj("init")
+    assert r.exit_code == 2
+    assert r.stderr.startswith("error: features.duckdb: missing from")
+    assert not (home / "features.duckdb").exists()
+    r = falaj("status")
+    assert r.exit_code == 2 and "features.duckdb" in r.stderr and "does not exist" in r.stderr
