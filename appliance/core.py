@@ -134,34 +134,19 @@ class Appliance:
 
     # -- ingest ----------------------------------------------------------------
 
-    def table_types(self, table: str) -> dict[str, str] | None:
-        rows = self.features.query(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = ? AND table_catalog = current_database() ORDER BY ordinal_position",
-            [table],
-        )
-        if not rows:
-            return None
-        return {
-            r["column_name"]: r["data_type"] for r in rows if not r["column_name"].startswith("_")
-        }
-
     def ingest(
         self, path: str | Path, table: str, entity: str, timestamp: str, actor: Actor
     ) -> dict[str, Any]:
         """Append a CSV or Parquet file to a table, all rows or none."""
         ingest.check_name("table", table)
         path = Path(path)
-        existing = self.table_types(table)
-        if existing is not None:
-            meta = self.features.query(
-                "SELECT entity_col, timestamp_col FROM _tables WHERE table_name = ?", [table]
+        existing = self.features.column_types(table)
+        known_keys = self.features.table_keys(table)
+        if known_keys is not None and known_keys != (entity, timestamp):
+            raise ingest.BadInput(
+                f"table {table!r} has entity {known_keys[0]!r} and timestamp {known_keys[1]!r}, "
+                f"not {entity!r} and {timestamp!r}"
             )
-            if meta and (meta[0]["entity_col"], meta[0]["timestamp_col"]) != (entity, timestamp):
-                raise ingest.BadInput(
-                    f"table {table!r} has entity {meta[0]['entity_col']!r} and timestamp "
-                    f"{meta[0]['timestamp_col']!r}, not {entity!r} and {timestamp!r}"
-                )
         prepared = ingest.prepare(path, entity, timestamp, existing)
         batch_id = uuid.uuid4().hex
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -216,7 +201,7 @@ class Appliance:
                 {
                     "table": name,
                     "rows": self.features.row_count(name),
-                    "columns": self.table_types(name),
+                    "columns": self.features.column_types(name),
                     "entity": t["entity_col"],
                     "timestamp": t["timestamp_col"],
                     "last_ingest": last["last"].isoformat(timespec="seconds") + "Z"

@@ -124,6 +124,27 @@ class FeatureStore:
         rows = self.query("SELECT table_name FROM _tables ORDER BY table_name")
         return [r["table_name"] for r in rows]
 
+    def column_types(self, table: str) -> dict[str, str] | None:
+        """The user columns of a table and their DuckDB types (internal ``_`` ones left
+        out), or None if there is no such table."""
+        rows = self.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = ? AND table_catalog = current_database() ORDER BY ordinal_position",
+            [table],
+        )
+        if not rows:
+            return None
+        return {
+            r["column_name"]: r["data_type"] for r in rows if not r["column_name"].startswith("_")
+        }
+
+    def table_keys(self, table: str) -> tuple[str, str] | None:
+        """(entity column, timestamp column) of a feature table, or None."""
+        rows = self.query(
+            "SELECT entity_col, timestamp_col FROM _tables WHERE table_name = ?", [table]
+        )
+        return (rows[0]["entity_col"], rows[0]["timestamp_col"]) if rows else None
+
     def row_count(self, table: str) -> int:
         return self.query(f'SELECT count(*) AS n FROM "{table}"')[0]["n"]
 

@@ -38,28 +38,19 @@ class TrainingRun:
 
 
 def feature_columns(fs: FeatureStore, table: str, label: str) -> tuple[list[str], dict[str, str]]:
-    meta = fs.query("SELECT entity_col, timestamp_col FROM _tables WHERE table_name = ?", [table])
-    if not meta:
+    keys = fs.table_keys(table)
+    if keys is None:
         raise BadInput(
             f"table {table!r} does not exist (tables: {', '.join(fs.table_names()) or 'none'})"
         )
-    cols = fs.query(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_name = ? AND table_catalog = current_database() ORDER BY ordinal_position",
-        [table],
-    )
-    types = {c["column_name"]: c["data_type"] for c in cols}
+    types = fs.column_types(table) or {}
     if label not in types:
-        raise BadInput(
-            f"table {table!r} has no column {label!r} (columns: {', '.join(c for c in types if not c.startswith('_'))})"
-        )
-    skip = {meta[0]["entity_col"], meta[0]["timestamp_col"], label}
-    features = [
-        c for c, t in types.items() if t in NUMERIC and c not in skip and not c.startswith("_")
-    ]
+        raise BadInput(f"table {table!r} has no column {label!r} (columns: {', '.join(types)})")
+    skip = {*keys, label}
+    features = [c for c, t in types.items() if t in NUMERIC and c not in skip]
     if not features:
         raise BadInput(f"table {table!r} has no numeric feature columns besides {label!r}")
-    return features, {"entity": meta[0]["entity_col"], "timestamp": meta[0]["timestamp_col"]}
+    return features, {"entity": keys[0], "timestamp": keys[1]}
 
 
 def train(

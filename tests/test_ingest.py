@@ -23,7 +23,7 @@ def test_csv_ingest_types_and_audit(falaj, credit_csv, home):
 
 def test_types_are_inferred(app, credit_csv):
     app.ingest(credit_csv, "loans", "customer_id", "event_time", actor="test:x")
-    types = app.table_types("loans")
+    types = app.features.column_types("loans")
     assert types["customer_id"] == "BIGINT"
     assert types["event_time"] == "TIMESTAMP"
     assert types["income"] == "DOUBLE"
@@ -114,7 +114,7 @@ def test_mostly_numeric_column_with_garbage_is_refused_on_first_ingest(app, tmp_
         Exception, match=r"row 40 \(line 41\), column 'x': 'n/a\?' is not a valid DOUBLE"
     ):
         app.ingest(p, "t", "id", "ts", "test:x")
-    assert app.table_types("t") is None  # the table was not created
+    assert app.features.column_types("t") is None  # the table was not created
 
 
 def test_integer_column_refuses_fractions(app, tmp_path):
