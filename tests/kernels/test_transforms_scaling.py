@@ -174,7 +174,9 @@ def test_transform_of_inf_and_nan(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_log1p(backend):
     X = np.array([[0, 1, 9], [-1, 3, 99]], dtype=np.int64)
-    close(log1p(X, backend=backend), np.log1p(X.astype(np.float64)), rtol=1e-15)
+    with np.errstate(divide="ignore"):  # log1p(-1) = -inf, as intended
+        expected = np.log1p(X.astype(np.float64))
+    close(log1p(X, backend=backend), expected, rtol=1e-15)
     assert log1p(np.zeros(0), backend=backend).shape == (0, 1)
 
 
