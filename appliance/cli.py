@@ -402,6 +402,33 @@ def audit_tail(app: Appliance, count: int | None, as_json: bool) -> None:
     emit(as_json, rows, "\n".join(lines) or "no events")
 
 
+@cli.command("demo-data")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1),
+    default=60_000,
+    show_default=True,
+    help="Rows to generate.",
+)
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed.")
+def demo_data(out: Path, rows: int, seed: int) -> None:
+    """Write the synthetic credit-risk data set (Parquet, or CSV for a .csv name).
+
+    Customers' loan applications over a year: numeric and categorical features, a
+    sensitive attribute (gender), a 0/1 `default` label with real signal, and a drift
+    in the last three months.
+
+    \b
+    Example:
+        falaj demo-data loans.parquet --rows 20000
+    """
+    from appliance import demo
+
+    demo.write(out, rows, seed)
+    click.echo(f"wrote {rows} rows to {out}")
+
+
 @cli.command("settings")
 @json_option
 @click.pass_context

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 START = datetime(2025, 1, 1)
@@ -85,6 +86,11 @@ def credit_risk(n_rows: int = 60_000, seed: int = 7) -> pa.Table:
 
 
 def write(path: Path, n_rows: int = 60_000, seed: int = 7) -> Path:
+    """Write the data set as Parquet, or as CSV when the name ends in .csv."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(credit_risk(n_rows, seed), path)
+    table = credit_risk(n_rows, seed)
+    if path.suffix.lower() == ".csv":
+        pacsv.write_csv(table, path)
+    else:
+        pq.write_table(table, path)
     return path

@@ -19,7 +19,8 @@ ALL = sorted(commands(cli), key=lambda c: c[0])
 def test_the_cli_has_the_designed_commands():
     names = {n for n, _ in ALL}
     assert {"init", "run", "status", "ingest", "train", "deploy", "predict", "models list", "models show",
-            "models verify", "audit verify", "audit tail", "settings", "bench"} <= names  # fmt: skip
+            "models verify", "audit verify", "audit tail", "settings", "bench", "rollback",
+            "demo-data"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("name,cmd", ALL, ids=[n for n, _ in ALL])

@@ -109,3 +109,24 @@ def test_run_demo_serves_a_model(home, start_server, monkeypatch):
     log = server.log.read_text()
     assert "demo: ingested 5000 rows" in log and "Falaj serving on" in log
     assert body["version"] == 1
+
+
+def test_the_readme_tour(falaj, tmp_path):
+    """The tour's first steps, as the README gives them."""
+    out = tmp_path / "loans.parquet"
+    assert (
+        falaj.ok("demo-data", out, "--rows", "2000").stdout.strip() == f"wrote 2000 rows to {out}"
+    )
+    falaj.ok("init")
+    assert "ingested 2000 rows" in falaj.ok("ingest", out, *LOANS).stdout
+    assert (
+        falaj.ok(
+            "train", "--table", "loans", "--label", "default", "--name", "credit"
+        ).stdout.strip()
+        == "1"
+    )
+    assert falaj.ok("models", "verify", "credit@1").stdout.startswith("credit@1: bundle verified")
+    csv = tmp_path / "loans.csv"
+    falaj.ok("demo-data", csv, "--rows", "10")
+    assert csv.read_text().splitlines()[0].startswith('"customer_id","event_time","age"')
+    assert falaj("demo-data", csv, "--rows", "0").exit_code == 2
