@@ -12,6 +12,7 @@ import waitress
 from appliance import demo as demo_data
 from appliance.audit import Actor
 from appliance.core import Appliance
+from appliance.errors import FalajError
 
 DEMO_TABLE = "credit_applications"
 DEMO_MODEL = "credit_risk"
@@ -32,6 +33,18 @@ def load_demo(app: Appliance, actor: Actor) -> None:
 
 
 def start(app: Appliance, demo: bool, actor: Actor) -> None:
+    from webui import create_app
+
+    host, port = app.settings["host"], app.settings["port"]
+    try:  # bind first: a taken port fails at once, before any work is done
+        server = waitress.create_server(
+            create_app(app), host=host, port=port, threads=app.settings["threads"], ident="falaj"
+        )
+    except OSError as exc:
+        raise FalajError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port"
+        ) from None
+
     result = app.init(actor)
     if result["created_key"]:
         click.echo(
@@ -41,20 +54,15 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
         load_demo(app, actor)
     app.server.refresh(force=True)  # load and verify every deployed bundle before serving
 
-    from webui import create_app
-
-    flask_app = create_app(app)
-    host, port = app.settings["host"], app.settings["port"]
-
     def stop(signum, frame):  # SIGTERM (systemd, docker stop): close stores cleanly
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    click.echo(f"Falaj serving on http://{host}:{port}", err=True)
+    click.echo(f"Falaj serving on http://{host}:{server.effective_port}", err=True)
     sys.stderr.flush()
     try:
-        waitress.serve(
-            flask_app, host=host, port=port, threads=app.settings["threads"], ident="falaj"
-        )
+        server.run()
     except KeyboardInterrupt:
         click.echo("stopping", err=True)
+    finally:
+        server.close()

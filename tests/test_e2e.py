@@ -1,5 +1,7 @@
 """The whole path through the CLI and a real server on a free port."""
 
+import socket
+
 import numpy as np
 
 from appliance import demo
@@ -130,3 +132,17 @@ def test_the_readme_tour(falaj, tmp_path):
     falaj.ok("demo-data", csv, "--rows", "10")
     assert csv.read_text().splitlines()[0].startswith('"customer_id","event_time","age"')
     assert falaj("demo-data", csv, "--rows", "0").exit_code == 2
+
+
+def test_run_on_a_taken_port_is_one_clear_line(falaj, home):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = falaj("run", "--port", port)
+    assert r.exit_code == 2
+    assert (
+        r.stderr.strip()
+        == f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port"
+    )
+    assert not home.exists()  # it failed before creating anything
