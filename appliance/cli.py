@@ -29,6 +29,11 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def os_error(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
 def service(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Give the command an open Appliance and map domain errors to exit codes."""
 
@@ -43,6 +48,8 @@ def service(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(exc.message, exc.exit_code)
         except ValueError as exc:  # a setting that does not parse
             fail(str(exc), 2)
+        except OSError as exc:  # the file system said no: an unwritable home, a full disk
+            fail(os_error(exc), 2)
         finally:
             if app is not None:
                 app.close()
@@ -139,6 +146,8 @@ def run(
         fail(exc.message, exc.exit_code)
     except ValueError as exc:
         fail(str(exc), 2)
+    except OSError as exc:
+        fail(os_error(exc), 2)
     finally:
         if app is not None:
             app.close()

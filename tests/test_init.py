@@ -142,3 +142,14 @@ def test_init_refuses_to_replace_one_lost_store(falaj, home):
     assert not (home / "features.duckdb").exists()
     r = falaj("status")
     assert r.exit_code == 2 and "features.duckdb" in r.stderr and "does not exist" in r.stderr
+
+
+def test_unusable_home_is_one_clear_line(tmp_path):
+    from tests.conftest import Falaj
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = Falaj(blocker / "home")("init")
+    assert r.exit_code == 2
+    assert r.stderr.startswith("error: ") and str(blocker) in r.stderr
+    assert "Traceback" not in r.output
