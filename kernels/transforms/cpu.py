@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from kernels.transforms import _scalar
+
 _CHUNK = 16384  # rows per partial sum: fixed, so results do not depend on the thread count
 
 
@@ -118,19 +120,7 @@ def _clip(X, lo, hi, out):
     return out
 
 
-@njit(cache=True)
-def interpolate(s, m, q):
-    if m == 0:
-        return np.nan
-    pos = q * (m - 1)
-    lo = int(np.floor(pos))
-    hi = min(lo + 1, m - 1)
-    frac = pos - lo
-    a = s[lo]
-    b = s[hi]
-    if frac == 0.0 or a == b:
-        return a
-    return a + (b - a) * frac
+interpolate = njit(cache=True)(_scalar.interpolate)
 
 
 @njit(parallel=True, cache=True)

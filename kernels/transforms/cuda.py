@@ -13,6 +13,7 @@ import numpy as np
 from numba import config, cuda
 
 from kernels._backend import is_device_array
+from kernels.transforms import _scalar
 
 # The simulator runs every thread as a Python thread: small blocks keep tests quick.
 _THREADS = 32 if config.ENABLE_CUDASIM else 256
@@ -211,19 +212,7 @@ def _sort_columns(X):
     return buf, count
 
 
-@cuda.jit(device=True)
-def _interpolate(s, m, q):
-    if m == 0:
-        return math.nan
-    pos = q * (m - 1)
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, m - 1)
-    frac = pos - lo
-    a = s[lo]
-    b = s[hi]
-    if frac == 0.0 or a == b:
-        return a
-    return a + (b - a) * frac
+_interpolate = cuda.jit(device=True)(_scalar.interpolate)
 
 
 @cuda.jit

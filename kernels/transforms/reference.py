@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.transforms import _scalar
+
 # ---------------------------------------------------------------- numeric columns
 
 
@@ -60,16 +62,7 @@ def quantiles(X: np.ndarray, qs: np.ndarray) -> np.ndarray:
 
 def interpolate(s: np.ndarray, m: int, q: float) -> float:
     """The q-quantile of the first m (sorted) values of s; the formula every backend uses."""
-    if m == 0:
-        return np.nan
-    pos = q * (m - 1)
-    lo = int(np.floor(pos))
-    hi = min(lo + 1, m - 1)
-    frac = pos - lo
-    a, b = s[lo], s[hi]
-    if frac == 0.0 or a == b:
-        return float(a)
-    return float(a + (b - a) * frac)
+    return float(_scalar.interpolate(s, m, q))
 
 
 def bucketize(X: np.ndarray, edges: np.ndarray, n_edges: np.ndarray) -> np.ndarray:
