@@ -80,3 +80,11 @@ def check_fitted(estimator: Any, attribute: str) -> None:
         raise ValueError(
             f"{type(estimator).__name__} is not fitted yet; call fit() (or from_dict()) first"
         )
+
+
+class Transformer:
+    """``fit_transform`` for estimators whose ``fit`` and ``transform`` take the same data,
+    as scikit-learn's ``TransformerMixin`` gives it."""
+
+    def fit_transform(self, X: Any) -> Any:
+        return self.fit(X).transform(X)  # type: ignore[attr-defined]

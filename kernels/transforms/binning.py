@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from kernels.transforms._dispatch import (
+    Transformer,
     as_2d_float,
     backend_module,
     check_columns,
@@ -20,7 +21,7 @@ from kernels.transforms._dispatch import (
 from kernels.transforms._fit import fit_quantiles, floats
 
 
-class QuantileBucketizer:
+class QuantileBucketizer(Transformer):
     """Bucket each column at its fitted quantiles into (at most) ``n_bins`` int64 buckets.
 
     Bucket ``b`` holds values ``edges[b-1] <= x < edges[b]`` over the column's inner edges
@@ -56,9 +57,6 @@ class QuantileBucketizer:
         n_edges = np.array([len(e) for e in self.edges_], dtype=np.int64)
         module = backend_module(self.backend, X)
         return module.bucketize(host_or_device(module, X), edges, n_edges)
-
-    def fit_transform(self, X: Any) -> Any:
-        return self.fit(X).transform(X)
 
     def to_dict(self) -> dict[str, Any]:
         check_fitted(self, "edges_")

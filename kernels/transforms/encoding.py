@@ -18,7 +18,13 @@ import numpy as np
 from kernels._backend import array_module, to_host
 from kernels.summary import CategorySummary, categories_from_json
 from kernels.transforms import reference
-from kernels.transforms._dispatch import as_1d, backend_module, check_fitted, host_or_device
+from kernels.transforms._dispatch import (
+    Transformer,
+    as_1d,
+    backend_module,
+    check_fitted,
+    host_or_device,
+)
 from kernels.transforms._fit import floats
 
 
@@ -115,7 +121,7 @@ def _categories_to_json(categories: np.ndarray) -> list[Any]:
     return categories.tolist()
 
 
-class OneHotEncoder:
+class OneHotEncoder(Transformer):
     """One 0/1 float64 column per fitted category, in sorted category order.
 
     ``handle_unknown="ignore"`` encodes an unseen category as a row of zeros; ``"error"``
@@ -161,9 +167,6 @@ class OneHotEncoder:
         module = _module(self.backend, codes)
         return module.one_hot(host_or_device(module, codes), len(self.categories_))
 
-    def fit_transform(self, values: Any) -> Any:
-        return self.fit(values).transform(values)
-
     def to_dict(self) -> dict[str, Any]:
         check_fitted(self, "categories_")
         return {
@@ -179,7 +182,7 @@ class OneHotEncoder:
         return self
 
 
-class FrequencyEncoder:
+class FrequencyEncoder(Transformer):
     """Each value becomes its category's share of the fitted non-missing rows.
 
     Unknown and missing values encode as 0.0.
@@ -207,9 +210,6 @@ class FrequencyEncoder:
         codes = codes_for(values, missing, self.categories_, self.backend)
         module = _module(self.backend, codes)
         return module.take(host_or_device(module, codes), self.frequencies_, 0.0)
-
-    def fit_transform(self, values: Any) -> Any:
-        return self.fit(values).transform(values)
 
     def to_dict(self) -> dict[str, Any]:
         check_fitted(self, "categories_")
@@ -325,7 +325,7 @@ def _int_keys(values: Any, missing: Any) -> Any:
     return xp.ascontiguousarray(xp.where(whole, as_int, v.view(xp.int64)))
 
 
-class HashingEncoder:
+class HashingEncoder(Transformer):
     """One-hot over ``n_buckets`` stable hash buckets: no fitted vocabulary, no unknowns.
 
     Missing values give a row of zeros. ``fit`` only checks the parameters.
@@ -349,9 +349,6 @@ class HashingEncoder:
         buckets = hash_buckets(values, self.n_buckets_, self.seed, self.backend)
         module = _module(self.backend, buckets)
         return module.one_hot(host_or_device(module, buckets), self.n_buckets_)
-
-    def fit_transform(self, values: Any) -> Any:
-        return self.fit(values).transform(values)
 
     def to_dict(self) -> dict[str, Any]:
         check_fitted(self, "n_buckets_")

@@ -14,6 +14,7 @@ import numpy as np
 
 from kernels.summary import ColumnSummary
 from kernels.transforms._dispatch import (
+    Transformer,
     as_2d_float,
     backend_module,
     check_columns,
@@ -25,7 +26,7 @@ from kernels.transforms._fit import check_summary, fit_quantiles, floats
 STRATEGIES = ("mean", "median", "constant")
 
 
-class SimpleImputer:
+class SimpleImputer(Transformer):
     """Fill NaN with the column mean, median, or a constant.
 
     ``mean`` and ``constant`` fits are mergeable (``from_summary``); ``median`` needs the
@@ -101,9 +102,6 @@ class SimpleImputer:
         check_columns(X, len(self.statistics_), "SimpleImputer.transform")
         module = backend_module(self.backend, X)
         return module.impute(host_or_device(module, X), self.statistics_, self.indicator_features_)
-
-    def fit_transform(self, X: Any) -> Any:
-        return self.fit(X).transform(X)
 
     def to_dict(self) -> dict[str, Any]:
         check_fitted(self, "statistics_")

@@ -17,6 +17,7 @@ import numpy as np
 
 from kernels.summary import ColumnSummary
 from kernels.transforms._dispatch import (
+    Transformer,
     as_2d_float,
     backend_module,
     check_columns,
@@ -31,7 +32,7 @@ def _apply(name: str, backend: str | None, X: Any, *params: np.ndarray) -> Any:
     return getattr(module, name)(host_or_device(module, X), *params)
 
 
-class _ColumnAffine:
+class _ColumnAffine(Transformer):
     """Shared ``transform``: ``(X - shift) / scale`` per column, in one fused kernel."""
 
     backend: str | None
@@ -44,9 +45,6 @@ class _ColumnAffine:
         X = as_2d_float(X, "X")
         check_columns(X, len(shift), f"{type(self).__name__}.transform")
         return _apply("center_scale", getattr(self, "backend", None), X, shift, scale)
-
-    def fit_transform(self, X: Any) -> Any:
-        return self.fit(X).transform(X)  # type: ignore[attr-defined]
 
 
 class StandardScaler(_ColumnAffine):
@@ -217,7 +215,7 @@ class RobustScaler(_ColumnAffine):
         return self
 
 
-class QuantileClipper:
+class QuantileClipper(Transformer):
     """Clip each column to its fitted [lower, upper] quantiles (winsorising).
 
     NaN stays NaN; ±inf clips to the bounds. Fit on the whole column (quantiles do not merge).
@@ -242,9 +240,6 @@ class QuantileClipper:
         X = as_2d_float(X, "X")
         check_columns(X, len(self.lower_), "QuantileClipper.transform")
         return _apply("clip", self.backend, X, self.lower_, self.upper_)
-
-    def fit_transform(self, X: Any) -> Any:
-        return self.fit(X).transform(X)
 
     def to_dict(self) -> dict[str, Any]:
         check_fitted(self, "lower_")

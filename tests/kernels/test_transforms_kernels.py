@@ -332,3 +332,27 @@ def test_small_inputs_take_the_numpy_path_with_the_same_numbers():
     small = scaler.transform(X[:3])
     scaler.backend = "cpu"
     np.testing.assert_array_equal(small, scaler.transform(X[:3]))  # bit for bit
+
+
+def test_fit_transform_equals_fit_then_transform():
+    from kernels.transforms import (
+        FrequencyEncoder,
+        HashingEncoder,
+        MinMaxScaler,
+        OneHotEncoder,
+        QuantileBucketizer,
+        QuantileClipper,
+        RobustScaler,
+        SimpleImputer,
+        StandardScaler,
+    )
+
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(200, 3))
+    codes = rng.integers(0, 5, 200)
+    for est, data in [
+        (StandardScaler(), X), (MinMaxScaler(), X), (RobustScaler(), X), (QuantileClipper(), X),
+        (QuantileBucketizer(), X), (SimpleImputer(), X), (OneHotEncoder(), codes),
+        (FrequencyEncoder(), codes), (HashingEncoder(), codes),
+    ]:  # fmt: skip
+        np.testing.assert_array_equal(est.fit_transform(data), est.fit(data).transform(data))
