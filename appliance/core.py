@@ -98,7 +98,6 @@ class Appliance:
                 )
             if self.key_path != keys.default_key_path(self.home):
                 keys.read_key(self.key_path)  # names the missing external key file
-            self.home.mkdir(parents=True, exist_ok=True)
             keys.create_key(self.key_path)
             created_key = True
         self.home.mkdir(parents=True, exist_ok=True)
