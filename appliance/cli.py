@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from appliance import settings as settings_mod
-from appliance.audit import Actor
+from appliance.auth import Actor
 from appliance.core import Appliance
 from appliance.errors import BadInput, FalajError
 
@@ -52,9 +52,41 @@ def service(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(os_error(exc), 2)
         finally:
             if app is not None:
-                app.close()
+                try:
+                    app.close()
+                except FalajError as exc:  # pending records that cannot be written
+                    fail(exc.message, exc.exit_code)
 
     return wrapper
+
+
+def setting_option(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A command option for a setting, its type, choices, help and default taken from the
+    settings table; left out, the setting's TOML, environment or default value holds."""
+    s = settings_mod.BY_NAME[name]
+    kind = click.Choice(s.choices) if s.choices else type(s.default)
+    return click.option(
+        f"--{name.replace('_', '-')}", name, type=kind, default=None,
+        help=f"{s.help} [default: {s.default}; env {s.env}]",
+    )  # fmt: skip
+
+
+def overriding(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Options for these settings, passed to the Appliance as overrides."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @click.pass_context
+        def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+            ctx.obj["overrides"].update({n: kwargs.pop(n) for n in names})
+            return fn(*args, **kwargs)
+
+        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        wrapper.__click_params__ = list(getattr(fn, "__click_params__", []))  # type: ignore[attr-defined]
+        for n in reversed(names):
+            wrapper = setting_option(n)(wrapper)
+        return wrapper
+
+    return decorate
 
 
 def emit(as_json: bool, data: Any, text: str) -> None:
@@ -76,7 +108,11 @@ def parse_ref(ref: str, version: int | None = None) -> tuple[str, int | None]:
 
 @click.group()
 @click.version_option(package_name="falaj")
-@click.option("--home", envvar="FALAJ_HOME", help="Falaj home folder (default ./var).")
+@click.option(
+    "--home",
+    envvar="FALAJ_HOME",
+    help=settings_mod.BY_NAME["home"].help + " [default: ./var; env FALAJ_HOME]",
+)
 @click.option(
     "--config",
     type=click.Path(dir_okay=False),
@@ -117,40 +153,40 @@ def init(app: Appliance, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--host", help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", type=int, help="Port to listen on (default 8080).")
-@click.option("--threads", type=int, help="WSGI worker threads (default 8).")
+@overriding("host", "port", "threads", "device", "decision_log", "check_on_start", "demo_rows")
 @click.option(
     "--demo", is_flag=True, help="On an empty home, load the credit-risk demo and deploy a model."
 )
-@click.pass_context
-def run(
-    ctx: click.Context, host: str | None, port: int | None, threads: int | None, demo: bool
-) -> None:
+@service
+def run(app: Appliance, demo: bool) -> None:
     """Serve the dashboard, the JSON API and the models.
 
-    Creates the home first if it is empty.
+    Creates the home first if it is empty, then reads every page of both stores
+    (check_on_start) before it serves.
 
     \b
     Example:
         falaj --home ./var run --demo --port 8080
     """
-    from appliance import server
+    from webui import server
 
-    ctx.obj["overrides"].update(host=host, port=port, threads=threads)
-    app = None
-    try:
-        app = Appliance.open(ctx.obj["overrides"], ctx.obj["config"])
-        server.start(app, demo=demo, actor=cli_actor())
-    except FalajError as exc:
-        fail(exc.message, exc.exit_code)
-    except ValueError as exc:
-        fail(str(exc), 2)
-    except OSError as exc:
-        fail(os_error(exc), 2)
-    finally:
-        if app is not None:
-            app.close()
+    server.start(app, demo=demo, actor=cli_actor())
+
+
+@cli.command()
+@json_option
+@service
+def check(app: Appliance, as_json: bool) -> None:
+    """Read every page of both stores and check each against its checksum.
+
+    Exits 2 naming the damaged store and page; 0 when both read clean.
+
+    \b
+    Example:
+        falaj check
+    """
+    problems = app.check(cli_actor())
+    emit(as_json, {"ok": True, "stores": problems}, "control.db: ok\nfeatures.duckdb: ok")
 
 
 @cli.command()
@@ -163,12 +199,14 @@ def status(app: Appliance, as_json: bool) -> None:
     Example:
         falaj status --json
     """
-    v = app.audit_verify()
+    actor = cli_actor()
+    v = app.audit.verify(actor)
     data = {
         "home": str(app.home),
-        "tables": app.tables(),
+        "tables": app.catalog.tables(actor),
         "models": [
-            {"name": m["name"], "version": m["version"], "live": m["live"]} for m in app.models()
+            {"name": m["name"], "version": m["version"], "live": m["live"]}
+            for m in app.registry.versions(actor)
         ],
         "audit": {"events": v.checked, "verified": v.ok},
     }
@@ -199,7 +237,7 @@ def ingest_cmd(
     Example:
         falaj ingest loans.csv --table loans --entity customer_id --timestamp event_time
     """
-    r = app.ingest(file, table, entity, timestamp, cli_actor())
+    r = app.ingestion.ingest(file, table, entity, timestamp, cli_actor())
     emit(as_json, r, f"ingested {r['rows']} rows into {r['table']} ({r['total_rows']} rows in all)")
 
 
@@ -207,6 +245,7 @@ def ingest_cmd(
 @click.option("--table", required=True, help="Feature table to train from.")
 @click.option("--label", required=True, help="0/1 label column.")
 @click.option("--name", required=True, help="Model name to register the version under.")
+@overriding("holdout_fraction", "l2_c")
 @json_option
 @service
 def train(app: Appliance, table: str, label: str, name: str, as_json: bool) -> None:
@@ -219,7 +258,7 @@ def train(app: Appliance, table: str, label: str, name: str, as_json: bool) -> N
     Example:
         falaj train --table loans --label default --name credit
     """
-    r = app.train(table, label, name, cli_actor())
+    r = app.training.train(table, label, name, cli_actor())
     if as_json:
         emit(True, r, "")
     else:
@@ -254,7 +293,7 @@ def models_list(app: Appliance, as_json: bool) -> None:
     Example:
         falaj models list --json
     """
-    rows = app.models()
+    rows = app.registry.versions(cli_actor())
     lines = [
         f"{m['name']}@{m['version']}  auc={m['metrics']['holdout']['roc_auc']:.4f}  "
         f"{m['created_at']}{'  live' if m['live'] else ''}"
@@ -267,17 +306,17 @@ def models_list(app: Appliance, as_json: bool) -> None:
 @click.argument("ref")
 @service
 def models_show(app: Appliance, ref: str) -> None:
-    """Show one version's record (NAME@VERSION) as JSON.
+    """Show one version's record (NAME@VERSION, or NAME for the latest) as JSON.
 
     \b
     Example:
         falaj models show credit@1
     """
+    actor = cli_actor()
     name, version = parse_ref(ref)
     if version is None:
-        versions = [m["version"] for m in app.models() if m["name"] == name]
-        version = max(versions) if versions else 0
-    click.echo(json.dumps(app.model_version(name, version), indent=2))
+        version = app.registry.latest(name, actor)
+    click.echo(json.dumps(app.registry.version(name, version, actor), indent=2))
 
 
 @models.command("verify")
@@ -295,7 +334,7 @@ def models_verify(app: Appliance, ref: str) -> None:
     name, version = parse_ref(ref)
     if version is None:
         raise BadInput(f"{ref!r}: give NAME@VERSION")
-    files = app.verify_model(name, version)
+    files = app.registry.verify(name, version, cli_actor())
     click.echo(f"{name}@{version}: bundle verified ({len(files)} files)")
 
 
@@ -308,11 +347,13 @@ def models_verify(app: Appliance, ref: str) -> None:
 def deploy(app: Appliance, name: str, version: int, force: bool, as_json: bool) -> None:
     """Verify a version's bundle, load it into the idle slot and switch traffic to it.
 
+    All or nothing: a version whose bundle fails verification changes nothing.
+
     \b
     Example:
         falaj deploy credit --version 2
     """
-    r = app.deploy(name, version, cli_actor(), force=force)
+    r = app.serving.deploy(name, version, cli_actor(), force=force)
     emit(as_json, r, f"{name}@{version} is live in the {r['slot']} slot")
 
 
@@ -329,7 +370,7 @@ def rollback(app: Appliance, name: str, as_json: bool) -> None:
     Example:
         falaj rollback credit
     """
-    r = app.rollback(name, cli_actor())
+    r = app.serving.rollback(name, cli_actor())
     emit(
         as_json,
         r,
@@ -353,10 +394,43 @@ def predict(app: Appliance, name: str, input_file: Path) -> None:
         body = json.loads(input_file.read_text())
     except FileNotFoundError:
         raise BadInput(f"{input_file}: no such file") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise BadInput(f"{input_file}: not valid JSON: {exc}") from None
     records = body.get("records") if isinstance(body, dict) else body
-    click.echo(json.dumps(app.predict(name, records, cli_actor())))
+    click.echo(json.dumps(app.serving.predict(name, records, cli_actor())))
+
+
+@cli.group()
+def decisions() -> None:
+    """The decision log: every prediction the appliance answered.
+
+    \b
+    Example:
+        falaj decisions get 3f2a…
+    """
+
+
+@decisions.command("get")
+@click.argument("request_id")
+@json_option
+@service
+def decisions_get(app: Appliance, request_id: str, as_json: bool) -> None:
+    """Show a logged decision by its request id, and whether its batch's records still
+    hash to what their audit event committed to.
+
+    \b
+    Example:
+        falaj decisions get 0c5e8f0f9a4b4c8e9d1f2a3b4c5d6e7f --json
+    """
+    d = app.serving.decision(request_id, cli_actor())
+    text = (
+        f"{d['request_id']}: {d['model']}@{d['version']} ({d['slot']}) at {d['at']} for "
+        f"{d['actor']}: {', '.join(f'{o:.6f}' for o in d['outputs'])}; batch {d['batch']}, "
+        f"audit event {d['audit_seq']}, {'proved' if d['verified'] else 'NOT PROVED'}"
+    )
+    emit(as_json, d, text)
+    if not d["verified"]:
+        sys.exit(1)
 
 
 @cli.group("audit")
@@ -370,19 +444,26 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
+@click.option(
+    "--full", is_flag=True, help="Re-hash every event, not only those since the last verification."
+)
 @json_option
 @service
-def audit_verify(app: Appliance, as_json: bool) -> None:
-    """Re-hash the whole chain; exit 1 naming the first event that does not verify.
+def audit_verify(app: Appliance, full: bool, as_json: bool) -> None:
+    """Verify the chain; exit 1 naming the first event that does not verify.
+
+    Re-hashes the events added since the last verification after checking that the
+    last verified one is unchanged; --full re-hashes all.
 
     \b
     Example:
-        falaj audit verify
+        falaj audit verify --full
     """
-    v = app.audit_verify()
-    data = {"checked": v.checked, "ok": v.ok, "first_bad": v.first_bad, "reason": v.reason}
+    v = app.audit.verify(cli_actor(), full=full)
+    data = {"checked": v.checked, "hashed": v.hashed, "ok": v.ok, "first_bad": v.first_bad,
+            "reason": v.reason}  # fmt: skip
     if v.ok:
-        emit(as_json, data, f"audit chain verified: {v.checked} events")
+        emit(as_json, data, f"audit chain verified: {v.checked} events ({v.hashed} hashed now)")
     else:
         if as_json:
             emit(True, data, "")
@@ -393,7 +474,8 @@ def audit_verify(app: Appliance, as_json: bool) -> None:
 
 
 @audit_group.command("tail")
-@click.option("-n", "count", type=int, default=None, help="How many events (default 20).")
+@click.option("-n", "count", type=int, default=None,
+              help=f"How many events [default: the audit_tail setting, {settings_mod.BY_NAME['audit_tail'].default}].")  # fmt: skip
 @json_option
 @service
 def audit_tail(app: Appliance, count: int | None, as_json: bool) -> None:
@@ -403,7 +485,7 @@ def audit_tail(app: Appliance, count: int | None, as_json: bool) -> None:
     Example:
         falaj audit tail -n 5
     """
-    rows = list(reversed(app.audit_tail(count or app.settings["audit_tail"])))
+    rows = list(reversed(app.audit.tail(count or app.settings["audit_tail"], cli_actor())))
     lines = [
         f"{r['seq']:>6}  {r['ts']}  {r['actor']:<18} {r['action']:<16} {r['subject']}  {json.dumps(r['details'])}"
         for r in rows
@@ -416,7 +498,7 @@ def audit_tail(app: Appliance, count: int | None, as_json: bool) -> None:
 @click.option(
     "--rows",
     type=click.IntRange(min=1),
-    default=60_000,
+    default=settings_mod.BY_NAME["demo_rows"].default,
     show_default=True,
     help="Rows to generate.",
 )
@@ -462,6 +544,8 @@ def settings_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(args: tuple[str, ...]) -> None:
     """Run the kernel benchmarks (the same as python -m benchmarks).
+
+    Results go to ./benchmark-results (or --out DIR), never into the installed package.
 
     \b
     Example:

@@ -1,54 +1,58 @@
-"""The ``Appliance``: one object owning the stores, the model slots and the service
-functions that the CLI, the web UI and the scheduler all call.
+"""The ``Appliance``: the one entry point. It reads the settings and the master key,
+opens the stores when first needed (reconciling any change a crash left half done),
+and hands each layer's service its dependencies. The CLI, the web UI and the scheduler
+call those services; every one of them takes the acting principal (``actor``).
 
-Every service function takes the acting principal (``actor``) and records its change
-in the audit chain in the same transaction as the change itself.
+    app = Appliance.open({"home": "./var"})
+    app.ingestion.ingest("loans.csv", "loans", "customer_id", "event_time", actor)
+    app.training.train("loans", "default", "credit", actor)
+    app.serving.deploy("credit", 1, actor)
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import time
-import uuid
-from datetime import UTC, datetime
+import logging
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
+import kernels
+from appliance import demo, keys, settings
+from appliance.audit import AuditService
+from appliance.auth import SYSTEM, Actor, require
+from appliance.errors import StoreDamaged, StoreError
+from appliance.features import FeatureCatalog
+from appliance.ingest import IngestService
+from appliance.registry import Registry
+from appliance.serving import Serving
+from appliance.serving.decision_log import DecisionLog
+from appliance.stores import ControlStore, FeatureStore
+from appliance.stores.control import FILENAME as CONTROL_FILE
+from appliance.stores.features import FILENAME as FEATURES_FILE
+from appliance.training import TrainingService
 
-from appliance import audit, bundles, ingest, keys, settings, training
-from appliance.audit import Actor
-from appliance.control_store import FILENAME as CONTROL_FILE
-from appliance.control_store import ControlStore
-from appliance.errors import BundleTampered, CheckFailed, NotDeployed, StoreError, UnknownModel
-from appliance.feature_store import FILENAME as FEATURES_FILE
-from appliance.feature_store import FeatureStore
-from appliance.model import Model
-from appliance.prediction_log import Entry as PredictionEntry
-from appliance.prediction_log import PredictionLog
-from appliance.serving import Deployment, ModelServer, other
+log = logging.getLogger("falaj")
 
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+DEMO_TABLE = "credit_applications"
+DEMO_MODEL = "credit_risk"
 
 
 class Appliance:
     def __init__(self, config: dict[str, Any]) -> None:
         self.settings = config
         self.home = Path(config["home"])
-        self.server = ModelServer(self)
-
-    # -- opening ---------------------------------------------------------------
+        # Nothing the appliance writes is for other users: stores, bundles, keys, spills.
+        os.umask(0o077)
+        kernels.set_device(config["device"])
 
     @classmethod
     def open(
         cls, overrides: dict[str, Any] | None = None, config_file: str | None = None
     ) -> Appliance:
         return cls(settings.load(overrides, config_file))
+
+    # -- keys and stores -------------------------------------------------------
 
     @property
     def key_path(self) -> Path:
@@ -66,19 +70,75 @@ class Appliance:
             raise keys.KeyMissing(f"{filename}: cannot open: {exc.message}") from None
 
     @cached_property
-    def prediction_log(self) -> PredictionLog:
-        return PredictionLog(self)
-
-    @cached_property
     def control(self) -> ControlStore:
-        return ControlStore(self.home / CONTROL_FILE, self.store_key(CONTROL_FILE))
+        store = ControlStore(self.home / CONTROL_FILE, self.store_key(CONTROL_FILE))
+        self.__dict__["control"] = store
+        self._migrated(CONTROL_FILE, store.migrate())
+        return store
 
     @cached_property
     def features(self) -> FeatureStore:
-        return FeatureStore(self.home / FEATURES_FILE, self.store_key(FEATURES_FILE))
+        store = FeatureStore(self.home / FEATURES_FILE, self.store_key(FEATURES_FILE))
+        self.__dict__["features"] = store
+        self._migrated(FEATURES_FILE, store.migrate())
+        self._reconcile_features()
+        return store
+
+    def _migrated(self, store: str, applied: list[str]) -> None:
+        """Audit migrations applied on opening a home made by an earlier release."""
+        if applied:
+            with self.control.transaction() as tx:
+                tx.append_audit(SYSTEM, "home.migrate", store, {"migrations": applied})
+
+    def _reconcile_features(self) -> None:
+        """Finish or undo what a crash left between the two stores' commits."""
+        undone = self.ingestion.reconcile()
+        completed = self.decision_log.reconcile()
+        if undone or completed:
+            log.warning("reconciled: %d ingest batches rolled back, %d decision batches "
+                        "completed", len(undone), len(completed))  # fmt: skip
+
+    # -- services, one per layer -------------------------------------------------
+
+    @cached_property
+    def ingestion(self) -> IngestService:
+        return IngestService(self.features, self.control)
+
+    @cached_property
+    def catalog(self) -> FeatureCatalog:
+        return FeatureCatalog(self.features)
+
+    @cached_property
+    def registry(self) -> Registry:
+        registry = Registry(self.control, self.home, keys.signing_key(self.master_key))
+        if registry.reconcile():
+            log.warning("reconciled: removed bundles whose registration never committed")
+        return registry
+
+    @cached_property
+    def training(self) -> TrainingService:
+        return TrainingService(self.features, self.registry, self.settings)
+
+    @cached_property
+    def decision_log(self) -> DecisionLog:
+        return DecisionLog(self.features, self.control, mode=self.settings["decision_log"])
+
+    @cached_property
+    def serving(self) -> Serving:
+        # Deploys need only control.db: the feature store (and its decision log) opens
+        # on the first prediction, so `falaj deploy` works beside a running `falaj run`.
+        return Serving(self.control, lambda: self.features, self.registry,
+                       lambda: self.decision_log)  # fmt: skip
+
+    @cached_property
+    def audit(self) -> AuditService:
+        return AuditService(self.control)
+
+    # -- the home ----------------------------------------------------------------
 
     def init(self, actor: Actor) -> dict[str, Any]:
         """Create the home, key and stores; a second run changes nothing."""
+        require(actor, "home.init")
         control_path, features_path = self.home / CONTROL_FILE, self.home / FEATURES_FILE
         existing = [p.name for p in (control_path, features_path) if p.exists()]
         if len(existing) == 1:
@@ -101,20 +161,22 @@ class Appliance:
             keys.create_key(self.key_path)
             created_key = True
         self.home.mkdir(parents=True, exist_ok=True)
+        self.home.chmod(0o700)
         (self.home / "artifacts").mkdir(exist_ok=True)
-        self.control = ControlStore(control_path, self.store_key(CONTROL_FILE), create=True)
-        self.features = FeatureStore(features_path, self.store_key(FEATURES_FILE), create=True)
-        applied = {"control.db": self.control.migrate(), "features.duckdb": self.features.migrate()}
+        if "control" not in self.__dict__:
+            self.control = ControlStore(control_path, self.store_key(CONTROL_FILE), create=True)
+        applied = {"control.db": self.control.migrate()}
+        if "features" not in self.__dict__:
+            self.__dict__["features"] = FeatureStore(
+                features_path, self.store_key(FEATURES_FILE), create=True
+            )
+        applied["features.duckdb"] = self.features.migrate()
+        self._reconcile_features()
         changed = created_key or any(applied.values())
         if changed:
-            with self.control.transaction() as conn:
-                audit.append(
-                    conn,
-                    actor,
-                    "home.init",
-                    str(self.home),
-                    {"created_key": created_key, "migrations": applied},
-                )
+            with self.control.transaction() as tx:
+                tx.append_audit(actor, "home.init", str(self.home),
+                                {"created_key": created_key, "migrations": applied})  # fmt: skip
         return {
             "home": str(self.home),
             "created_key": created_key,
@@ -122,315 +184,37 @@ class Appliance:
             "changed": changed,
         }
 
+    def check(self, actor: Actor) -> dict[str, list[str]]:
+        """Read every page of both stores and every registered bundle; raise
+        ``StoreDamaged`` naming the first damaged store."""
+        require(actor, "home.check")
+        problems = {CONTROL_FILE: self.control.integrity_problems()}
+        problems[FEATURES_FILE] = self.features.integrity_problems()
+        for name, found in problems.items():
+            if found:
+                more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+                raise StoreDamaged(f"{name}: damaged: {found[0]}{more}; restore it from a backup")
+        return problems
+
+    def load_demo(self, actor: Actor, say=lambda msg: None) -> dict[str, Any]:
+        """Ingest the synthetic credit-risk data (from memory: no plaintext copy is left
+        on disk), train a model and deploy it."""
+        data = demo.credit_risk(self.settings["demo_rows"])
+        r = self.ingestion.ingest(data, DEMO_TABLE, "customer_id", "event_time", actor,
+                                  label="demo credit-risk data")  # fmt: skip
+        say(f"ingested {r['rows']} rows into {DEMO_TABLE}")
+        t = self.training.train(DEMO_TABLE, "default", DEMO_MODEL, actor)
+        say(f"trained {DEMO_MODEL}@{t['version']} "
+            f"(hold-out ROC AUC {t['metrics']['holdout']['roc_auc']:.3f})")  # fmt: skip
+        d = self.serving.deploy(DEMO_MODEL, t["version"], actor)
+        say(f"deployed {DEMO_MODEL}@{d['version']} in the {d['slot']} slot")
+        return {"ingest": r, "train": t, "deploy": d}
+
     def close(self) -> None:
-        log = self.__dict__.pop("prediction_log", None)
-        if log is not None:
-            log.close()  # writes what is pending while the stores are still open
+        log_ = self.__dict__.pop("decision_log", None)
+        if log_ is not None:
+            log_.close()  # writes what is pending while the stores are still open
         for name in ("features", "control"):
             store = self.__dict__.pop(name, None)
             if store is not None:
                 store.close()
-
-    # -- ingest ----------------------------------------------------------------
-
-    def ingest(
-        self, path: str | Path, table: str, entity: str, timestamp: str, actor: Actor
-    ) -> dict[str, Any]:
-        """Append a CSV or Parquet file to a table, all rows or none."""
-        ingest.check_name("table", table)
-        path = Path(path)
-        existing = self.features.column_types(table)
-        known_keys = self.features.table_keys(table)
-        if known_keys is not None and known_keys != (entity, timestamp):
-            raise ingest.BadInput(
-                f"table {table!r} has entity {known_keys[0]!r} and timestamp {known_keys[1]!r}, "
-                f"not {entity!r} and {timestamp!r}"
-            )
-        prepared = ingest.prepare(path, entity, timestamp, existing)
-        batch_id = uuid.uuid4().hex
-        now = datetime.now(UTC).replace(tzinfo=None)
-        batch = prepared.table.append_column(
-            "_batch_id", pa.array([batch_id] * prepared.rows, pa.string())
-        )
-        batch = batch.append_column(
-            "_ingested_at", pa.array([now] * prepared.rows, pa.timestamp("us"))
-        )
-        with self.features.transaction() as con:
-            if existing is None:
-                cols = ", ".join(f'"{c}" {t}' for c, t in prepared.types.items())
-                con.execute(
-                    f'CREATE TABLE "{table}" ({cols}, _batch_id VARCHAR, _ingested_at TIMESTAMP)'
-                )
-                con.execute(
-                    "INSERT INTO _tables VALUES (?, ?, ?, ?)", [table, entity, timestamp, now]
-                )
-            con.register("_batch", batch)
-            con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _batch')
-            con.unregister("_batch")
-            con.execute(
-                "INSERT INTO _ingests VALUES (?, ?, ?, ?, ?, ?)",
-                [batch_id, table, str(path.resolve()), prepared.rows, now, str(actor)],
-            )
-            total = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-            details = {
-                "file": str(path.resolve()),
-                "rows": prepared.rows,
-                "batch": batch_id,
-                "created": existing is None,
-            }
-            with self.control.transaction() as conn:
-                audit.append(conn, actor, "data.ingest", table, details)
-        return {
-            "table": table,
-            "rows": prepared.rows,
-            "total_rows": total,
-            "batch": batch_id,
-            "columns": prepared.types,
-        }
-
-    def tables(self) -> list[dict[str, Any]]:
-        out = []
-        for t in self.features.query("SELECT * FROM _tables ORDER BY table_name"):
-            name = t["table_name"]
-            last = self.features.query(
-                "SELECT max(ingested_at) AS last, count(*) AS batches FROM _ingests WHERE table_name = ?",
-                [name],
-            )[0]
-            out.append(
-                {
-                    "table": name,
-                    "rows": self.features.row_count(name),
-                    "columns": self.features.column_types(name),
-                    "entity": t["entity_col"],
-                    "timestamp": t["timestamp_col"],
-                    "last_ingest": last["last"].isoformat(timespec="seconds") + "Z"
-                    if last["last"]
-                    else None,
-                    "batches": last["batches"],
-                }
-            )
-        return out
-
-    # -- training and registry -------------------------------------------------
-
-    def train(self, table: str, label: str, name: str, actor: Actor) -> dict[str, Any]:
-        ingest.check_name("model", name)
-        run = training.train(
-            self.features, table, label, name,
-            holdout_fraction=self.settings["holdout_fraction"], C=self.settings["l2_c"],
-        )  # fmt: skip
-        version = self._register(run, actor)
-        return {
-            "name": name,
-            "version": version,
-            "metrics": run.metrics,
-            "gates_passed": run.gates_passed,
-        }
-
-    def _register(self, run: training.TrainingRun, actor: Actor) -> int:
-        """Publish the bundle and record version N in one control.db transaction."""
-        name = run.model.name
-        signer = keys.signing_key(self.master_key)
-        with self.control.transaction() as conn:
-            if not conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone():
-                conn.execute("INSERT INTO models VALUES (?, ?, ?)", (name, _now(), str(actor)))
-            version = conn.execute(
-                "SELECT coalesce(max(version), 0) + 1 FROM model_versions WHERE name = ?", (name,)
-            ).fetchone()[0]
-            run.model.version = version
-            path = self.home / "artifacts" / name / f"v{version}"
-            docs = run.model.documents() | {
-                "metrics.json": run.metrics,
-                "lineage.json": run.lineage,
-            }
-            manifest_sha = bundles.write(path, docs, signer)
-            try:
-                conn.execute(
-                    "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        name, version, _now(), str(actor), str(path.relative_to(self.home)), manifest_sha,
-                        run.lineage["table"], run.lineage["label"], json.dumps(run.model.features),
-                        json.dumps(run.metrics), run.lineage["data_fingerprint"],
-                    ),
-                )  # fmt: skip
-                audit.append(
-                    conn, actor, "model.register", f"{name}@{version}",
-                    {"manifest_sha256": manifest_sha, "data_fingerprint": run.lineage["data_fingerprint"],
-                     "holdout": run.metrics["holdout"], "gates_passed": run.gates_passed},
-                )  # fmt: skip
-            except BaseException:
-                bundles.remove(path)
-                raise
-        return version
-
-    def model_version(self, name: str, version: int) -> dict[str, Any]:
-        rows = self.control.query(
-            "SELECT * FROM model_versions WHERE name = ? AND version = ?", (name, version)
-        )
-        if not rows:
-            known = self.control.query(
-                "SELECT version FROM model_versions WHERE name = ? ORDER BY version", (name,)
-            )
-            if not known:
-                raise UnknownModel(f"model {name!r} is not registered")
-            raise UnknownModel(
-                f"model {name!r} has no version {version} (versions: {', '.join(str(r['version']) for r in known)})"
-            )
-        row = rows[0]
-        row["metrics"] = json.loads(row["metrics"])
-        row["features"] = json.loads(row["features"])
-        return row
-
-    def models(self) -> list[dict[str, Any]]:
-        rows = self.control.query("SELECT * FROM model_versions ORDER BY name, version")
-        live = {d["name"]: d for d in self.control.query("SELECT * FROM deployments")}
-        for r in rows:
-            r["metrics"] = json.loads(r["metrics"])
-            r["features"] = json.loads(r["features"])
-            d = live.get(r["name"])
-            r["live"] = bool(d and d[f"{d['live_slot']}_version"] == r["version"])
-        return rows
-
-    def verify_model(self, name: str, version: int) -> dict[str, bytes]:
-        row = self.model_version(name, version)
-        public = keys.signing_key(self.master_key).public_key()
-        return bundles.verify(self.home / row["path"], public, row["manifest_sha256"])
-
-    def load_model(self, name: str, version: int) -> Model:
-        files = self.verify_model(name, version)
-        return Model.from_files(name, version, files)
-
-    # -- deployment and serving ------------------------------------------------
-
-    def deploy(self, name: str, version: int, actor: Actor, force: bool = False) -> dict[str, Any]:
-        """Load the version into the idle slot, warm it, then switch traffic to it."""
-        row = self.model_version(name, version)
-        if not row["metrics"]["gates"]["passed"] and not force:
-            raise CheckFailed(
-                f"model {name}@{version} failed its gates {row['metrics']['gates']}; use --force to deploy anyway"
-            )
-        model = self.load_model(name, version)
-        model.predict_matrix(model.scaler.mean_.reshape(1, -1))  # warm-up and smoke check
-        with self.control.transaction() as conn:
-            current = conn.execute("SELECT * FROM deployments WHERE name = ?", (name,)).fetchone()
-            if current is None:
-                slot, previous = "blue", None
-                conn.execute(
-                    "INSERT INTO deployments VALUES (?, 'blue', ?, NULL, ?, ?)",
-                    (name, version, _now(), str(actor)),
-                )
-            else:
-                slot = other(current["live_slot"])
-                previous = current[f"{current['live_slot']}_version"]
-                conn.execute(
-                    f"UPDATE deployments SET {slot}_version = ?, live_slot = ?, updated_at = ?, updated_by = ? "
-                    "WHERE name = ?",
-                    (version, slot, _now(), str(actor), name),
-                )
-            audit.append(
-                conn,
-                actor,
-                "model.deploy",
-                f"{name}@{version}",
-                {"slot": slot, "previous_version": previous},
-            )
-        old = self.server.deployments().get(name)
-        models = dict(old.models) if old else {"blue": None, "green": None}
-        models[slot] = model
-        self.server.install(Deployment(name, slot, models))
-        return {"name": name, "version": version, "slot": slot, "previous_version": previous}
-
-    def rollback(self, name: str, actor: Actor) -> dict[str, Any]:
-        """Send traffic back to the other slot, which holds the previously live version."""
-        with self.control.transaction() as conn:
-            row = conn.execute("SELECT * FROM deployments WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise NotDeployed(f"model {name!r} is not deployed")
-            slot = other(row["live_slot"])
-            version, current = row[f"{slot}_version"], row[f"{row['live_slot']}_version"]
-            if version is None:
-                raise CheckFailed(
-                    f"model {name!r}: the {slot} slot is empty, there is nothing to roll back to"
-                )
-            model = self.load_model(name, version)  # verified again before it takes traffic
-            conn.execute(
-                "UPDATE deployments SET live_slot = ?, updated_at = ?, updated_by = ? WHERE name = ?",
-                (slot, _now(), str(actor), name),
-            )
-            audit.append(
-                conn,
-                actor,
-                "model.rollback",
-                f"{name}@{version}",
-                {"slot": slot, "from_version": current},
-            )
-        models = dict(self.server.deployments()[name].models) | {slot: model}
-        self.server.install(Deployment(name, slot, models))
-        return {"name": name, "version": version, "slot": slot, "previous_version": current}
-
-    def predict(
-        self, name: str, records: Any, actor: Actor, where: str = "records"
-    ) -> dict[str, Any]:
-        """Score records with the live version; ``where`` names the input in errors."""
-        deployment = self.server.get(name)
-        model = deployment.live  # this request finishes on this model, whatever swaps meanwhile
-        t0 = time.perf_counter()
-        X = model.matrix(records, where)
-        proba = model.predict_matrix(X)
-        latency_ms = (time.perf_counter() - t0) * 1e3
-        request_id = uuid.uuid4().hex
-        n = len(X)
-        # The fingerprint of an input is that of the exact feature vector the model saw.
-        prints = [hashlib.sha256(row.tobytes()).hexdigest() for row in X.astype("<f8")]
-        now_us = time.time_ns() // 1000
-        # Built from NumPy arrays: Python datetimes would cost a (failing) pandas import per call.
-        rows = pa.table(
-            {
-                "ts": pa.array(np.full(n, now_us, dtype=np.int64), pa.timestamp("us")),
-                "request_id": pa.array([request_id] * n, pa.string()),
-                "model": pa.array([name] * n, pa.string()),
-                "version": pa.array(np.full(n, model.version, dtype=np.int32)),
-                "slot": pa.array([deployment.live_slot] * n, pa.string()),
-                "input_fingerprint": pa.array(prints, pa.string()),
-                "output": pa.array(proba),
-                "latency_ms": pa.array(np.full(n, latency_ms)),
-            }
-        )
-        details = {
-            "request_id": request_id,
-            "rows": n,
-            "slot": deployment.live_slot,
-            "requested_at_us": now_us,
-            "inputs_sha256": hashlib.sha256("".join(prints).encode()).hexdigest(),
-        }
-        self.prediction_log.submit(PredictionEntry(rows, actor, f"{name}@{model.version}", details))
-        return {
-            "model": name,
-            "version": model.version,
-            "predictions": proba.tolist(),
-            "request_id": request_id,
-        }
-
-    def prediction_count(self, name: str | None = None) -> int:
-        self.prediction_log.flush()
-        if name is None:
-            return self.features.query("SELECT count(*) AS n FROM _predictions")[0]["n"]
-        return self.features.query(
-            "SELECT count(*) AS n FROM _predictions WHERE model = ?", [name]
-        )[0]["n"]
-
-    # -- audit -----------------------------------------------------------------
-
-    def audit_verify(self) -> audit.Verification:
-        self.prediction_log.flush()  # so the chain read includes this process's pending events
-        return audit.verify(self.control.query("SELECT * FROM audit_events ORDER BY seq"))
-
-    def audit_tail(self, n: int) -> list[dict[str, Any]]:
-        self.prediction_log.flush()
-        rows = self.control.query("SELECT * FROM audit_events ORDER BY seq DESC LIMIT ?", (n,))
-        for r in rows:
-            r["details"] = json.loads(r["details"])
-        return rows
-
-
-__all__ = ["Actor", "Appliance", "BundleTampered", "StoreError"]

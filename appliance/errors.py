@@ -43,6 +43,16 @@ class StoreBusy(StoreError):
     status = 409
 
 
+class StoreDamaged(StoreError):
+    """A store's pages or blocks fail their checksums or cannot be read."""
+
+
+class Unavailable(FalajError):
+    """A service cannot do its work now (a decision that cannot be logged is not given)."""
+
+    status = 503
+
+
 class CheckFailed(FalajError):
     """A verification that ran and failed (a gate, a manifest, the audit chain)."""
 
@@ -60,3 +70,7 @@ class UnknownModel(NotFound):
 
 class NotDeployed(NotFound):
     pass
+
+
+class BadName(BadInput):
+    """A table, model or column name that cannot be used."""

@@ -20,6 +20,7 @@ class Setting:
     name: str
     default: Any
     help: str
+    choices: tuple[str, ...] | None = None
 
     @property
     def env(self) -> str:
@@ -36,7 +37,9 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "File holding the 32-byte master key (else systemd credential or keys/master.key).",
     ),
-    Setting("device", "auto", "Where kernels run: auto, cpu or cuda."),
+    Setting(
+        "device", "auto", "Where kernels run: auto, cpu or cuda.", choices=("auto", "cpu", "cuda")
+    ),
     Setting(
         "holdout_fraction",
         0.2,
@@ -44,6 +47,19 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "l2_c", 1.0, "Inverse L2 strength C of the logistic regression (scikit-learn's meaning)."
+    ),
+    Setting(
+        "decision_log",
+        "durable",
+        "durable: a prediction is answered only once its record is committed (survives a "
+        "power cut); async: answered at once, committed every 0.2 s (a crash loses at most "
+        "that window).",
+        choices=("durable", "async"),
+    ),
+    Setting(
+        "check_on_start",
+        True,
+        "`falaj run` reads every page of both stores before serving (false: skip it).",
     ),
     Setting("demo_rows", 60000, "Rows of the synthetic credit-risk data set that --demo loads."),
     Setting("audit_tail", 20, "Audit events shown by `falaj audit tail` and the dashboard."),
@@ -55,12 +71,21 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
     kind = type(setting.default)
     try:
         if kind is bool and isinstance(value, str):
-            return value.strip().lower() in ("1", "true", "yes", "on")
-        return kind(value)
+            text = value.strip().lower()
+            if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError
+            return text in ("1", "true", "yes", "on")
+        coerced = kind(value)
     except (TypeError, ValueError):
         raise ValueError(
             f"{source}: setting {setting.name!r} expects {kind.__name__}, got {value!r}"
         ) from None
+    if setting.choices and coerced not in setting.choices:
+        raise ValueError(
+            f"{source}: setting {setting.name!r} must be one of {', '.join(setting.choices)}, "
+            f"got {value!r}"
+        )
+    return coerced
 
 
 def load(

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from hypothesis import settings as hypothesis_settings
 
 from appliance import demo
-from appliance.audit import Actor
+from appliance.auth import Actor
 from appliance.cli import cli
 from appliance.core import Appliance
 
@@ -179,8 +179,8 @@ RECORD = dict.fromkeys(FEATURES, 1.0) | {"income": 15000.0, "loan_amount": 40000
 @pytest.fixture
 def trained(app, credit_csv):
     """An appliance with the credit data ingested and model credit@1 registered."""
-    app.ingest(credit_csv, "loans", "customer_id", "event_time", ACTOR)
-    app.train("loans", "default", "credit", ACTOR)
+    app.ingestion.ingest(credit_csv, "loans", "customer_id", "event_time", ACTOR)
+    app.training.train("loans", "default", "credit", ACTOR)
     return app
 
 
@@ -189,5 +189,5 @@ def client(trained):
     """Flask's test client over `trained`, with credit@1 deployed."""
     from webui import create_app
 
-    trained.deploy("credit", 1, ACTOR)
+    trained.serving.deploy("credit", 1, ACTOR)
     return create_app(trained, {"TESTING": True}).test_client()

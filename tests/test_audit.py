@@ -27,7 +27,7 @@ def seeded(falaj, tmp_path, n=4):
 def test_verify_counts_events(falaj, tmp_path):
     seeded(falaj, tmp_path)
     r = falaj.ok("audit", "verify")
-    assert r.output.strip() == "audit chain verified: 5 events"
+    assert r.output.strip() == "audit chain verified: 5 events (5 hashed now)"
     r = falaj.ok("audit", "tail", "-n", "2")
     lines = r.output.strip().splitlines()
     assert len(lines) == 2 and lines[-1].lstrip().startswith("5 ") and "data.ingest" in lines[-1]

@@ -6,7 +6,7 @@ import numpy as np
 
 from appliance import demo
 from appliance.core import Appliance
-from tests.conftest import FEATURES, LOANS
+from tests.conftest import ACTOR, FEATURES, LOANS
 
 CANARY = "CANARY-7f3e9b1c-falaj"
 
@@ -22,7 +22,10 @@ def test_cli_flow_end_to_end(falaj, home, credit_csv, start_server):
 
     server = start_server(home)
     status, health = server.request("GET", "/healthz")
-    assert status == 200 and health["deployments"]["credit"] == {"version": 1, "slot": "blue"}
+    assert status == 200 and health["status"] == "ok"
+    assert health["deployments"]["credit"] == {
+        "version": 1, "slot": "blue", "serving": True, "degraded": {}
+    }  # fmt: skip
 
     table = demo.credit_risk(50, seed=99)
     records = [{f: table[f][i].as_py() for f in FEATURES} for i in range(50)]
@@ -59,19 +62,23 @@ def test_cli_flow_end_to_end(falaj, home, credit_csv, start_server):
     # predictions agree with the model loaded in this process
     app = Appliance.open({"home": str(home)})
     try:
-        model = app.load_model("credit", 1)
+        model = app.registry.load("credit", 1)
         X = np.array([[r[f] for f in FEATURES] for r in records], dtype=float)
         np.testing.assert_allclose(body["predictions"], model.predict_matrix(X), rtol=1e-12)
-        assert app.prediction_count("credit") == 151
-        actions = [e["action"] for e in reversed(app.audit_tail(10))]
+        assert app.serving.decision_count(ACTOR, "credit") == 151
+        actions = [e["action"] for e in reversed(app.audit.tail(10, ACTOR))]
         assert actions[:4] == ["home.init", "data.ingest", "model.register", "model.deploy"]
-        # prediction events are committed in batches, so they may follow the redeploy
-        assert sorted(actions[4:]) == ["model.deploy"] + ["model.predict"] * 4
-        assert app.audit_verify().ok
+        # each answered request was committed (in a batch of its own, one at a time)
+        assert actions[4:] == ["decisions.logged"] * 3 + ["model.deploy", "decisions.logged"]
+        assert app.audit.verify(ACTOR).ok
     finally:
         app.close()
-    r = falaj.ok("audit", "verify")
-    assert r.stdout.strip() == "audit chain verified: 9 events"
+    r = falaj.ok("audit", "verify", "--full")
+    assert r.stdout.strip() == "audit chain verified: 9 events (9 hashed now)"
+    assert (
+        falaj.ok("audit", "verify").stdout.strip()
+        == "audit chain verified: 9 events (0 hashed now)"
+    )
 
 
 def plaintext_files(home) -> list[str]:

@@ -13,7 +13,7 @@ from tests.conftest import ACTOR
 def audit_count(home) -> int:
     app = Appliance.open({"home": str(home)})
     try:
-        return app.audit_verify().checked
+        return app.audit.verify(ACTOR).checked
     finally:
         app.close()
 
@@ -37,9 +37,9 @@ def test_init_creates_home_with_private_key_and_is_idempotent(falaj, home):
 
 def test_migrations_are_recorded(app):
     names = [r["name"] for r in app.control.query("SELECT name FROM _migrations ORDER BY name")]
-    assert names == ["0001_audit", "0002_registry"]
+    assert names == ["0001_audit", "0002_registry", "0003_audit_head"]
     names = [r["name"] for r in app.features.query("SELECT name FROM _migrations ORDER BY name")]
-    assert names == ["0001_catalog"]
+    assert names == ["0001_catalog", "0002_decision_batches"]
 
 
 def test_wrong_key_is_one_clear_line(falaj, home, tmp_path):
@@ -127,7 +127,7 @@ def test_given_key_file_that_does_not_exist(falaj, tmp_path):
 
 
 def test_init_records_an_audit_event(app):
-    (event,) = app.audit_tail(5)
+    (event,) = app.audit.tail(5, ACTOR)
     assert event["action"] == "home.init"
     assert event["actor"] == str(ACTOR)
     assert event["details"]["created_key"] is True

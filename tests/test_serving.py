@@ -32,17 +32,17 @@ def test_flipped_byte_refuses_deploy(falaj, trained, victim):
 def test_extra_file_in_bundle_refuses_deploy(trained):
     (trained.home / "artifacts" / "credit" / "v1" / "evil.py").write_text("print('hi')")
     with pytest.raises(BundleTampered, match="evil.py is not listed in MANIFEST"):
-        trained.deploy("credit", 1, ACTOR)
+        trained.serving.deploy("credit", 1, ACTOR)
 
 
 def test_blue_green_switch(trained):
-    trained.train("loans", "default", "credit", ACTOR)
-    assert trained.deploy("credit", 1, ACTOR)["slot"] == "blue"
-    r = trained.deploy("credit", 2, ACTOR)
+    trained.training.train("loans", "default", "credit", ACTOR)
+    assert trained.serving.deploy("credit", 1, ACTOR)["slot"] == "blue"
+    r = trained.serving.deploy("credit", 2, ACTOR)
     assert (r["slot"], r["previous_version"]) == ("green", 1)
-    d = trained.server.get("credit")
-    assert (d.live_slot, d.live.version, d.models["blue"].version) == ("green", 2, 1)
-    assert trained.predict("credit", [RECORD], ACTOR)["version"] == 2
+    d = trained.serving.server.get("credit")
+    assert (d.live_slot, d.live.version, d.version("blue")) == ("green", 2, 1)
+    assert trained.serving.predict("credit", [RECORD], ACTOR)["version"] == 2
     row = trained.control.query("SELECT * FROM deployments")[0]
     assert (row["live_slot"], row["blue_version"], row["green_version"]) == ("green", 1, 2)
 
@@ -62,10 +62,10 @@ def test_predict_answers_and_logs(client, trained):
     assert resp.status_code == 200
     body = resp.get_json()
     assert (body["model"], body["version"]) == ("credit", 1)
-    model = trained.load_model("credit", 1)
+    model = trained.registry.load("credit", 1)
     X = np.array([[r[f] for f in FEATURES] for r in (RECORD, RECORD | {"age": 60.0})])
     np.testing.assert_allclose(body["predictions"], model.predict_matrix(X), rtol=1e-12)
-    trained.prediction_log.flush()  # the writer thread may not have run yet
+    # durable: the records were committed before the answer was sent
     logged = trained.features.query("SELECT * FROM _predictions ORDER BY output")
     assert len(logged) == 2
     assert {r["model"] for r in logged} == {"credit"} and {r["version"] for r in logged} == {1}
@@ -73,9 +73,14 @@ def test_predict_answers_and_logs(client, trained):
     assert all(len(r["input_fingerprint"]) == 64 and r["latency_ms"] >= 0 for r in logged)
     now = datetime.now(UTC).replace(tzinfo=None)
     assert all(abs((now - r["ts"]).total_seconds()) < 60 for r in logged)  # stored as UTC
-    event = trained.audit_tail(1)[0]
-    assert (event["action"], event["subject"]) == ("model.predict", "credit@1")
-    assert event["details"]["rows"] == 2 and event["actor"].startswith("api:")
+    assert {r["request_id"] for r in logged} == {body["request_id"]}
+    assert all(r["actor"].startswith("api:") for r in logged)
+    event = trained.audit.tail(1, ACTOR)[0]
+    assert (event["action"], event["subject"]) == ("decisions.logged", logged[0]["batch_id"])
+    assert event["details"]["rows"] == 2 and event["details"]["requests"] == 1
+    d = client.get(f"/api/v1/decisions/{body['request_id']}").get_json()
+    assert d["outputs"] == body["predictions"] and d["verified"] is True
+    assert d["audit_seq"] == event["seq"] and d["version"] == 1
 
 
 @pytest.mark.parametrize(
@@ -104,7 +109,7 @@ def test_bad_requests_are_4xx_naming_the_field(client, trained, body, status, me
     resp = client.post("/api/v1/models/credit/predict", json=body)
     assert resp.status_code == status
     assert message in resp.get_json()["error"]["message"]
-    assert trained.prediction_count() == 0
+    assert trained.serving.decision_count(ACTOR) == 0
 
 
 def test_not_json_and_unknown_model(client):
@@ -127,14 +132,15 @@ def test_dashboard_and_read_api(client):
     assert "credit" in page and "verified" in page and "loans" in page and "3,000" in page
     assert json.loads(client.get("/api/v1/tables").data)["tables"][0]["rows"] == 3000
     assert client.get("/api/v1/audit/verify").get_json()["ok"] is True
-    assert client.get("/healthz").get_json()["deployments"] == {
-        "credit": {"version": 1, "slot": "blue"}
+    assert client.get("/healthz").get_json() == {
+        "status": "ok",
+        "deployments": {"credit": {"version": 1, "slot": "blue", "serving": True, "degraded": {}}},
     }
 
 
 def test_cli_predict(falaj, trained, tmp_path):
-    trained.deploy("credit", 1, ACTOR)
-    expected = trained.load_model("credit", 1).predict_records([RECORD])
+    trained.serving.deploy("credit", 1, ACTOR)
+    expected = trained.registry.load("credit", 1).predict_records([RECORD])
     trained.close()
     (tmp_path / "in.json").write_text(json.dumps({"records": [RECORD]}))
     out = json.loads(falaj.ok("predict", "credit", "--input", tmp_path / "in.json").stdout)
@@ -148,46 +154,64 @@ def test_cli_predict(falaj, trained, tmp_path):
     assert r.exit_code == 2 and "records[0].income: missing" in r.stderr
 
 
-def test_prediction_log_writes_in_the_background_and_on_close(client, trained, home):
+def test_durable_decisions_share_commits_and_are_all_there_at_once(client, trained, home):
     def burst():
         for _ in range(10):
-            assert (
-                client.post(
-                    "/api/v1/models/credit/predict", json={"records": [RECORD] * 3}
-                ).status_code
-                == 200
-            )
+            r = client.post("/api/v1/models/credit/predict", json={"records": [RECORD] * 3})
+            assert r.status_code == 200
+            ids.append(r.get_json()["request_id"])
 
+    ids: list[str] = []
     threads = [threading.Thread(target=burst) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    # the writer thread commits on its own, without a flush from us
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if trained.features.query("SELECT count(*) AS n FROM _predictions")[0]["n"] == 120:
-            break
-        time.sleep(0.05)
+    # every answered request is already committed: no flush, no waiting
     assert trained.features.query("SELECT count(*) AS n FROM _predictions")[0]["n"] == 120
-    for _ in range(5):  # these stay pending until close
-        client.post("/api/v1/models/credit/predict", json={"records": [RECORD]})
     trained.close()
 
     again = Appliance.open({"home": str(home)})
     try:
-        assert again.prediction_count("credit") == 125
-        events = [e for e in again.audit_tail(100) if e["action"] == "model.predict"]
-        assert len(events) == 45 and sum(e["details"]["rows"] for e in events) == 125
-        assert len({e["details"]["request_id"] for e in events}) == 45
-        assert again.audit_verify().ok
+        assert again.serving.decision_count(ACTOR, "credit") == 120
+        events = [e for e in again.audit.tail(100, ACTOR) if e["action"] == "decisions.logged"]
+        # group commit: requests arriving together share a batch and its audit event
+        assert 1 <= len(events) <= 40
+        assert sum(e["details"]["rows"] for e in events) == 120
+        assert sum(e["details"]["requests"] for e in events) == 40
+        assert all(again.serving.decision(i, ACTOR)["verified"] for i in ids)
+        assert again.audit.verify(ACTOR, full=True).ok
+    finally:
+        again.close()
+
+
+def test_async_decisions_are_written_in_the_background_and_on_close(home, credit_csv):
+    app = Appliance.open({"home": str(home), "decision_log": "async"})
+    app.init(ACTOR)
+    app.ingestion.ingest(credit_csv, "loans", "customer_id", "event_time", ACTOR)
+    app.training.train("loans", "default", "credit", ACTOR)
+    app.serving.deploy("credit", 1, ACTOR)
+    for _ in range(10):
+        app.serving.predict("credit", [RECORD] * 2, ACTOR)
+    deadline = time.time() + 10  # the writer thread commits on its own
+    while app.features.query("SELECT count(*) AS n FROM _predictions")[0]["n"] < 20:
+        assert time.time() < deadline, "the background writer did not commit"
+        time.sleep(0.05)
+    app.decision_log.interval = 3600  # what follows stays pending until close
+    time.sleep(0.3)
+    last = app.serving.predict("credit", [RECORD], ACTOR)
+    app.close()
+    again = Appliance.open({"home": str(home)})
+    try:
+        assert again.serving.decision_count(ACTOR, "credit") == 21
+        assert again.serving.decision(last["request_id"], ACTOR)["verified"]
     finally:
         again.close()
 
 
 def test_rollback_switches_slots_and_is_audited(falaj, trained):
-    trained.train("loans", "default", "credit", ACTOR)
-    trained.deploy("credit", 1, ACTOR)
+    trained.training.train("loans", "default", "credit", ACTOR)
+    trained.serving.deploy("credit", 1, ACTOR)
     trained.close()
     r = falaj("rollback", "credit")
     assert r.exit_code == 1 and "the green slot is empty" in r.stderr

@@ -8,14 +8,14 @@ from sklearn.linear_model import LogisticRegression as SkLogistic
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler as SkScaler
 
-from appliance import bundles
 from appliance.errors import BadInput
+from appliance.registry import bundles
 from tests.conftest import ACTOR, FEATURES, LOANS
 
 
 @pytest.fixture
 def loaded(app, credit_csv):
-    app.ingest(credit_csv, "loans", "customer_id", "event_time", ACTOR)
+    app.ingestion.ingest(credit_csv, "loans", "customer_id", "event_time", ACTOR)
     return app
 
 
@@ -37,7 +37,7 @@ def test_train_prints_version_and_registers(falaj, credit_csv):
 
 
 def test_model_matches_scikit_learn_on_the_time_ordered_split(loaded):
-    r = loaded.train("loans", "default", "credit", ACTOR)
+    r = loaded.training.train("loans", "default", "credit", ACTOR)
     data = loaded.features.query(
         f'SELECT {", ".join(FEATURES)}, "default" FROM loans ORDER BY event_time, customer_id'
     )
@@ -49,14 +49,14 @@ def test_model_matches_scikit_learn_on_the_time_ordered_split(loaded):
     auc = roc_auc_score(y[n_train:], sk.predict_proba(scaler.transform(X[n_train:]))[:, 1])
     assert r["metrics"]["holdout"]["rows"] == len(y) - n_train
     assert r["metrics"]["holdout"]["roc_auc"] == pytest.approx(auc, abs=1e-6)
-    model = loaded.load_model("credit", r["version"])
+    model = loaded.registry.load("credit", r["version"])
     np.testing.assert_allclose(model.estimator.coef_, sk.coef_[0], rtol=1e-4, atol=1e-6)
     assert r["metrics"]["holdout"]["roc_auc"] > 0.6  # the demo data has real signal
     assert r["gates_passed"]
 
 
 def test_bundle_contents_and_lineage(loaded):
-    assert loaded.train("loans", "default", "credit", ACTOR)["version"] == 1
+    assert loaded.training.train("loans", "default", "credit", ACTOR)["version"] == 1
     path = loaded.home / "artifacts" / "credit" / "v1"
     names = sorted(p.name for p in path.iterdir())
     assert names == sorted(["MANIFEST", "MANIFEST.sig", "lineage.json", "metrics.json", "model.json",
@@ -69,26 +69,29 @@ def test_bundle_contents_and_lineage(loaded):
     lineage = json.loads((path / "lineage.json").read_text())
     assert lineage["table"] == "loans" and lineage["rows"] == 3000
     assert lineage["event_time_from_us"] < lineage["holdout_from_us"] <= lineage["event_time_to_us"]
-    record = loaded.model_version("credit", 1)
+    record = loaded.registry.version("credit", 1, ACTOR)
     assert record["data_fingerprint"] == lineage["data_fingerprint"]
     # the same data gives the same fingerprint
-    loaded.train("loans", "default", "credit", ACTOR)
-    assert loaded.model_version("credit", 2)["data_fingerprint"] == lineage["data_fingerprint"]
+    loaded.training.train("loans", "default", "credit", ACTOR)
+    assert (
+        loaded.registry.version("credit", 2, ACTOR)["data_fingerprint"]
+        == lineage["data_fingerprint"]
+    )
     assert not list((loaded.home / "artifacts" / "credit").glob(".*"))  # no temporary folders left
-    events = [e["action"] for e in loaded.audit_tail(2)]
+    events = [e["action"] for e in loaded.audit.tail(2, ACTOR)]
     assert events == ["model.register", "model.register"]
 
 
 def test_bad_training_requests(loaded, tmp_path):
     with pytest.raises(BadInput, match="table 'nope' does not exist"):
-        loaded.train("nope", "default", "m", ACTOR)
+        loaded.training.train("nope", "default", "m", ACTOR)
     with pytest.raises(BadInput, match="has no column 'target'"):
-        loaded.train("loans", "target", "m", ACTOR)
+        loaded.training.train("loans", "target", "m", ACTOR)
     with pytest.raises(BadInput, match="labels must be 0 or 1, found"):
-        loaded.train("loans", "num_late_payments", "m", ACTOR)
+        loaded.training.train("loans", "num_late_payments", "m", ACTOR)
     with pytest.raises(BadInput, match="model name 'bad name' is not valid"):
-        loaded.train("loans", "default", "bad name", ACTOR)
-    assert loaded.models() == []
+        loaded.training.train("loans", "default", "bad name", ACTOR)
+    assert loaded.registry.versions(ACTOR) == []
 
 
 def test_gate_failure_exits_1_and_blocks_deploy(falaj, tmp_path):

@@ -1,10 +1,11 @@
-"""The native JSON API: health, prediction, and read-only views of the registry."""
+"""The native JSON API: health, prediction, decisions, and read-only views of the
+registry and the audit chain."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from appliance.audit import Actor
+from appliance.auth import Actor
 from appliance.core import Appliance
 from appliance.errors import BadInput
 
@@ -21,7 +22,10 @@ def request_actor() -> Actor:
 
 
 def json_body() -> dict:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nesting deeper than the parser goes
+        raise BadInput("request body: JSON nested too deeply") from None
     if body is None:
         raise BadInput("request body: expected JSON (Content-Type: application/json)")
     if not isinstance(body, dict):
@@ -31,16 +35,13 @@ def json_body() -> dict:
 
 @bp.get("/healthz")
 def healthz():
-    app = appliance()
-    deployments = app.server.deployments()
-    return jsonify(
-        {
-            "status": "ok",
-            "deployments": {
-                n: {"version": d.live.version, "slot": d.live_slot} for n, d in deployments.items()
-            },
-        }
-    )
+    """Answers anyone: live versions, and any slot out of service (503 when a live slot
+    cannot serve)."""
+    deployments = appliance().serving.health()
+    serving = all(d["serving"] for d in deployments.values())
+    degraded = any(d["degraded"] for d in deployments.values())
+    status = "ok" if serving and not degraded else ("degraded" if serving else "unavailable")
+    return jsonify({"status": status, "deployments": deployments}), 200 if serving else 503
 
 
 @bp.post("/api/v1/models/<name>/predict")
@@ -50,20 +51,26 @@ def predict(name: str):
         raise BadInput(
             'request body: missing field "records" (a list of {feature: number} objects)'
         )
-    return jsonify(appliance().predict(name, body["records"], request_actor()))
+    return jsonify(appliance().serving.predict(name, body["records"], request_actor()))
+
+
+@bp.get("/api/v1/decisions/<request_id>")
+def decision(request_id: str):
+    return jsonify(appliance().serving.decision(request_id, request_actor()))
 
 
 @bp.get("/api/v1/models")
 def models():
-    return jsonify({"models": appliance().models()})
+    return jsonify({"models": appliance().registry.versions(request_actor())})
 
 
 @bp.get("/api/v1/tables")
 def tables():
-    return jsonify({"tables": appliance().tables()})
+    return jsonify({"tables": appliance().catalog.tables(request_actor())})
 
 
 @bp.get("/api/v1/audit/verify")
 def audit_verify():
-    v = appliance().audit_verify()
-    return jsonify({"checked": v.checked, "ok": v.ok, "first_bad": v.first_bad, "reason": v.reason})
+    v = appliance().audit.verify(request_actor(), full=request.args.get("full") == "1")
+    return jsonify({"checked": v.checked, "hashed": v.hashed, "ok": v.ok,
+                    "first_bad": v.first_bad, "reason": v.reason})  # fmt: skip

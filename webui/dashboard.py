@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, render_template
+
+from webui.api import appliance, request_actor
 
 bp = Blueprint("dashboard", __name__)
 
 
 @bp.get("/")
 def index():
-    app = current_app.extensions["falaj"]
-    deployments = app.server.deployments()
+    app, actor = appliance(), request_actor()
     return render_template(
         "index.html",
         home=app.home,
-        tables=app.tables(),
-        models=app.models(),
-        deployments=deployments,
-        predictions=app.prediction_count(),
-        audit=app.audit_verify(),
-        events=app.audit_tail(app.settings["audit_tail"]),
+        tables=app.catalog.tables(actor),
+        models=app.registry.versions(actor),
+        deployments=app.serving.deployments(actor),
+        predictions=app.serving.decision_count(actor),
+        audit=app.audit.verify(actor),
+        events=app.audit.tail(app.settings["audit_tail"], actor),
     )

@@ -65,6 +65,17 @@ class Model:
                 X[i, j] = _number(rec[feat], f"{where}[{i}].{feat}")
         return X
 
+    def check_outputs(self, proba: np.ndarray, where: str = "records") -> None:
+        """Refuse a request whose prediction is not a finite number (values far outside
+        anything the model was trained on can overflow its arithmetic)."""
+        bad = ~np.isfinite(proba)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise BadInput(
+                f"{where}[{i}]: the model gives no finite prediction for these values; "
+                "they lie far outside the range it was trained on"
+            )
+
     def predict_records(self, records: Any, where: str = "records") -> list[float]:
         return self.predict_matrix(self.matrix(records, where)).tolist()
 

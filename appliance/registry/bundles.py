@@ -77,19 +77,23 @@ def write(target: Path, documents: dict[str, Any], key: Ed25519PrivateKey) -> st
 
 
 def verify(
-    path: Path, public_key: Ed25519PublicKey, manifest_sha256: str | None = None
+    path: Path,
+    public_key: Ed25519PublicKey,
+    manifest_sha256: str | None = None,
+    label: str | None = None,
 ) -> dict[str, bytes]:
     """Check signature, manifest and every file; return the files' contents.
 
-    Raises ``BundleTampered`` naming the first thing that does not match.
+    Raises ``BundleTampered`` naming the first thing that does not match; ``label``
+    (say ``bundle credit@2``) names the bundle in errors instead of its server path.
     """
-    label = f"bundle {path}"
+    label = label or f"bundle {path}"
     try:
         manifest = (path / MANIFEST).read_bytes()
         signature = bytes.fromhex((path / SIGNATURE).read_text().strip())
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, NotADirectoryError) as exc:
         raise BundleTampered(f"{label}: {Path(exc.filename).name} is missing") from None
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         raise BundleTampered(f"{label}: {SIGNATURE} is not a hex signature") from None
     if manifest_sha256 is not None and sha256_bytes(manifest) != manifest_sha256:
         raise BundleTampered(f"{label}: {MANIFEST} differs from the one registered")
@@ -101,7 +105,10 @@ def verify(
     for line in manifest.decode().splitlines():
         digest, _, name = line.partition("  ")
         expected[name] = digest
-    present = {p.name for p in path.iterdir()} - {MANIFEST, SIGNATURE}
+    try:
+        present = {p.name for p in path.iterdir()} - {MANIFEST, SIGNATURE}
+    except OSError:
+        raise BundleTampered(f"{label}: its folder cannot be read") from None
     extra = sorted(present - set(expected))
     if extra:
         raise BundleTampered(f"{label}: {extra[0]} is not listed in {MANIFEST}")
@@ -109,7 +116,7 @@ def verify(
     for name, digest in expected.items():
         try:
             data = (path / name).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             raise BundleTampered(f"{label}: {name} is missing") from None
         if sha256_bytes(data) != digest:
             raise BundleTampered(f"{label}: {name} does not match its SHA-256 in {MANIFEST}")

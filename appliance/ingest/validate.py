@@ -8,18 +8,18 @@ not convert can be named exactly.
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from appliance.errors import BadInput
+from appliance.errors import BadInput, BadName
+from appliance.stores.features import connect_memory, ident
 
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+MAX_NAME = 255
 ROW = "_row"
 # A text column whose values are mostly numbers is a numeric column with bad values,
 # not a text column: refuse it rather than store the numbers as text.
@@ -33,11 +33,18 @@ class Prepared:
     rows: int
 
 
-def check_name(kind: str, name: str) -> str:
-    if not NAME_RE.match(name or ""):
-        raise BadInput(
-            f"{kind} name {name!r} is not valid: use a letter, then letters, digits or '_' (at most 63)"
-        )
+def check_column(path: Path | str, name: str) -> str:
+    """A column name from a file: any printable text works (it is quoted everywhere),
+    except what the store reserves or cannot tell apart."""
+    where = f"{path}: column {name!r}"
+    if not name or not name.strip():
+        raise BadName(f"{where}: a column name is empty")
+    if name.startswith("_"):
+        raise BadName(f"{where}: names starting with '_' are reserved")
+    if len(name) > MAX_NAME:
+        raise BadName(f"{where}: the name is longer than {MAX_NAME} characters")
+    if any(unicodedata.category(ch).startswith("C") for ch in name):
+        raise BadName(f"{where}: the name holds a control or invisible character")
     return name
 
 
@@ -63,22 +70,29 @@ def read(path: Path) -> tuple[pa.Table, bool]:
 
 
 def prepare(
-    path: Path,
+    source: Path | pa.Table,
     entity: str,
     timestamp: str,
     existing: dict[str, str] | None = None,
+    label: str = "data",
 ) -> Prepared:
-    """Validate and type the file's rows; ``existing`` is the target table's column types."""
-    path = Path(path)
-    src, is_text = read(path)
+    """Validate and type the rows of a file or an Arrow table (named ``label`` in
+    errors); ``existing`` is the target table's column types."""
+    if isinstance(source, pa.Table):
+        path, src, is_text = label, source, False
+    else:
+        path = Path(source)
+        src, is_text = read(path)
     if src.num_rows == 0:
         raise BadInput(f"{path}: has no rows")
     columns = src.column_names
+    seen: dict[str, str] = {}
     for col in columns:
-        if col.startswith("_"):
-            raise BadInput(f"{path}: column {col!r}: names starting with '_' are reserved")
-    if len(set(columns)) != len(columns):
-        raise BadInput(f"{path}: a column name appears twice in the header")
+        check_column(path, col)
+        # DuckDB's names are case-insensitive: "Age" and "age" are the same column
+        twin = seen.setdefault(col.casefold(), col)
+        if twin != col or columns.count(col) > 1:
+            raise BadName(f"{path}: column {col!r} appears twice in the header (as {twin!r})")
     for role, col in (("entity", entity), ("timestamp", timestamp)):
         if col not in columns:
             raise BadInput(
@@ -94,31 +108,31 @@ def prepare(
                 f"{path}: column {extra[0]!r} is not in the table (columns: {', '.join(existing)})"
             )
 
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    con = connect_memory()
     con.register("src", src.append_column(ROW, pa.array(range(1, src.num_rows + 1), pa.int64())))
     types = dict(existing) if existing else _infer(con, path, columns, entity, timestamp, is_text)
     types[timestamp] = "TIMESTAMP"
 
     casts = {c: _cast_expr(c, types[c], is_text) for c in columns}
     checks = ", ".join(
-        f'min(CASE WHEN "{c}" IS NOT NULL AND {casts[c]} IS NULL THEN {ROW} END)' for c in columns
+        f"min(CASE WHEN {ident(c)} IS NOT NULL AND {casts[c]} IS NULL THEN {ROW} END)"
+        for c in columns
     )
     firsts = con.execute(f"SELECT {checks} FROM src").fetchone()
     for col, row in zip(columns, firsts, strict=True):
         if row is not None:
             value = con.execute(
-                f'SELECT "{col}"::VARCHAR FROM src WHERE {ROW} = ?', [row]
+                f"SELECT {ident(col)}::VARCHAR FROM src WHERE {ROW} = ?", [row]
             ).fetchone()[0]
             what = "a valid timestamp" if col == timestamp else f"a valid {types[col]}"
             raise BadInput(
                 f"{path}: {_where(row, is_text)}, column {col!r}: {value!r} is not {what}"
             )
     for col in (entity, timestamp):
-        row = con.execute(f'SELECT min({ROW}) FROM src WHERE "{col}" IS NULL').fetchone()[0]
+        row = con.execute(f"SELECT min({ROW}) FROM src WHERE {ident(col)} IS NULL").fetchone()[0]
         if row is not None:
             raise BadInput(f"{path}: {_where(row, is_text)}, column {col!r}: the value is missing")
-    select = ", ".join(f'{casts[c]} AS "{c}"' for c in columns)
+    select = ", ".join(f"{casts[c]} AS {ident(c)}" for c in columns)
     typed = con.execute(f"SELECT {select} FROM src ORDER BY {ROW}").arrow()
     if isinstance(typed, pa.RecordBatchReader):
         typed = typed.read_all()
@@ -132,7 +146,8 @@ def _infer(con, path, columns, entity, timestamp, is_text) -> dict[str, str]:
     if not is_text:
         return {c: desc[c] for c in columns}
     probes = ", ".join(
-        f'count("{c}"), count({_cast_expr(c, "BIGINT", True)}), count(TRY_CAST("{c}" AS DOUBLE))'
+        f"count({ident(c)}), count({_cast_expr(c, 'BIGINT', True)}), "
+        f"count(TRY_CAST({ident(c)} AS DOUBLE))"
         for c in columns
     )
     counts = con.execute(f"SELECT {probes} FROM src").fetchone()
@@ -166,16 +181,17 @@ INTEGER_TYPES = {
 
 def _cast_expr(col: str, duck_type: str, is_text: bool) -> str:
     """A DuckDB expression giving the typed value, or NULL where it does not convert."""
+    q = ident(col)
     if duck_type == "TIMESTAMP":
         # through TIMESTAMPTZ so offsets like +04:00 are honoured; stored as UTC
-        return f'TRY_CAST(TRY_CAST("{col}" AS TIMESTAMPTZ) AS TIMESTAMP)'
-    cast = f'TRY_CAST("{col}" AS {duck_type})'
+        return f"TRY_CAST(TRY_CAST({q} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    cast = f"TRY_CAST({q} AS {duck_type})"
     if duck_type in INTEGER_TYPES:
         # TRY_CAST rounds 1.5 to 2: an integer column takes only whole numbers
         whole = (
-            f"regexp_full_match(trim(\"{col}\"), '[+-]?[0-9]+')"
+            f"regexp_full_match(trim({q}), '[+-]?[0-9]+')"
             if is_text
-            else f'TRY_CAST("{col}" AS DOUBLE) = floor(TRY_CAST("{col}" AS DOUBLE))'
+            else f"TRY_CAST({q} AS DOUBLE) = floor(TRY_CAST({q} AS DOUBLE))"
         )
         return f"CASE WHEN {whole} THEN {cast} END"
     return cast

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from appliance.errors import BadInput
-from appliance.feature_store import FeatureStore
-from appliance.model import Model
+from appliance.registry.model import Model
+from appliance.stores import FeatureStore
 from kernels.stats import accuracy, log_loss, roc_auc
 from kernels.training import LogisticRegression
 from kernels.transforms import StandardScaler
@@ -63,20 +63,7 @@ def train(
     C: float = 1.0,
 ) -> TrainingRun:
     features, keys = feature_columns(fs, table, label)
-    ts = keys["timestamp"]
-    cols = ", ".join(f'"{c}"::DOUBLE' for c in features)
-    cur = fs.cursor()
-    try:
-        arrays = cur.execute(
-            f'SELECT {cols}, "{label}"::DOUBLE, epoch_us("{ts}") FROM "{table}" '
-            f'WHERE "{label}" IS NOT NULL ORDER BY "{ts}", "{keys["entity"]}"'
-        ).fetchnumpy()
-    finally:
-        cur.close()
-    values = list(arrays.values())
-    X = np.column_stack([np.asarray(v, dtype=np.float64) for v in values[: len(features)]])
-    y = np.asarray(values[len(features)], dtype=np.float64)
-    times = np.asarray(values[-1], dtype=np.int64)
+    X, y, times = fs.training_arrays(table, features, label, keys["timestamp"], keys["entity"])
     if len(y) < MIN_ROWS:
         raise BadInput(
             f"table {table!r} has {len(y)} labelled rows; training needs at least {MIN_ROWS}"

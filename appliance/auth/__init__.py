@@ -1,0 +1,57 @@
+"""Who may do what: the acting principal of every service call and the one place that
+checks it.
+
+Every service function takes an ``Actor`` and calls ``require(actor, permission)``
+before it reads or changes anything, so the CLI, the API, the dashboard and the
+scheduler pass through the same gate. Until users and roles land, every known actor
+holds every permission; the permission names are declared here, as data, so a service
+cannot ask for one that does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.errors import FalajError
+
+ACTOR_KINDS = ("user", "token", "cli", "scheduler", "system", "api", "test")
+
+# permission -> what it allows; the trust issue maps roles onto these.
+PERMISSIONS = {
+    "home.init": "create the home, its key and stores",
+    "home.check": "read every page of both stores",
+    "data.read": "list tables and their columns",
+    "data.ingest": "load a file into a table",
+    "model.read": "list and show model versions, verify bundles",
+    "model.train": "train and register a version",
+    "model.deploy": "deploy, roll back",
+    "model.predict": "score records with a live model",
+    "decision.read": "read logged decisions",
+    "audit.read": "read and verify the audit chain",
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it: a user, an API token, the scheduler or the CLI's local operator."""
+
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+class Forbidden(FalajError):
+    status = 403
+
+
+def require(actor: Actor, permission: str) -> None:
+    """Allow ``actor`` to use ``permission`` or raise ``Forbidden``."""
+    if permission not in PERMISSIONS:
+        raise KeyError(f"unknown permission {permission!r}")  # a programming error
+    if not isinstance(actor, Actor) or actor.kind not in ACTOR_KINDS:
+        raise Forbidden(f"{permission}: no known actor given ({actor!r})")
+
+
+SYSTEM = Actor("system", "falaj")

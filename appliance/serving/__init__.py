@@ -1,0 +1,209 @@
+"""Serving: blue/green slots, deploy and rollback, prediction and its decision log.
+
+Commit point of a deploy or rollback: its audit event, in the same control.db
+transaction as the deployment row. The new version is loaded and verified before that
+transaction, so a bad bundle changes nothing; this process's slots switch after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from appliance.auth import Actor, require
+from appliance.errors import BundleTampered, CheckFailed, NotDeployed, NotFound
+from appliance.registry import Registry
+from appliance.serving.decision_log import DecisionLog, records_sha256
+from appliance.serving.slots import Deployment, ModelServer, Slot, other
+from appliance.stores import ControlStore, FeatureStore
+
+__all__ = ["Deployment", "ModelServer", "Serving"]
+
+
+class Serving:
+    def __init__(
+        self,
+        control: ControlStore,
+        features: Callable[[], FeatureStore],
+        registry: Registry,
+        decision_log: Callable[[], DecisionLog],
+    ) -> None:
+        self.control = control
+        self._features = features  # opened on first use: deploys need only control.db
+        self._log = decision_log
+        self.registry = registry
+        self.server = ModelServer(control, registry.load)
+
+    # -- releases --------------------------------------------------------------
+
+    def _load_verified(self, name: str, version: int, actor: Actor):
+        try:
+            return self.registry.load(name, version, actor)
+        except BundleTampered as exc:
+            self.server.report_integrity_failure(name, version, exc.message)
+            raise
+
+    def deploy(self, name: str, version: int, actor: Actor, force: bool = False) -> dict[str, Any]:
+        """Load the version into the idle slot, warm it, then switch traffic to it."""
+        require(actor, "model.deploy")
+        row = self.registry.version(name, version, actor)
+        if not row["metrics"]["gates"]["passed"] and not force:
+            raise CheckFailed(
+                f"model {name}@{version} failed its gates {row['metrics']['gates']}; use --force to deploy anyway"
+            )
+        model = self._load_verified(name, version, actor)
+        model.predict_matrix(model.scaler.mean_.reshape(1, -1))  # warm-up and smoke check
+        with self.control.transaction() as tx:
+            current = tx.deployment(name)
+            if current is None:
+                slot, previous, versions = "blue", None, {"blue": version, "green": None}
+            else:
+                slot = other(current["live_slot"])
+                previous = current[f"{current['live_slot']}_version"]
+                versions = {s: current[f"{s}_version"] for s in ("blue", "green")} | {slot: version}
+            tx.put_deployment(name, slot, versions["blue"], versions["green"], actor)
+            tx.append_audit(actor, "model.deploy", f"{name}@{version}",
+                            {"slot": slot, "previous_version": previous})  # fmt: skip
+        self._install(name, slot, versions, slot, model)
+        return {"name": name, "version": version, "slot": slot, "previous_version": previous}
+
+    def rollback(self, name: str, actor: Actor) -> dict[str, Any]:
+        """Send traffic back to the other slot, which holds the previously live version."""
+        require(actor, "model.deploy")
+        row = self.control_deployment(name)
+        slot = other(row["live_slot"])
+        version, current = row[f"{slot}_version"], row[f"{row['live_slot']}_version"]
+        if version is None:
+            raise CheckFailed(
+                f"model {name!r}: the {slot} slot is empty, there is nothing to roll back to"
+            )
+        model = self._load_verified(name, version, actor)  # verified again before it serves
+        with self.control.transaction() as tx:
+            now = tx.deployment(name)
+            if now != row:
+                raise CheckFailed(f"model {name!r}: its deployment changed meanwhile; try again")
+            tx.put_deployment(name, slot, row["blue_version"], row["green_version"], actor)
+            tx.append_audit(actor, "model.rollback", f"{name}@{version}",
+                            {"slot": slot, "from_version": current})  # fmt: skip
+        versions = {s: row[f"{s}_version"] for s in ("blue", "green")}
+        self._install(name, slot, versions, slot, model)
+        return {"name": name, "version": version, "slot": slot, "previous_version": current}
+
+    def control_deployment(self, name: str) -> dict[str, Any]:
+        for d in self.control.deployments():
+            if d["name"] == name:
+                return d
+        raise NotDeployed(f"model {name!r} is not deployed")
+
+    def _install(self, name: str, live: str, versions: dict, slot: str, model) -> None:
+        """Switch this process's slots to the committed state, keeping loaded models."""
+        old = self.server.loaded(name)
+        slots = {}
+        for s, v in versions.items():
+            kept = old.slots.get(s) if old else None
+            if s == slot:
+                slots[s] = Slot(v, model)
+            elif kept is not None and kept.version == v:
+                slots[s] = kept
+            else:
+                slots[s] = Slot(v)  # loaded when a rollback needs it
+        self.server.install(Deployment(name, live, slots))
+
+    def deployments(self, actor: Actor) -> dict[str, Deployment]:
+        require(actor, "model.read")
+        return self.server.deployments()
+
+    def health(self) -> dict[str, Any]:
+        """Each deployment's live version and any slot out of service (no actor: the
+        health check answers anyone)."""
+        out = {}
+        for n, d in self.server.deployments().items():
+            live = d.slots[d.live_slot]
+            out[n] = {"version": live.version, "slot": d.live_slot,
+                      "serving": live.model is not None, "degraded": d.degraded}  # fmt: skip
+        return out
+
+    # -- predictions -----------------------------------------------------------
+
+    def predict(
+        self, name: str, records: Any, actor: Actor, where: str = "records"
+    ) -> dict[str, Any]:
+        """Score records with the live version; ``where`` names the input in errors.
+
+        The answer is returned only once its decision record is committed."""
+        require(actor, "model.predict")
+        deployment = self.server.get(name)
+        model = deployment.live  # this request finishes on this model, whatever swaps meanwhile
+        t0 = time.perf_counter()
+        X = model.matrix(records, where)
+        proba = model.predict_matrix(X)
+        model.check_outputs(proba, where)
+        latency_ms = (time.perf_counter() - t0) * 1e3
+        request_id = uuid.uuid4().hex
+        n = len(X)
+        # The fingerprint of an input is that of the exact feature vector the model saw.
+        prints = [hashlib.sha256(row.tobytes()).hexdigest() for row in X.astype("<f8")]
+        now_us = time.time_ns() // 1000
+        # Built from NumPy arrays: Python datetimes would cost a (failing) pandas import per call.
+        rows = pa.table(
+            {
+                "ts": pa.array(np.full(n, now_us, dtype=np.int64), pa.timestamp("us")),
+                "request_id": pa.array([request_id] * n, pa.string()),
+                "row_in_request": pa.array(np.arange(n, dtype=np.int32)),
+                "actor": pa.array([str(actor)] * n, pa.string()),
+                "model": pa.array([name] * n, pa.string()),
+                "version": pa.array(np.full(n, model.version, dtype=np.int32)),
+                "slot": pa.array([deployment.live_slot] * n, pa.string()),
+                "input_fingerprint": pa.array(prints, pa.string()),
+                "output": pa.array(proba),
+                "latency_ms": pa.array(np.full(n, latency_ms)),
+            }
+        )
+        self._log().record(rows)
+        return {
+            "model": name,
+            "version": model.version,
+            "predictions": proba.tolist(),
+            "request_id": request_id,
+        }
+
+    def decision(self, request_id: str, actor: Actor) -> dict[str, Any]:
+        """A logged decision, its batch's audit event, and whether the batch's records
+        still hash to what the event committed to."""
+        require(actor, "decision.read")
+        features = self._features()
+        self._log().flush()
+        rows = features.decisions(request_id)
+        if not rows:
+            raise NotFound(f"no decision with request id {request_id!r}")
+        batch_id = rows[0]["batch_id"]
+        _, batch_rows = features.decision_batch(batch_id)
+        events = self.control.audit_find("decisions.logged", batch_id)
+        event = events[0] if events else None
+        proved = bool(event) and event["details"]["records_sha256"] == records_sha256(batch_rows)
+        first = rows[0]
+        return {
+            "request_id": request_id,
+            "model": first["model"],
+            "version": first["version"],
+            "slot": first["slot"],
+            "actor": first["actor"],
+            "at": first["ts"].isoformat() + "Z",
+            "latency_ms": first["latency_ms"],
+            "outputs": [r["output"] for r in rows],
+            "input_fingerprints": [r["input_fingerprint"] for r in rows],
+            "batch": batch_id,
+            "audit_seq": event["seq"] if event else None,
+            "verified": proved,
+        }
+
+    def decision_count(self, actor: Actor, model: str | None = None) -> int:
+        require(actor, "decision.read")
+        self._log().flush()
+        return self._features().decision_count(model)

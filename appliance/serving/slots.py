@@ -1,0 +1,133 @@
+"""Model slots: two per deployment (blue and green), one of them live.
+
+A deployment's state is an immutable ``Deployment``; switching traffic replaces the
+reference in one assignment, so a request that already took the old one finishes on
+it. Deploys made by another process (``falaj deploy`` beside ``falaj run``) are noticed
+through SQLite's ``data_version`` and loaded before the next request. A slot whose
+bundle fails verification is kept out of service and reported (degraded), and an
+integrity-failure audit event is written once; the other slot keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from appliance.auth import SYSTEM
+from appliance.errors import BundleTampered, NotDeployed, Unavailable
+from appliance.registry.model import Model
+from appliance.stores import ControlStore
+
+log = logging.getLogger("falaj.serving")
+
+SLOTS = ("blue", "green")
+
+
+def other(slot: str) -> str:
+    return "green" if slot == "blue" else "blue"
+
+
+@dataclass(frozen=True)
+class Slot:
+    version: int | None = None
+    model: Model | None = None  # None: empty, not loaded here, or failed verification
+    error: str | None = None  # why a slot with a version has no model
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    live_slot: str
+    slots: dict[str, Slot] = field(default_factory=dict)
+
+    @property
+    def live(self) -> Model:
+        slot = self.slots.get(self.live_slot, Slot())
+        if slot.model is None:
+            why = slot.error or "its bundle is not loaded"
+            raise Unavailable(
+                f"model {self.name!r}: the live {self.live_slot} slot is out of service: {why}"
+            )
+        return slot.model
+
+    def version(self, slot: str) -> int | None:
+        return self.slots.get(slot, Slot()).version
+
+    @property
+    def degraded(self) -> dict[str, str]:
+        return {s: v.error for s, v in self.slots.items() if v.error}
+
+
+Loader = Callable[[str, int], Model]
+
+
+class ModelServer:
+    def __init__(self, control: ControlStore, load: Loader) -> None:
+        self.control = control
+        self.load = load
+        self._lock = threading.Lock()
+        self._deployments: dict[str, Deployment] = {}
+        self._seen: int | None = None
+        self._reported: set[tuple[str, int]] = set()
+
+    def _slot(self, name: str, version: int | None, current: Deployment | None, slot: str) -> Slot:
+        if version is None:
+            return Slot()
+        old = current.slots.get(slot) if current else None
+        if old is not None and old.version == version and old.model is not None:
+            return old  # already loaded and verified
+        try:
+            return Slot(version, self.load(name, version))
+        except BundleTampered as exc:
+            self.report_integrity_failure(name, version, exc.message)
+            return Slot(version, None, exc.message)
+
+    def report_integrity_failure(self, name: str, version: int, message: str) -> None:
+        """Audit a bundle that failed verification, once per process and version."""
+        log.error("%s", message)
+        if (name, version) in self._reported:
+            return
+        self._reported.add((name, version))
+        with self.control.transaction() as tx:
+            tx.append_audit(SYSTEM, "model.integrity_failure", f"{name}@{version}",
+                            {"error": message})  # fmt: skip
+
+    def refresh(self, force: bool = False) -> None:
+        """Reload deployments if control.db changed since we last looked."""
+        seen = self.control.data_version()
+        if not force and seen == self._seen:
+            return
+        with self._lock:
+            rows = self.control.deployments()
+            current = self._deployments
+            fresh = {}
+            for r in rows:
+                cur = current.get(r["name"])
+                slots = {s: self._slot(r["name"], r[f"{s}_version"], cur, s) for s in SLOTS}
+                fresh[r["name"]] = Deployment(r["name"], r["live_slot"], slots)
+            self._deployments = fresh
+            self._seen = seen
+
+    def install(self, deployment: Deployment) -> None:
+        """Make a deployment this process just committed live here at once."""
+        with self._lock:
+            self._deployments = {**self._deployments, deployment.name: deployment}
+
+    def loaded(self, name: str) -> Deployment | None:
+        """The deployment as this process holds it, without looking at the store."""
+        return self._deployments.get(name)
+
+    def get(self, name: str) -> Deployment:
+        self.refresh()
+        deployment = self._deployments.get(name)
+        if deployment is None:
+            raise NotDeployed(
+                f"model {name!r} is not deployed; run `falaj deploy {name} --version N`"
+            )
+        return deployment
+
+    def deployments(self) -> dict[str, Deployment]:
+        self.refresh()
+        return dict(self._deployments)

@@ -1,0 +1,331 @@
+"""``control.db``: the SQLCipher 4 store for the audit chain, registry and deployments.
+
+One connection, one writer: every write runs inside ``transaction()`` (BEGIN IMMEDIATE
+under a lock), which hands out a ``ControlTx`` whose methods are the only writes there
+are, so a change and the audit event recording it commit together. Driver errors never
+leave this module raw: damage is a ``StoreDamaged`` naming the store.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlcipher3
+
+from appliance.audit.chain import GENESIS, canonical_json, event_hash
+from appliance.errors import StoreBusy, StoreDamaged, StoreError, WrongKey
+from appliance.stores import migrations
+
+FILENAME = "control.db"
+
+MIGRATIONS = [
+    migrations.Migration(
+        "0001_audit",
+        """
+        CREATE TABLE audit_events (
+            seq INTEGER PRIMARY KEY,
+            ts TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            details TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit_events
+            BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+        CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit_events
+            BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END
+        """,
+    ),
+    migrations.Migration(
+        "0002_registry",
+        """
+        CREATE TABLE models (
+            name TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL
+        );
+        CREATE TABLE model_versions (
+            name TEXT NOT NULL REFERENCES models(name),
+            version INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            path TEXT NOT NULL,
+            manifest_sha256 TEXT NOT NULL,
+            source_table TEXT NOT NULL,
+            label TEXT NOT NULL,
+            features TEXT NOT NULL,
+            metrics TEXT NOT NULL,
+            data_fingerprint TEXT NOT NULL,
+            PRIMARY KEY (name, version)
+        );
+        CREATE TABLE deployments (
+            name TEXT PRIMARY KEY REFERENCES models(name),
+            live_slot TEXT NOT NULL CHECK (live_slot IN ('blue', 'green')),
+            blue_version INTEGER,
+            green_version INTEGER,
+            updated_at TEXT NOT NULL,
+            updated_by TEXT NOT NULL
+        )
+        """,
+    ),
+    migrations.Migration(
+        "0003_audit_head",
+        """
+        CREATE TABLE audit_verified (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            seq INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            verified_at TEXT NOT NULL
+        );
+        CREATE INDEX audit_by_action ON audit_events (action, subject)
+        """,
+    ),
+]
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _damage(exc: sqlcipher3.Error, path: Path) -> StoreError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreBusy(f"{FILENAME}: {path.name} is locked by another process; try again")
+    return StoreDamaged(f"{FILENAME}: damaged: {text}; run `falaj check` and restore from a backup")
+
+
+def _decode(row: dict[str, Any], *fields: str) -> dict[str, Any]:
+    for f in fields:
+        row[f] = json.loads(row[f])
+    return row
+
+
+class ControlTx:
+    """The writes of one open control.db transaction."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def _one(self, sql: str, params: tuple = ()) -> dict[str, Any] | None:
+        row = self.conn.execute(sql, params).fetchone()
+        return dict(row) if row is not None else None
+
+    # -- audit -----------------------------------------------------------------
+
+    def append_audit(
+        self, actor: object, action: str, subject: str, details: dict[str, Any] | None = None
+    ) -> int:
+        """Append one event to the chain; returns its sequence number."""
+        last = self._one("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        seq, prev = (last["seq"] + 1, last["hash"]) if last else (1, GENESIS)
+        ts = datetime.now(UTC).isoformat(timespec="microseconds")
+        body = canonical_json(details or {})
+        h = event_hash(prev, seq, ts, str(actor), action, subject, body)
+        self.conn.execute(
+            "INSERT INTO audit_events (seq, ts, actor, action, subject, details, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, ts, str(actor), action, subject, body, prev, h),
+        )
+        return seq
+
+    def set_verified_head(self, seq: int, hash_: str) -> None:
+        self.conn.execute(
+            "INSERT INTO audit_verified VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE "
+            "SET seq = excluded.seq, hash = excluded.hash, verified_at = excluded.verified_at",
+            (seq, hash_, now()),
+        )
+
+    # -- registry --------------------------------------------------------------
+
+    def next_version(self, name: str, actor: object) -> int:
+        """Create the model if new; the number its next version takes."""
+        self.conn.execute(
+            "INSERT INTO models VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, now(), str(actor)),
+        )
+        row = self._one(
+            "SELECT coalesce(max(version), 0) + 1 AS v FROM model_versions WHERE name = ?",
+            (name,),
+        )
+        return int(row["v"])  # type: ignore[index]
+
+    def insert_version(self, record: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT INTO model_versions (name, version, created_at, created_by, path, "
+            "manifest_sha256, source_table, label, features, metrics, data_fingerprint) "
+            "VALUES (:name, :version, :created_at, :created_by, :path, :manifest_sha256, "
+            ":source_table, :label, :features, :metrics, :data_fingerprint)",
+            record | {"features": json.dumps(record["features"]),
+                      "metrics": json.dumps(record["metrics"])},
+        )  # fmt: skip
+
+    def version_paths(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT path FROM model_versions")]
+
+    # -- deployments -----------------------------------------------------------
+
+    def deployment(self, name: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM deployments WHERE name = ?", (name,))
+
+    def put_deployment(
+        self, name: str, live_slot: str, blue: int | None, green: int | None, actor: object
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO deployments VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE "
+            "SET live_slot = excluded.live_slot, blue_version = excluded.blue_version, "
+            "green_version = excluded.green_version, updated_at = excluded.updated_at, "
+            "updated_by = excluded.updated_by",
+            (name, live_slot, blue, green, now(), str(actor)),
+        )
+
+
+class ControlStore:
+    def __init__(self, path: Path, key: bytes, create: bool = False) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise StoreError(f"{FILENAME}: {self.path} does not exist; run `falaj init` first")
+        self._lock = threading.RLock()
+        try:
+            conn = sqlcipher3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        except sqlcipher3.Error as exc:
+            raise StoreError(f"{FILENAME}: cannot open {self.path}: {exc}") from None
+        conn.execute("PRAGMA cipher_log_level = NONE")  # errors are ours to report, once
+        conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")  # a commit survives a power cut
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlcipher3.DatabaseError:
+            conn.close()
+            raise WrongKey(
+                f"{FILENAME}: cannot decrypt {self.path}: wrong master key or damaged file"
+            ) from None
+        self.conn = conn
+        self.conn.row_factory = sqlcipher3.Row
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlcipher3.IntegrityError:
+            raise
+        except sqlcipher3.DatabaseError as exc:
+            raise _damage(exc, self.path) from None
+
+    def migrate(self) -> list[str]:
+        with self._lock, self._guard():
+            return migrations.apply(
+                self.conn,
+                MIGRATIONS,
+                begin=lambda: self.conn.execute("BEGIN IMMEDIATE"),
+                commit=lambda: self.conn.execute("COMMIT"),
+                rollback=lambda: self.conn.execute("ROLLBACK"),
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[ControlTx]:
+        """One write transaction; commits on success, rolls back on any error."""
+        with self._lock, self._guard():
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield ControlTx(self.conn)
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
+        with self._lock, self._guard():
+            return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    def data_version(self) -> int:
+        """Changes when another connection (another process) commits a write."""
+        with self._lock, self._guard():
+            return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    # -- audit reads -----------------------------------------------------------
+
+    def audit_events(self, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Events with seq > ``after``, oldest first."""
+        return self.query(
+            "SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit or -1)
+        )
+
+    def audit_event(self, seq: int) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM audit_events WHERE seq = ?", (seq,))
+        return rows[0] if rows else None
+
+    def audit_tail(self, n: int) -> list[dict[str, Any]]:
+        rows = self.query("SELECT * FROM audit_events ORDER BY seq DESC LIMIT ?", (n,))
+        return [_decode(r, "details") for r in rows]
+
+    def audit_find(self, action: str, subject: str) -> list[dict[str, Any]]:
+        rows = self.query(
+            "SELECT * FROM audit_events WHERE action = ? AND subject = ? ORDER BY seq",
+            (action, subject),
+        )
+        return [_decode(r, "details") for r in rows]
+
+    def audit_details(self, action: str) -> list[dict[str, Any]]:
+        """The details of every event of one action, oldest first."""
+        rows = self.query(
+            "SELECT details FROM audit_events WHERE action = ? ORDER BY seq", (action,)
+        )
+        return [json.loads(r["details"]) for r in rows]
+
+    def audit_subjects(self, action: str) -> list[dict[str, Any]]:
+        return self.query("SELECT seq, subject FROM audit_events WHERE action = ?", (action,))
+
+    def audit_count(self) -> int:
+        return self.query("SELECT count(*) AS n FROM audit_events")[0]["n"]
+
+    def verified_head(self) -> tuple[int, str] | None:
+        rows = self.query("SELECT seq, hash FROM audit_verified WHERE id = 1")
+        return (rows[0]["seq"], rows[0]["hash"]) if rows else None
+
+    # -- registry reads --------------------------------------------------------
+
+    def model_versions(self, name: str | None = None) -> list[dict[str, Any]]:
+        if name is None:
+            rows = self.query("SELECT * FROM model_versions ORDER BY name, version")
+        else:
+            rows = self.query(
+                "SELECT * FROM model_versions WHERE name = ? ORDER BY version", (name,)
+            )
+        return [_decode(r, "metrics", "features") for r in rows]
+
+    def model_version(self, name: str, version: int) -> dict[str, Any] | None:
+        rows = self.query(
+            "SELECT * FROM model_versions WHERE name = ? AND version = ?", (name, version)
+        )
+        return _decode(rows[0], "metrics", "features") if rows else None
+
+    def deployments(self) -> list[dict[str, Any]]:
+        return self.query("SELECT * FROM deployments ORDER BY name")
+
+    # -- integrity -------------------------------------------------------------
+
+    def integrity_problems(self) -> list[str]:
+        """Read and authenticate every page: SQLCipher's HMAC check, then SQLite's."""
+        with self._lock:
+            try:
+                problems = [r[0] for r in self.conn.execute("PRAGMA cipher_integrity_check")]
+                rows = self.conn.execute("PRAGMA integrity_check").fetchall()
+            except sqlcipher3.DatabaseError as exc:
+                return [str(exc)]
+        problems += [r[0] for r in rows if r[0] != "ok"]
+        return problems
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()

@@ -1,0 +1,58 @@
+"""``falaj run``: bind the port, create the home if needed, check both stores, load the
+demo if asked, then serve the dashboard, API and models with waitress (a production
+WSGI server) until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import click
+import waitress
+
+from appliance.auth import Actor
+from appliance.core import Appliance
+from appliance.errors import FalajError
+from webui import create_app
+
+
+def start(app: Appliance, demo: bool, actor: Actor) -> None:
+    host, port = app.settings["host"], app.settings["port"]
+    try:  # bind first: a taken port fails at once, before any work is done
+        server = waitress.create_server(
+            create_app(app), host=host, port=port, threads=app.settings["threads"], ident="falaj"
+        )
+    except OSError as exc:
+        raise FalajError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port"
+        ) from None
+
+    say = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    try:
+        result = app.init(actor)
+        if result["created_key"]:
+            say(f"created a new home in {app.home}; master key in {app.key_path} (back it up)")
+        if app.settings["check_on_start"]:
+            app.check(actor)  # every page of both stores, before anything is served
+        if demo and not app.catalog.tables(actor):
+            app.load_demo(actor, say=lambda msg: say(f"demo: {msg}"))
+        app.serving.server.refresh(force=True)  # load and verify every deployed bundle
+    except BaseException:
+        server.close()
+        raise
+
+    def stop(signum, frame):  # SIGTERM (systemd, docker stop) or Ctrl-C: stop once, cleanly
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    say(f"Falaj serving on http://{host}:{server.effective_port}")
+    sys.stderr.flush()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        say("stopping")
+    finally:
+        server.close()
