@@ -1,5 +1,6 @@
 """The dashboard in a real browser (Debian's Chromium driven by Playwright)."""
 
+import os
 import shutil
 
 import pytest
@@ -11,7 +12,11 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def browser():
     if not shutil.which("chromium"):
-        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does this)")
+        # CI (FALAJ_REQUIRE_BROWSER=1, set by .ci/run) must fail, not skip, without a browser
+        missing = "chromium is not installed (apt-get install chromium; .ci/run does this)"
+        if os.environ.get("FALAJ_REQUIRE_BROWSER") == "1":
+            pytest.fail(missing)
+        pytest.skip(missing)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
