@@ -1,21 +1,32 @@
-"""Where a kernel runs: device detection and dispatch.
+"""Where a kernel runs: the device setting, GPU detection and the choice of backend module.
 
 ``FALAJ_DEVICE`` is ``auto`` (the default), ``cpu`` or ``cuda``. ``auto`` uses the GPU
 only when CuPy is installed and a real device answers; otherwise it falls back to the
 CPU with a single log line. An explicit ``cuda`` on a machine without a usable GPU is
 a clear error. Data that already lives on the GPU (a CuPy array) always runs there.
+
+``select`` is the one dispatcher: every public kernel function and estimator asks it for
+the backend module (``reference``, ``cpu`` or ``cuda``) that runs a call.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import os
+from types import ModuleType
 from typing import Any
 
 log = logging.getLogger("falaj.kernels")
 
 DEVICES = ("auto", "cpu", "cuda")
+BACKENDS = ("reference", "cpu", "cuda")
+# Below this many input elements, starting Numba's worker threads costs more than the
+# work (milliseconds on a loaded machine, against microseconds for NumPy): small inputs,
+# such as a model server's single requests, take the NumPy path in the kernels that ask
+# for it (``numpy_when_small``). Tests check both paths against each other.
+SMALL_WORK = 1 << 15
 
 
 class DeviceUnavailable(RuntimeError):
@@ -80,6 +91,29 @@ def device_of(*arrays: Any) -> str:
     if any(is_device_array(a) for a in arrays):
         return "cuda"
     return resolve_device()
+
+
+def select(
+    package: str, *arrays: Any, backend: str | None = None, numpy_when_small: bool = False
+) -> ModuleType:
+    """The module ``kernels.<package>.<backend>`` that runs a kernel call over ``arrays``.
+
+    ``backend`` given (``reference``, ``cpu`` or ``cuda``): that one; tests run each
+    implementation so (``cuda`` runs on the numba.cuda simulator when
+    NUMBA_ENABLE_CUDASIM=1). ``None``: where the data lives and FALAJ_DEVICE say; CuPy data
+    runs on ``cuda``, NumPy data on ``cpu`` or, when FALAJ_DEVICE resolves to the GPU,
+    on ``cuda``. With ``numpy_when_small``, NumPy data that would run on ``cpu`` and holds
+    fewer than ``SMALL_WORK`` elements in all runs on ``reference`` instead: for kernels
+    whose NumPy reference is vectorised (not those that loop in Python).
+    """
+    if backend is None:
+        backend = device_of(*arrays)
+        small = sum(getattr(a, "size", 0) for a in arrays) < SMALL_WORK
+        if backend == "cpu" and numpy_when_small and small:
+            backend = "reference"
+    elif backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
+    return importlib.import_module(f"kernels.{package}.{backend}")
 
 
 def array_module(x: Any):

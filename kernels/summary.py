@@ -36,11 +36,12 @@ class ColumnSummary:
     @classmethod
     def from_array(cls, X: Any, backend: str | None = None) -> ColumnSummary:
         """Summarise the columns of ``X`` (1-d counts as one column)."""
-        from kernels._backend import to_host
-        from kernels.transforms._dispatch import as_2d_float, backend_module
+        from kernels._backend import select, to_host
+        from kernels.transforms._inputs import as_2d_float  # here: transforms imports this module
 
         X = as_2d_float(X, "X")
-        parts = backend_module(backend, X).column_summary(X)
+        module = select("transforms", X, backend=backend, numpy_when_small=True)
+        parts = module.column_summary(X)
         count, nan_count, total, m2, lo, hi = (np.asarray(to_host(p)) for p in parts)
         empty = count == 0
         return cls(

@@ -37,8 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import array_module, to_host
-from kernels.stats._select import select
+from kernels._backend import array_module, select, to_host
 from kernels.stats.kstest import ks_pvalue
 
 MAX_CATEGORIES = 20  # Evidently: numeric columns with more distinct values are binned

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import array_module, to_host
+from kernels._backend import array_module, select, to_host
 from kernels.stats._inputs import as_binary
-from kernels.stats._select import select
 
 COLUMNS = ("count", "predicted_positive", "actual_positive", "true_positive")
 

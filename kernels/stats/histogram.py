@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from kernels._backend import select
 from kernels.stats._inputs import as_float_1d
-from kernels.stats._select import select
 
 
 def histogram(x: Any, edges: Any, *, backend: str | None = None) -> np.ndarray:

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from kernels._backend import select
 from kernels.stats._inputs import as_binary, as_float_1d
-from kernels.stats._select import select
 
 
 def roc_auc(y_true: Any, score: Any, *, backend: str | None = None) -> float:

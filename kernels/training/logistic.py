@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import array_module, to_host
-from kernels.stats._select import select
+from kernels._backend import array_module, select, to_host
 from kernels.training._inputs import as_matrix, as_target
 from kernels.training.reference import sigmoid
 

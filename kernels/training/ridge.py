@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import array_module
-from kernels.stats._select import select
+from kernels._backend import array_module, select
 from kernels.training._inputs import as_matrix, as_target
 
 

@@ -2,7 +2,9 @@
 
 Each transform runs on three backends with the same signatures: ``reference`` (NumPy,
 the oracle), ``cpu`` (Numba) and ``cuda`` (numba.cuda). Estimators pick one from where
-the data lives unless given ``backend=``. Fitted state is JSON-able (``to_dict`` /
+the data lives and the device unless given ``backend=``; NumPy inputs below
+``kernels._backend.SMALL_WORK`` elements take the NumPy path instead of Numba's thread
+pool (except rolling windows, whose reference loops in Python). Fitted state is JSON-able (``to_dict`` /
 ``from_dict``); moment- and count-based fits merge across partitions via
 ``kernels.summary``.
 """

@@ -1,4 +1,4 @@
-"""Fit-time statistics with the checks every numeric transform shares."""
+"""What every transform shares at fit time: ``fit_transform`` and the fit statistics' checks."""
 
 from __future__ import annotations
 
@@ -6,9 +6,17 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import to_host
+from kernels._backend import select, to_host
 from kernels.summary import ColumnSummary
-from kernels.transforms._dispatch import as_2d_float, backend_module, host_or_device
+from kernels.transforms._inputs import as_2d_float, host_or_device
+
+
+class Transformer:
+    """``fit_transform`` for estimators whose ``fit`` and ``transform`` take the same data,
+    as scikit-learn's ``TransformerMixin`` gives it."""
+
+    def fit_transform(self, X: Any) -> Any:
+        return self.fit(X).transform(X)  # type: ignore[attr-defined]
 
 
 def check_summary(summary: ColumnSummary, who: str, *, allow_empty_columns: bool = False) -> None:
@@ -37,7 +45,7 @@ def fit_summary(X: Any, who: str, backend: str | None) -> ColumnSummary:
 def fit_quantiles(X: Any, qs: list[float], who: str, backend: str | None) -> np.ndarray:
     """Quantiles (len(qs), d) of each column's non-NaN values, after the shared checks."""
     X = as_2d_float(X, "X")
-    module = backend_module(backend, X)
+    module = select("transforms", X, backend=backend, numpy_when_small=True)
     X = host_or_device(module, X)
     # The summary pass also catches inf / empty columns before the (costlier) sort.
     check_summary(ColumnSummary.from_array(X, backend=module.__name__.rsplit(".", 1)[1]), who)

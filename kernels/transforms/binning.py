@@ -10,15 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from kernels.transforms._dispatch import (
-    Transformer,
-    as_2d_float,
-    backend_module,
-    check_columns,
-    check_fitted,
-    host_or_device,
-)
-from kernels.transforms._fit import fit_quantiles, floats
+from kernels._backend import select
+from kernels.transforms._fit import Transformer, fit_quantiles, floats
+from kernels.transforms._inputs import as_2d_float, check_columns, check_fitted, host_or_device
 
 
 class QuantileBucketizer(Transformer):
@@ -55,7 +49,7 @@ class QuantileBucketizer(Transformer):
         for j, e in enumerate(self.edges_):
             edges[j, : len(e)] = e
         n_edges = np.array([len(e) for e in self.edges_], dtype=np.int64)
-        module = backend_module(self.backend, X)
+        module = select("transforms", X, backend=self.backend, numpy_when_small=True)
         return module.bucketize(host_or_device(module, X), edges, n_edges)
 
     def to_dict(self) -> dict[str, Any]:

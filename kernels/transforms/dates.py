@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import array_module, is_device_array
-from kernels.transforms._dispatch import as_1d, backend_module, host_or_device
+from kernels._backend import array_module, is_device_array, select
+from kernels.transforms._inputs import as_1d, host_or_device
 
 PARTS = ("year", "month", "day", "weekday", "hour", "day_of_year")
 UNITS = ("s", "ms", "us", "ns")
@@ -40,5 +40,5 @@ def epoch_ticks(t: Any, unit: str, name: str = "t") -> tuple[Any, str]:
 def datetime_parts(t: Any, unit: str = "s", backend: str | None = None) -> Any:
     """An int64 array (n, 6): columns ``PARTS`` (weekday: Monday=0; day_of_year from 1)."""
     ticks, unit = epoch_ticks(t, unit)
-    module = backend_module(backend, ticks)
+    module = select("transforms", ticks, backend=backend, numpy_when_small=True)
     return module.datetime_parts(host_or_device(module, ticks), unit)

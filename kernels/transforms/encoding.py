@@ -15,17 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import array_module, to_host
+from kernels._backend import array_module, select, to_host
 from kernels.summary import CategorySummary, categories_from_json
 from kernels.transforms import reference
-from kernels.transforms._dispatch import (
-    Transformer,
-    as_1d,
-    backend_module,
-    check_fitted,
-    host_or_device,
-)
-from kernels.transforms._fit import floats
+from kernels.transforms._fit import Transformer, floats
+from kernels.transforms._inputs import as_1d, check_fitted, host_or_device
 
 
 def _categorical(values: Any, name: str = "values") -> tuple[Any, Any]:
@@ -48,7 +42,7 @@ def _categorical(values: Any, name: str = "values") -> tuple[Any, Any]:
 
 
 def _module(backend: str | None, values: Any):
-    return backend_module(backend, values)
+    return select("transforms", values, backend=backend, numpy_when_small=True)
 
 
 def codes_for(values: Any, missing: Any, categories: np.ndarray, backend: str | None) -> Any:

@@ -12,16 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from kernels._backend import select
 from kernels.summary import ColumnSummary
-from kernels.transforms._dispatch import (
-    Transformer,
-    as_2d_float,
-    backend_module,
-    check_columns,
-    check_fitted,
-    host_or_device,
-)
-from kernels.transforms._fit import check_summary, fit_quantiles, floats
+from kernels.transforms._fit import Transformer, check_summary, fit_quantiles, floats
+from kernels.transforms._inputs import as_2d_float, check_columns, check_fitted, host_or_device
 
 STRATEGIES = ("mean", "median", "constant")
 
@@ -100,7 +94,7 @@ class SimpleImputer(Transformer):
         check_fitted(self, "statistics_")
         X = as_2d_float(X, "X")
         check_columns(X, len(self.statistics_), "SimpleImputer.transform")
-        module = backend_module(self.backend, X)
+        module = select("transforms", X, backend=self.backend, numpy_when_small=True)
         return module.impute(host_or_device(module, X), self.statistics_, self.indicator_features_)
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import array_module, to_host
-from kernels.transforms._dispatch import as_1d, backend_module, host_or_device
+from kernels._backend import array_module, select, to_host
+from kernels.transforms._inputs import as_1d, host_or_device
 from kernels.transforms.dates import epoch_ticks
 
 AGGREGATES = ("count", "sum", "mean", "min", "max")
@@ -58,8 +58,8 @@ def rolling_aggregates(
     if isinstance(window, bool) or not float(window) > 0 or float(window) != int(window):
         raise ValueError(f"window must be a positive whole number of time units, got {window!r}")
     _check_sorted(entity, ticks)
-    # the reference walks rows in Python: even small inputs are faster on Numba
-    module = backend_module(backend, entity, numpy_when_small=False)
+    # no NumPy shortcut for small inputs: the reference walks rows in Python, slower than Numba
+    module = select("transforms", entity, backend=backend)
     return module.rolling(
         host_or_device(module, entity),
         host_or_device(module, ticks),

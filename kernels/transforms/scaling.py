@@ -15,20 +15,20 @@ from typing import Any
 
 import numpy as np
 
+from kernels._backend import select
 from kernels.summary import ColumnSummary
-from kernels.transforms._dispatch import (
+from kernels.transforms._fit import (
     Transformer,
-    as_2d_float,
-    backend_module,
-    check_columns,
-    check_fitted,
-    host_or_device,
+    check_summary,
+    fit_quantiles,
+    fit_summary,
+    floats,
 )
-from kernels.transforms._fit import check_summary, fit_quantiles, fit_summary, floats
+from kernels.transforms._inputs import as_2d_float, check_columns, check_fitted, host_or_device
 
 
 def _apply(name: str, backend: str | None, X: Any, *params: np.ndarray) -> Any:
-    module = backend_module(backend, X)
+    module = select("transforms", X, backend=backend, numpy_when_small=True)
     return getattr(module, name)(host_or_device(module, X), *params)
 
 

@@ -1,4 +1,5 @@
-"""Device selection in kernels._backend: FALAJ_DEVICE, the CPU fallback and its errors."""
+"""Device selection and dispatch in kernels._backend: FALAJ_DEVICE, the CPU fallback and
+its errors, and select (the one dispatcher of every kernel package)."""
 
 import logging
 
@@ -94,3 +95,37 @@ def test_device_arrays_run_on_the_gpu(monkeypatch):
     monkeypatch.setenv("FALAJ_DEVICE", "cpu")
     assert _backend.is_device_array(FakeDeviceArray())
     assert _backend.device_of(np.zeros(1), FakeDeviceArray()) == "cuda"
+
+
+# -- select: the dispatcher ------------------------------------------------------------------
+
+
+def test_select_follows_where_the_data_lives(monkeypatch):
+    monkeypatch.setenv("FALAJ_DEVICE", "cpu")
+    big, small = np.zeros(_backend.SMALL_WORK), np.zeros(_backend.SMALL_WORK - 1)
+    assert _backend.select("stats", big).__name__ == "kernels.stats.cpu"
+    assert _backend.select("stats", small).__name__ == "kernels.stats.cpu"  # no shortcut asked
+    assert _backend.select("stats", FakeDeviceArray()).__name__ == "kernels.stats.cuda"
+
+
+def test_select_small_numpy_inputs_take_the_numpy_path_when_asked(monkeypatch):
+    monkeypatch.setenv("FALAJ_DEVICE", "auto")  # no GPU here (the autouse fixture)
+    half = np.zeros(_backend.SMALL_WORK // 2)
+
+    def chosen(*arrays):
+        return _backend.select("transforms", *arrays, numpy_when_small=True).__name__
+
+    assert chosen(half) == "kernels.transforms.reference"
+    assert chosen(half, half) == "kernels.transforms.cpu"  # all inputs count
+    assert chosen(np.zeros(0)) == "kernels.transforms.reference"
+    # device data stays on the device, however small
+    assert chosen(FakeDeviceArray()) == "kernels.transforms.cuda"
+
+
+def test_select_explicit_backends_and_bad_names(monkeypatch):
+    monkeypatch.setenv("FALAJ_DEVICE", "cuda")  # not consulted: the backend is given
+    for backend in _backend.BACKENDS:
+        module = _backend.select("training", np.zeros(3), backend=backend)
+        assert module.__name__ == f"kernels.training.{backend}"
+    with pytest.raises(ValueError, match="backend='gpu' is not one of reference, cpu, cuda"):
+        _backend.select("stats", np.zeros(3), backend="gpu")

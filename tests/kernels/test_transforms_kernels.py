@@ -321,14 +321,19 @@ def test_rolling_infinities_and_huge_values(backend):
     assert want[6, 1] == 5.0
 
 
-def test_small_inputs_take_the_numpy_path_with_the_same_numbers():
-    from kernels.transforms import StandardScaler, _dispatch
+def test_small_inputs_take_the_numpy_path_with_the_same_numbers(no_gpu):
+    from kernels._backend import select
+    from kernels.transforms import StandardScaler
 
     rng = np.random.default_rng(5)
     X = rng.normal(size=(5000, 8)) * 1e3
     scaler = StandardScaler().fit(X)
-    assert _dispatch.backend_module(None, X[:1]).__name__ == "kernels.transforms.reference"
-    assert _dispatch.backend_module(None, X).__name__ == "kernels.transforms.cpu"
+
+    def chosen(X):
+        return select("transforms", X, numpy_when_small=True).__name__
+
+    assert chosen(X[:1]) == "kernels.transforms.reference"
+    assert chosen(X) == "kernels.transforms.cpu"
     small = scaler.transform(X[:3])
     scaler.backend = "cpu"
     np.testing.assert_array_equal(small, scaler.transform(X[:3]))  # bit for bit

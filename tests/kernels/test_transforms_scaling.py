@@ -265,13 +265,16 @@ def test_standard_scaler_reads_the_original_state_format():
 # ---------------------------------------------------------------- dispatch
 
 
-def test_numpy_input_runs_on_cpu_and_cuda_demand_without_gpu_is_an_error(monkeypatch):
-    from kernels.transforms import _dispatch
+def test_numpy_input_runs_on_cpu_and_cuda_demand_without_gpu_is_an_error(monkeypatch, no_gpu):
+    from kernels._backend import SMALL_WORK, select
 
     monkeypatch.setenv("FALAJ_DEVICE", "auto")
-    big = np.zeros(_dispatch.SMALL_WORK)
-    assert _dispatch.backend_module(None, big).__name__ == "kernels.transforms.cpu"
-    assert _dispatch.backend_module(None, np.zeros(2)).__name__ == "kernels.transforms.reference"
+
+    def chosen(X):
+        return select("transforms", X, numpy_when_small=True).__name__
+
+    assert chosen(np.zeros(SMALL_WORK)) == "kernels.transforms.cpu"
+    assert chosen(np.zeros(2)) == "kernels.transforms.reference"
     monkeypatch.setenv("FALAJ_DEVICE", "cuda")
     with pytest.raises(DeviceUnavailable):
         StandardScaler().fit(data())

@@ -1,43 +1,19 @@
-"""Choosing a backend module and shaping inputs the way every backend expects them.
+"""Shaping inputs the way every transforms backend expects them.
 
 The three backend modules (``reference``, ``cpu``, ``cuda``) expose the same functions with
 the same signatures; they take C-contiguous float64 / int64 arrays, so Numba compiles one
-signature per kernel however the caller's data is typed.
+signature per kernel however the caller's data is typed. ``kernels._backend.select``
+picks the module.
 """
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from kernels._backend import array_module, device_of, is_device_array, to_host
-
-BACKENDS = ("reference", "cpu", "cuda")
-# Below this many input elements, starting Numba's worker threads costs more than the
-# work (milliseconds on a loaded machine, against microseconds for NumPy): small inputs,
-# such as a model server's single requests, take the NumPy path. Both paths are checked
-# against each other by the tests.
-SMALL_WORK = 1 << 15
-
-
-def backend_module(backend: str | None, *arrays: Any, numpy_when_small: bool = True) -> ModuleType:
-    """The module that runs a kernel: ``backend`` if given, else where the data lives.
-
-    NumPy data runs on the Numba CPU path (``FALAJ_DEVICE=cuda`` without a GPU raises
-    ``DeviceUnavailable``), or on NumPy when it is small; CuPy data runs on the CUDA path.
-    Kernels whose NumPy reference is a Python loop pass ``numpy_when_small=False``.
-    """
-    if backend is None:
-        backend = device_of(*arrays)
-        small = sum(getattr(a, "size", 0) for a in arrays) < SMALL_WORK
-        if backend == "cpu" and small and numpy_when_small:
-            backend = "reference"
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
-    return importlib.import_module(f"kernels.transforms.{backend}")
+from kernels._backend import array_module, is_device_array, to_host
 
 
 def host_or_device(module: ModuleType, x: Any) -> Any:
@@ -80,11 +56,3 @@ def check_fitted(estimator: Any, attribute: str) -> None:
         raise ValueError(
             f"{type(estimator).__name__} is not fitted yet; call fit() (or from_dict()) first"
         )
-
-
-class Transformer:
-    """``fit_transform`` for estimators whose ``fit`` and ``transform`` take the same data,
-    as scikit-learn's ``TransformerMixin`` gives it."""
-
-    def fit_transform(self, X: Any) -> Any:
-        return self.fit(X).transform(X)  # type: ignore[attr-defined]
