@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba as nb
 import numpy as np
 
+from kernels import _scalar
+
 _OPTS = {"cache": True, "nogil": True}
 # Thread counts are passed in: calling nb.get_num_threads() inside a kernel stops caching.
 
@@ -104,20 +106,14 @@ def histogram(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
 # -- quantiles ---------------------------------------------------------------------------------
 
 
+interpolate = nb.njit(**_OPTS)(_scalar.interpolate)
+
+
 @nb.njit(**_OPTS)
 def _interp_sorted(s, q):
     out = np.empty(q.size)
-    n = s.size
     for j in range(q.size):
-        pos = q[j] * (n - 1)
-        i = min(int(np.floor(pos)), n - 1)
-        frac = pos - i
-        if i + 1 < n:
-            # NumPy's lerp form, so results agree to the last bit
-            diff = s[i + 1] - s[i]
-            out[j] = s[i] + diff * frac if frac < 0.5 else s[i + 1] - diff * (1.0 - frac)
-        else:
-            out[j] = s[i]
+        out[j] = interpolate(s, s.size, q[j])
     return out
 
 

@@ -13,6 +13,7 @@ import math
 import numpy as np
 from numba import config, cuda
 
+from kernels import _scalar
 from kernels._backend import gpu_available, to_host
 
 # The simulator runs each thread as a Python thread: small blocks keep it usable.
@@ -77,20 +78,14 @@ def histogram(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return to_host(out)
 
 
+_interpolate = cuda.jit(device=True)(_scalar.interpolate)
+
+
 @cuda.jit
 def _interp_kernel(s, q, out):
     j = cuda.grid(1)
-    if j >= q.size:
-        return
-    n = s.size
-    pos = q[j] * (n - 1)
-    i = min(int(math.floor(pos)), n - 1)
-    frac = pos - i
-    if i + 1 < n:
-        diff = s[i + 1] - s[i]
-        out[j] = s[i] + diff * frac if frac < 0.5 else s[i + 1] - diff * (1.0 - frac)
-    else:
-        out[j] = s[i]
+    if j < q.size:
+        out[j] = _interpolate(s, s.size, q[j])
 
 
 def quantiles(x: np.ndarray, q: np.ndarray) -> np.ndarray:

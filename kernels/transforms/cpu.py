@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from kernels.transforms import _scalar
+from kernels import _scalar
 
 _CHUNK = 16384  # rows per partial sum: fixed, so results do not depend on the thread count
 

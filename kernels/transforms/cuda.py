@@ -12,8 +12,8 @@ import math
 import numpy as np
 from numba import config, cuda
 
+from kernels import _scalar
 from kernels._backend import is_device_array
-from kernels.transforms import _scalar
 
 # The simulator runs every thread as a Python thread: small blocks keep tests quick.
 _THREADS = 32 if config.ENABLE_CUDASIM else 256

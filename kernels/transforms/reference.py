@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.transforms import _scalar
+from kernels import _scalar
 
 # ---------------------------------------------------------------- numeric columns
 

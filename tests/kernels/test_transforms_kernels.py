@@ -132,12 +132,19 @@ def test_log1p_domain_is_defined():
         same(module.log1p(X), want, rtol=0)
 
 
+def same_quantiles(actual, expected, X):
+    # One formula everywhere (kernels/_scalar.py), but CUDA fuses its multiply and add:
+    # one rounding instead of two, a few ulps of the column's largest value at most.
+    scale = float(np.nanmax(np.abs(X), initial=0.0)) if X.size else 0.0
+    same(actual, expected, rtol=0, atol=4 * np.finfo(np.float64).eps * scale)
+
+
 @pytest.mark.parametrize("backend", ACCELERATED)
 @FEW
 @given(X=matrices(st.one_of(finite, st.just(np.nan))), qs=st.lists(st.floats(0, 1), max_size=4))
 def test_quantiles_random(backend, X, qs):
     qs = np.asarray(qs, dtype=np.float64)
-    same(backend.quantiles(X, qs), reference.quantiles(X, qs), rtol=0)
+    same_quantiles(backend.quantiles(X, qs), reference.quantiles(X, qs), X)
 
 
 @pytest.mark.parametrize("backend", ACCELERATED)
@@ -145,7 +152,7 @@ def test_quantiles_random(backend, X, qs):
 def test_quantiles_edge_cases(backend, case):
     X = edge_matrices(with_inf=False)[case]
     qs = np.array([0.0, 0.25, 0.5, 0.9, 1.0])
-    same(backend.quantiles(X, qs), reference.quantiles(X, qs), rtol=0)
+    same_quantiles(backend.quantiles(X, qs), reference.quantiles(X, qs), X)
 
 
 def test_reference_quantiles_match_numpy():
@@ -153,8 +160,9 @@ def test_reference_quantiles_match_numpy():
     X = rng.normal(size=(101, 3))
     X[::7, 1] = np.nan
     qs = np.array([0.0, 0.1, 0.25, 0.5, 0.75, 0.99, 1.0])
+    # NumPy's own interpolation formula: equal up to rounding in the last place
     np.testing.assert_allclose(
-        reference.quantiles(X, qs), np.nanquantile(X, qs, axis=0), rtol=1e-14
+        reference.quantiles(X, qs), np.nanquantile(X, qs, axis=0), rtol=1e-15, atol=1e-16
     )
 
 
