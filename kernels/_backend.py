@@ -1,9 +1,12 @@
 """Where a kernel runs: the device setting, GPU detection and the choice of backend module.
 
-``FALAJ_DEVICE`` is ``auto`` (the default), ``cpu`` or ``cuda``. ``auto`` uses the GPU
-only when CuPy is installed and a real device answers; otherwise it falls back to the
-CPU with a single log line. An explicit ``cuda`` on a machine without a usable GPU is
-a clear error. Data that already lives on the GPU (a CuPy array) always runs there.
+The device is ``auto`` (the default), ``cpu`` or ``cuda``. ``set_device`` sets it for the
+process (the appliance passes its ``device`` setting when it opens); until then the
+``FALAJ_DEVICE`` environment variable is read, and without it the device is ``auto``.
+``auto`` uses the GPU only when CuPy is installed and a real device answers; otherwise it
+falls back to the CPU with a single log line. An explicit ``cuda`` on a machine without a
+usable GPU is a clear error. Data that already lives on the GPU (a CuPy array) always
+runs there.
 
 ``select`` is the one dispatcher: every public kernel function and estimator asks it for
 the backend module (``reference``, ``cpu`` or ``cuda``) that runs a call.
@@ -28,9 +31,51 @@ BACKENDS = ("reference", "cpu", "cuda")
 # for it (``numpy_when_small``). Tests check both paths against each other.
 SMALL_WORK = 1 << 15
 
+_device: str | None = None  # set_device's choice; None: FALAJ_DEVICE decides
+
 
 class DeviceUnavailable(RuntimeError):
-    """FALAJ_DEVICE=cuda was asked for, but no usable CUDA GPU is present."""
+    """Device ``cuda`` was asked for, but no usable CUDA GPU is present."""
+
+
+def _checked(device: Any, where: str) -> str:
+    value = device.strip().lower() if isinstance(device, str) else device
+    if value not in DEVICES:
+        raise ValueError(f"{where}={device!r} is not one of {', '.join(DEVICES)}")
+    return value
+
+
+def set_device(device: str | None) -> None:
+    """Run kernels on ``"auto"``, ``"cpu"`` or ``"cuda"`` from now on, in this process.
+
+    Takes precedence over ``FALAJ_DEVICE``; ``None`` clears it, so that the environment
+    decides again. Case and surrounding spaces are ignored; any other value is a
+    ValueError naming the allowed ones. Whether a GPU answers is checked at the first
+    kernel call that needs it (``DeviceUnavailable`` then for ``cuda`` without one).
+
+    Example: ``kernels.set_device(settings["device"])`` when the appliance opens.
+    """
+    global _device
+    _device = None if device is None else _checked(device, "device")
+
+
+def get_device() -> str:
+    """The device asked for: ``set_device``'s value, else ``FALAJ_DEVICE``, else ``auto``.
+
+    This is the request, not where work runs: ``resolve_device`` turns ``auto`` into
+    ``cpu`` or ``cuda``.
+    """
+    if _device is not None:
+        return _device
+    env = os.environ.get("FALAJ_DEVICE", "").strip()
+    return _checked(env, "FALAJ_DEVICE") if env else "auto"
+
+
+def _source() -> str:
+    """How the user changes the device, for error and log messages."""
+    if _device is not None:
+        return "the device setting (kernels.set_device)"
+    return "FALAJ_DEVICE"
 
 
 @functools.cache
@@ -53,29 +98,24 @@ def gpu_available() -> bool:
     return _cupy() is not None
 
 
-def requested_device() -> str:
-    device = os.environ.get("FALAJ_DEVICE", "auto").strip().lower() or "auto"
-    if device not in DEVICES:
-        raise ValueError(f"FALAJ_DEVICE={device!r} is not one of {', '.join(DEVICES)}")
-    return device
-
-
 @functools.cache
 def _announce_fallback() -> None:
-    log.info("FALAJ_DEVICE=auto: no usable CUDA GPU found, kernels run on the CPU")
+    log.info("device auto: no usable CUDA GPU found, kernels run on the CPU")
 
 
 def resolve_device() -> str:
     """The device new work runs on: 'cpu' or 'cuda'."""
-    device = requested_device()
+    device = get_device()
     if device == "cpu":
         return "cpu"
     if gpu_available():
         return "cuda"
     if device == "cuda":
+        source = _source()
         raise DeviceUnavailable(
-            "FALAJ_DEVICE=cuda but no usable CUDA GPU was found (is cupy-cuda12x installed "
-            "and the NVIDIA driver loaded?); set FALAJ_DEVICE=auto or cpu to run on the CPU"
+            f"{source} asks for cuda, but no usable CUDA GPU was found (is cupy-cuda12x "
+            f"installed and the NVIDIA driver loaded?); set {source} to auto or cpu to run "
+            "on the CPU"
         )
     _announce_fallback()
     return "cpu"
@@ -100,9 +140,9 @@ def select(
 
     ``backend`` given (``reference``, ``cpu`` or ``cuda``): that one; tests run each
     implementation so (``cuda`` runs on the numba.cuda simulator when
-    NUMBA_ENABLE_CUDASIM=1). ``None``: where the data lives and FALAJ_DEVICE say; CuPy data
-    runs on ``cuda``, NumPy data on ``cpu`` or, when FALAJ_DEVICE resolves to the GPU,
-    on ``cuda``. With ``numpy_when_small``, NumPy data that would run on ``cpu`` and holds
+    NUMBA_ENABLE_CUDASIM=1). ``None``: where the data lives and the device say; CuPy data
+    runs on ``cuda``, NumPy data on ``cpu`` or, when the device resolves to the GPU, on
+    ``cuda``. With ``numpy_when_small``, NumPy data that would run on ``cpu`` and holds
     fewer than ``SMALL_WORK`` elements in all runs on ``reference`` instead: for kernels
     whose NumPy reference is vectorised (not those that loop in Python).
     """

@@ -2,8 +2,8 @@
 
 Each kernel has a NumPy reference (``reference.py``), a Numba CPU version (``cpu.py``)
 and a numba.cuda version (``cuda.py``) with identical signatures; the public functions
-below validate input once, then dispatch on where the data lives and FALAJ_DEVICE
-(``kernels._backend.select``).
+below validate input once, then dispatch on where the data lives and the device
+(``kernels.set_device``, else FALAJ_DEVICE) through ``kernels._backend.select``.
 """
 
 from kernels.stats.drift import ReferenceSummary, drift, jensenshannon, psi

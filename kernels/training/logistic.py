@@ -25,7 +25,7 @@ class LogisticRegression:
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
-        self.backend = backend  # None: where X lives and FALAJ_DEVICE decide
+        self.backend = backend  # None: where X lives and the device decide
 
     def fit(self, X: Any, y: Any) -> LogisticRegression:
         X = as_matrix(X, "LogisticRegression.fit")

@@ -21,7 +21,7 @@ from kernels.training._inputs import as_matrix, as_target
 class Ridge:
     def __init__(self, alpha: float = 1.0, backend: str | None = None) -> None:
         self.alpha = alpha
-        self.backend = backend  # None: where X lives and FALAJ_DEVICE decide
+        self.backend = backend  # None: where X lives and the device decide
 
     def fit(self, X: Any, y: Any) -> Ridge:
         name = type(self).__name__

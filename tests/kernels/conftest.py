@@ -1,8 +1,15 @@
-"""Fixtures for the kernel tests."""
+"""Fixtures for the kernel tests: a clean device setting, and dispatch without a GPU."""
 
 import pytest
 
 from kernels import _backend
+
+
+@pytest.fixture(autouse=True)
+def _device_from_the_environment(monkeypatch):
+    # each test starts with no kernels.set_device choice (FALAJ_DEVICE, else auto), and
+    # whatever it sets is undone after it
+    monkeypatch.setattr(_backend, "_device", None)
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
-"""Device selection and dispatch in kernels._backend: FALAJ_DEVICE, the CPU fallback and
-its errors, and select (the one dispatcher of every kernel package)."""
+"""Device selection and dispatch in kernels._backend: set_device, FALAJ_DEVICE, the CPU
+fallback and its errors, and select (the one dispatcher of every kernel package)."""
 
 import logging
 
 import numpy as np
 import pytest
 
+import kernels
 from kernels import _backend
 
 
@@ -36,14 +37,14 @@ def test_auto_falls_back_to_cpu_with_one_log_line(monkeypatch, caplog):
 
 def test_default_is_auto(monkeypatch):
     monkeypatch.delenv("FALAJ_DEVICE", raising=False)
-    assert _backend.requested_device() == "auto"
+    assert _backend.get_device() == "auto"
     assert _backend.resolve_device() == "cpu"
 
 
 def test_cuda_without_gpu_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("FALAJ_DEVICE", "cuda")
     with pytest.raises(
-        _backend.DeviceUnavailable, match="no usable CUDA GPU.*FALAJ_DEVICE=auto or cpu"
+        _backend.DeviceUnavailable, match="no usable CUDA GPU.*set FALAJ_DEVICE to auto or cpu"
     ):
         _backend.resolve_device()
     with pytest.raises(_backend.DeviceUnavailable):
@@ -95,6 +96,51 @@ def test_device_arrays_run_on_the_gpu(monkeypatch):
     monkeypatch.setenv("FALAJ_DEVICE", "cpu")
     assert _backend.is_device_array(FakeDeviceArray())
     assert _backend.device_of(np.zeros(1), FakeDeviceArray()) == "cuda"
+
+
+# -- set_device: the appliance's `device` setting ---------------------------------------------
+
+
+def test_set_device_takes_precedence_over_the_environment(monkeypatch):
+    monkeypatch.setenv("FALAJ_DEVICE", "cuda")
+    kernels.set_device("cpu")
+    assert kernels.get_device() == "cpu"
+    assert _backend.resolve_device() == "cpu"  # no DeviceUnavailable: cuda is not asked for
+    kernels.set_device(None)  # the environment decides again
+    assert kernels.get_device() == "cuda"
+    with pytest.raises(_backend.DeviceUnavailable):
+        _backend.resolve_device()
+
+
+def test_set_device_ignores_case_and_spaces():
+    kernels.set_device(" CUDA ")
+    assert kernels.get_device() == "cuda"
+
+
+@pytest.mark.parametrize("bad", ["gpu", "", "cuda:0", "auto,cpu", 1])
+def test_set_device_rejects_other_values_and_keeps_the_last_good_one(bad):
+    kernels.set_device("cpu")
+    with pytest.raises(ValueError, match=r"device=.* is not one of auto, cpu, cuda"):
+        kernels.set_device(bad)
+    assert kernels.get_device() == "cpu"
+
+
+def test_cuda_set_without_gpu_names_the_setting():
+    kernels.set_device("cuda")
+    with pytest.raises(
+        _backend.DeviceUnavailable, match="device setting.*no usable CUDA GPU.*to auto or cpu"
+    ):
+        _backend.device_of(np.zeros(3))
+
+
+def test_the_setting_reaches_every_kernel_package(monkeypatch):
+    monkeypatch.setattr(_backend, "_cupy", lambda: object())  # a GPU answers
+    big = np.zeros(_backend.SMALL_WORK)
+    for package in ("stats", "training", "transforms"):
+        kernels.set_device("cpu")
+        assert _backend.select(package, big).__name__ == f"kernels.{package}.cpu"
+        kernels.set_device("auto")
+        assert _backend.select(package, big).__name__ == f"kernels.{package}.cuda"
 
 
 # -- select: the dispatcher ------------------------------------------------------------------
