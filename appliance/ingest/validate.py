@@ -2,8 +2,8 @@
 
 Nothing here writes to a store: ``prepare`` either returns a table that will insert
 cleanly, or raises ``BadInput`` naming the file, row and column. CSV files are read as
-text through Arrow and converted with DuckDB's TRY_CAST, so the first value that does
-not convert can be named exactly.
+text through Arrow and converted with DuckDB's TRY_CAST (``stores.staging``), so the
+first value that does not convert can be named exactly.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from appliance.errors import BadInput, BadName
-from appliance.stores.features import connect_memory, ident
+from appliance.stores.staging import Staging
 
 MAX_NAME = 255
-ROW = "_row"
 # A text column whose values are mostly numbers is a numeric column with bad values,
 # not a text column: refuse it rather than store the numbers as text.
 NUMERIC_MAJORITY = 0.9
@@ -108,52 +107,31 @@ def prepare(
                 f"{path}: column {extra[0]!r} is not in the table (columns: {', '.join(existing)})"
             )
 
-    con = connect_memory()
-    con.register("src", src.append_column(ROW, pa.array(range(1, src.num_rows + 1), pa.int64())))
-    types = dict(existing) if existing else _infer(con, path, columns, entity, timestamp, is_text)
-    types[timestamp] = "TIMESTAMP"
-
-    casts = {c: _cast_expr(c, types[c], is_text) for c in columns}
-    checks = ", ".join(
-        f"min(CASE WHEN {ident(c)} IS NOT NULL AND {casts[c]} IS NULL THEN {ROW} END)"
-        for c in columns
-    )
-    firsts = con.execute(f"SELECT {checks} FROM src").fetchone()
-    for col, row in zip(columns, firsts, strict=True):
-        if row is not None:
-            value = con.execute(
-                f"SELECT {ident(col)}::VARCHAR FROM src WHERE {ROW} = ?", [row]
-            ).fetchone()[0]
-            what = "a valid timestamp" if col == timestamp else f"a valid {types[col]}"
-            raise BadInput(
-                f"{path}: {_where(row, is_text)}, column {col!r}: {value!r} is not {what}"
-            )
-    for col in (entity, timestamp):
-        row = con.execute(f"SELECT min({ROW}) FROM src WHERE {ident(col)} IS NULL").fetchone()[0]
-        if row is not None:
-            raise BadInput(f"{path}: {_where(row, is_text)}, column {col!r}: the value is missing")
-    select = ", ".join(f"{casts[c]} AS {ident(c)}" for c in columns)
-    typed = con.execute(f"SELECT {select} FROM src ORDER BY {ROW}").arrow()
-    if isinstance(typed, pa.RecordBatchReader):
-        typed = typed.read_all()
-    con.close()
+    with Staging(src, is_text) as staging:
+        types = dict(existing) if existing else _infer(staging, entity, timestamp)
+        types[timestamp] = "TIMESTAMP"
+        for col, row in staging.first_unconvertible(types).items():
+            if row is not None:
+                what = "a valid timestamp" if col == timestamp else f"a valid {types[col]}"
+                raise BadInput(f"{path}: {_where(row, is_text)}, column {col!r}: "
+                               f"{staging.value(col, row)!r} is not {what}")  # fmt: skip
+        for col in (entity, timestamp):
+            row = staging.first_null(col)
+            if row is not None:
+                raise BadInput(
+                    f"{path}: {_where(row, is_text)}, column {col!r}: the value is missing"
+                )
+        typed = staging.typed(types)
     return Prepared(typed, {c: types[c] for c in columns}, typed.num_rows)
 
 
-def _infer(con, path, columns, entity, timestamp, is_text) -> dict[str, str]:
+def _infer(staging: Staging, entity: str, timestamp: str) -> dict[str, str]:
     """Column types for a new table: from Parquet's schema, or from the CSV's text."""
-    desc = {r[0]: r[1] for r in con.execute("DESCRIBE src").fetchall()}
-    if not is_text:
-        return {c: desc[c] for c in columns}
-    probes = ", ".join(
-        f"count({ident(c)}), count({_cast_expr(c, 'BIGINT', True)}), "
-        f"count(TRY_CAST({ident(c)} AS DOUBLE))"
-        for c in columns
-    )
-    counts = con.execute(f"SELECT {probes} FROM src").fetchone()
+    if not staging.is_text:
+        desc = staging.source_types()
+        return {c: desc[c] for c in staging.columns}
     types = {}
-    for i, c in enumerate(columns):
-        n, n_int, n_dbl = counts[3 * i : 3 * i + 3]
+    for c, (n, n_int, n_dbl) in zip(staging.columns, staging.text_counts(), strict=True):
         if c == timestamp:
             types[c] = "TIMESTAMP"
         elif n > 0 and n_int == n:
@@ -165,36 +143,6 @@ def _infer(con, path, columns, entity, timestamp, is_text) -> dict[str, str]:
         else:
             types[c] = "VARCHAR"
     return types
-
-
-INTEGER_TYPES = {
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-}
-
-
-def _cast_expr(col: str, duck_type: str, is_text: bool) -> str:
-    """A DuckDB expression giving the typed value, or NULL where it does not convert."""
-    q = ident(col)
-    if duck_type == "TIMESTAMP":
-        # through TIMESTAMPTZ so offsets like +04:00 are honoured; stored as UTC
-        return f"TRY_CAST(TRY_CAST({q} AS TIMESTAMPTZ) AS TIMESTAMP)"
-    cast = f"TRY_CAST({q} AS {duck_type})"
-    if duck_type in INTEGER_TYPES:
-        # TRY_CAST rounds 1.5 to 2: an integer column takes only whole numbers
-        whole = (
-            f"regexp_full_match(trim({q}), '[+-]?[0-9]+')"
-            if is_text
-            else f"TRY_CAST({q} AS DOUBLE) = floor(TRY_CAST({q} AS DOUBLE))"
-        )
-        return f"CASE WHEN {whole} THEN {cast} END"
-    return cast
 
 
 def _where(row: int, is_text: bool) -> str:
