@@ -73,22 +73,34 @@ class Appliance:
     def control(self) -> ControlStore:
         store = ControlStore(self.home / CONTROL_FILE, self.store_key(CONTROL_FILE))
         self.__dict__["control"] = store
-        self._migrated(CONTROL_FILE, store.migrate())
+        store.migrate()
+        self._audit_migrations(CONTROL_FILE, "home.migrate")
         return store
 
     @cached_property
     def features(self) -> FeatureStore:
         store = FeatureStore(self.home / FEATURES_FILE, self.store_key(FEATURES_FILE))
         self.__dict__["features"] = store
-        self._migrated(FEATURES_FILE, store.migrate())
+        store.migrate()
+        self._audit_migrations(FEATURES_FILE, "home.migrate")
         self._reconcile_features()
         return store
 
-    def _migrated(self, store: str, applied: list[str]) -> None:
-        """Audit migrations applied on opening a home made by an earlier release."""
-        if applied:
+    def _unaudited_migrations(self, filename: str) -> list[str]:
+        """Migrations a store recorded that no audit event names yet (a migration's
+        commit point is its event; a crash between the two is completed, not undone)."""
+        store = self.control if filename == CONTROL_FILE else self.features
+        audited = {m for d in self.control.audit_details("home.init")
+                   for m in d.get("migrations", {}).get(filename, [])}  # fmt: skip
+        audited |= {m for e in self.control.audit_find("home.migrate", filename)
+                    for m in e["details"]["migrations"]}  # fmt: skip
+        return [m for m in store.migrations() if m not in audited]
+
+    def _audit_migrations(self, filename: str, action: str) -> None:
+        missing = self._unaudited_migrations(filename)
+        if missing:
             with self.control.transaction() as tx:
-                tx.append_audit(SYSTEM, "home.migrate", store, {"migrations": applied})
+                tx.append_audit(SYSTEM, action, filename, {"migrations": missing})
 
     def _reconcile_features(self) -> None:
         """Finish or undo what a crash left between the two stores' commits."""
@@ -164,13 +176,16 @@ class Appliance:
         self.home.chmod(0o700)
         (self.home / "artifacts").mkdir(exist_ok=True)
         if "control" not in self.__dict__:
-            self.control = ControlStore(control_path, self.store_key(CONTROL_FILE), create=True)
-        applied = {"control.db": self.control.migrate()}
+            self.__dict__["control"] = ControlStore(
+                control_path, self.store_key(CONTROL_FILE), create=True
+            )
+        self.control.migrate()
         if "features" not in self.__dict__:
             self.__dict__["features"] = FeatureStore(
                 features_path, self.store_key(FEATURES_FILE), create=True
             )
-        applied["features.duckdb"] = self.features.migrate()
+        self.features.migrate()
+        applied = {f: self._unaudited_migrations(f) for f in (CONTROL_FILE, FEATURES_FILE)}
         self._reconcile_features()
         changed = created_key or any(applied.values())
         if changed:

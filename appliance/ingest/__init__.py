@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from appliance import faults
 from appliance.auth import SYSTEM, Actor, require
 from appliance.errors import BadInput
 from appliance.ingest.validate import prepare
@@ -63,6 +64,7 @@ class IngestService:
             tx.append(table, rows)
             tx.record_ingest(batch_id, table, where, prepared.rows, now, actor)
             total = tx.row_count(table)
+        faults.point("ingest.data_committed")
         details = {"file": where, "rows": prepared.rows, "batch": batch_id,
                    "created": existing is None}  # fmt: skip
         try:

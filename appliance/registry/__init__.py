@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from appliance import faults
 from appliance.auth import SYSTEM, Actor, require
 from appliance.errors import UnknownModel
 from appliance.registry import bundles
@@ -48,6 +49,7 @@ class Registry:
             docs = run.model.documents() | {"metrics.json": run.metrics,
                                              "lineage.json": run.lineage}  # fmt: skip
             manifest_sha = bundles.write(path, docs, self.signer)
+            faults.point("register.bundle_written")
             try:
                 tx.insert_version(
                     {"name": name, "version": version, "created_at": now(),

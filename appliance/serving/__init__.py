@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from appliance import faults
 from appliance.auth import Actor, require
 from appliance.errors import BundleTampered, CheckFailed, NotDeployed, NotFound
 from appliance.registry import Registry
@@ -59,6 +60,7 @@ class Serving:
             )
         model = self._load_verified(name, version, actor)
         model.predict_matrix(model.scaler.mean_.reshape(1, -1))  # warm-up and smoke check
+        faults.point("deploy.loaded")
         with self.control.transaction() as tx:
             current = tx.deployment(name)
             if current is None:
@@ -70,6 +72,7 @@ class Serving:
             tx.put_deployment(name, slot, versions["blue"], versions["green"], actor)
             tx.append_audit(actor, "model.deploy", f"{name}@{version}",
                             {"slot": slot, "previous_version": previous})  # fmt: skip
+        faults.point("deploy.committed")
         self._install(name, slot, versions, slot, model)
         return {"name": name, "version": version, "slot": slot, "previous_version": previous}
 
@@ -91,6 +94,7 @@ class Serving:
             tx.put_deployment(name, slot, row["blue_version"], row["green_version"], actor)
             tx.append_audit(actor, "model.rollback", f"{name}@{version}",
                             {"slot": slot, "from_version": current})  # fmt: skip
+        faults.point("rollback.committed")
         versions = {s: row[f"{s}_version"] for s in ("blue", "green")}
         self._install(name, slot, versions, slot, model)
         return {"name": name, "version": version, "slot": slot, "previous_version": current}

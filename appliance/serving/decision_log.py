@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from appliance import faults
 from appliance.auth import SYSTEM
 from appliance.errors import FalajError, Unavailable
 from appliance.stores import ControlStore, FeatureStore
@@ -140,7 +141,9 @@ class DecisionLog:
         at = datetime.now(UTC).replace(tzinfo=None)
         with self.features.transaction() as tx:
             tx.append_decisions(rows, batch_id, len(parts), digest, at)
+        faults.point("decisions.data_committed")
         self._audit(batch_id, rows.num_rows, len(parts), digest)
+        faults.point("decisions.committed")
 
     def _audit(self, batch_id: str, n_rows: int, requests: int, digest: str, **extra: Any) -> None:
         with self.control.transaction() as tx:

@@ -232,6 +232,10 @@ class ControlStore:
                 rollback=lambda: self.conn.execute("ROLLBACK"),
             )
 
+    def migrations(self) -> list[str]:
+        with self._lock, self._guard():
+            return migrations.recorded(self.conn)
+
     @contextmanager
     def transaction(self) -> Iterator[ControlTx]:
         """One write transaction; commits on success, rolls back on any error."""

@@ -222,6 +222,10 @@ class FeatureStore:
                 rollback=self.conn.rollback,
             )
 
+    def migrations(self) -> list[str]:
+        with self._lock, self._guard():
+            return migrations.recorded(self.conn)
+
     @contextmanager
     def transaction(self) -> Iterator[FeaturesTx]:
         with self._lock, self._guard():

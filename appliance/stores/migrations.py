@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from appliance import faults
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -48,8 +50,14 @@ def apply(
                 [m.name, datetime.now(UTC).isoformat()],
             )
             commit()
+            faults.point("migrate.applied")
         except Exception:
             rollback()
             raise
         applied.append(m.name)
     return applied
+
+
+def recorded(conn: Any) -> list[str]:
+    """The names of the migrations a store has applied, in order."""
+    return [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY name").fetchall()]

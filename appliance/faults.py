@@ -1,0 +1,38 @@
+"""Named crash points, for the crash-consistency tests.
+
+``FALAJ_FAULT=NAME`` makes the process kill itself with SIGKILL the first time it
+reaches ``point(NAME)``; ``NAME:N`` the Nth time. Each point sits between two commits
+of a change that spans the stores, so the tests can stop the real process exactly
+there and check that reopening reconciles it. Unset, a point costs one dict lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+_seen: Counter[str] = Counter()
+
+POINTS = (
+    "ingest.data_committed",  # rows in features.duckdb, no audit event yet
+    "register.bundle_written",  # bundle published, version not committed
+    "deploy.loaded",  # new version verified and warmed, nothing committed
+    "deploy.committed",  # deployment row and event committed, slots not switched
+    "rollback.committed",
+    "decisions.data_committed",  # decision records committed, their event not yet
+    "decisions.committed",  # records and event committed, answer not yet sent
+    "migrate.applied",  # a migration committed, its audit event not yet
+)
+
+
+def point(name: str) -> None:
+    spec = os.environ.get("FALAJ_FAULT")
+    if not spec:
+        return
+    target, _, nth = spec.partition(":")
+    if target != name:
+        return
+    _seen[name] += 1
+    if _seen[name] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
