@@ -26,6 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m benchmarks --quick
 	$(BIN)/python -m benchmarks.serving --quick
+	$(BIN)/python -m benchmarks.control_plane --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -38,6 +39,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.control_plane
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

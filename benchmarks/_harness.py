@@ -30,7 +30,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).parent / "results"  # the committed record, in a source checkout
+
+
+def results_dir(out: Path | None = None) -> Path:
+    """Where results go: ``out`` if given; in a source checkout the committed
+    ``benchmarks/results``; from an installed package ``./benchmark-results``, never
+    inside site-packages."""
+    if out is None:
+        checkout = (Path(__file__).parent.parent / "pyproject.toml").exists()
+        out = RESULTS if checkout else Path.cwd() / "benchmark-results"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def meta() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "time": time.time(),
+    }
 
 
 @dataclass
@@ -130,15 +151,7 @@ def format_row(row: dict[str, Any]) -> str:
     return f"{row['kernel']:<34} {row['rows']:>10,} {row['ours_s'] * 1e3:>10.2f} ms  {ratios}{bw}{target}{note}"
 
 
-def write(rows: list[dict[str, Any]], tag: str) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{tag}.json"
-    meta = {
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
-        "time": time.time(),
-    }
-    path.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+def write(rows: list[dict[str, Any]], tag: str, out: Path | None = None) -> Path:
+    path = results_dir(out) / f"{tag}.json"
+    path.write_text(json.dumps({"meta": meta(), "results": rows}, indent=2))
     return path

@@ -44,3 +44,28 @@ def test_dockerfile_copies_every_package():
     for pkg in ("appliance", "kernels", "webui"):
         assert f"COPY {pkg} ./{pkg}" in text
     assert 'CMD ["falaj", "run"]' in text and "FALAJ_HOME=/var/lib/falaj" in text
+
+
+def test_bench_from_an_installed_package_writes_outside_it(tmp_path):
+    """`falaj bench` from site-packages: results go to ./benchmark-results, and the
+    package folder is left exactly as installed."""
+    import shutil
+    import sys
+
+    site = tmp_path / "site-packages"
+    shutil.copytree(ROOT / "benchmarks", site / "benchmarks",
+                    ignore=shutil.ignore_patterns("results", "__pycache__"))  # fmt: skip
+    before = sorted(p.relative_to(site) for p in site.rglob("*"))
+    work = tmp_path / "work"
+    work.mkdir()
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from benchmarks.__main__ import main; sys.exit(main(['--quick', '--only', 'histogram']))"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(site)], cwd=work, capture_output=True,
+                       text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                                       "PYTHONDONTWRITEBYTECODE": "1"})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (work / "benchmark-results" / "quick.json").exists()
+    assert f"wrote {work / 'benchmark-results' / 'quick.json'}" in r.stdout
+    assert sorted(p.relative_to(site) for p in site.rglob("*")) == before
