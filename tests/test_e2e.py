@@ -153,3 +153,18 @@ def test_run_on_a_taken_port_is_one_clear_line(falaj, home):
         == f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port"
     )
     assert not home.exists()  # it failed before creating anything
+
+
+def test_a_second_sigterm_during_shutdown_still_stops_cleanly(home, start_server):
+    import signal
+    import time
+
+    server = start_server(home)
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.send_signal(signal.SIGINT)
+    assert server.proc.wait(timeout=30) == 0
+    log = server.log.read_text()
+    assert "stopping" in log and "Aborted" not in log and "Traceback" not in log
+    assert "terminate called" not in log
