@@ -132,6 +132,8 @@ class Server:
             try:
                 urllib.request.urlopen(self.url + "/healthz", timeout=1)
                 return self
+            except urllib.error.HTTPError:  # it answers: a 503 is a degraded server, not a dead one
+                return self
             except OSError:
                 time.sleep(0.2)
         raise AssertionError(f"server did not answer in {timeout}s:\n{self.log.read_text()}")

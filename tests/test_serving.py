@@ -224,3 +224,83 @@ def test_rollback_switches_slots_and_is_audited(falaj, trained):
     assert (tail[0]["action"], tail[0]["subject"]) == ("model.rollback", "credit@1")
     r = falaj("rollback", "ghost")
     assert r.exit_code == 2 and "'ghost' is not deployed" in r.stderr
+
+
+def flip(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_tampered_deploy_changes_nothing_and_is_audited(falaj, trained):
+    trained.training.train("loans", "default", "credit", ACTOR)
+    trained.serving.deploy("credit", 1, ACTOR)
+    before = trained.control.deployments()
+    events = trained.control.audit_count()
+    trained.close()
+    flip(trained.home / "artifacts" / "credit" / "v2" / "model.json")
+    r = falaj("deploy", "credit", "--version", "2")
+    assert r.exit_code == 1
+    assert r.stderr.strip() == (
+        "error: bundle credit@2: model.json does not match its SHA-256 in MANIFEST"
+    )
+    assert str(trained.home) not in r.stderr  # no server paths
+    again = Appliance.open({"home": str(trained.home)})
+    try:
+        assert again.control.deployments() == before  # nothing committed
+        new = again.control.audit_events(after=events)
+        assert [(e["action"], e["subject"]) for e in new] == [
+            ("model.integrity_failure", "credit@2")
+        ]
+    finally:
+        again.close()
+
+
+def test_a_tampered_idle_slot_leaves_the_live_one_serving(falaj, home, trained, start_server):
+    trained.training.train("loans", "default", "credit", ACTOR)
+    trained.serving.deploy("credit", 1, ACTOR)
+    trained.serving.deploy("credit", 2, ACTOR)
+    trained.serving.rollback("credit", ACTOR)  # v1 live in blue, v2 idle in green
+    trained.close()
+    flip(home / "artifacts" / "credit" / "v2" / "model.json")
+    server = start_server(home)
+    status, health = server.request("GET", "/healthz")
+    assert status == 200 and health["status"] == "degraded"
+    credit = health["deployments"]["credit"]
+    assert (credit["version"], credit["slot"], credit["serving"]) == (1, "blue", True)
+    assert credit["degraded"] == {
+        "green": "bundle credit@2: model.json does not match its SHA-256 in MANIFEST"
+    }
+    status, body = server.request("POST", "/api/v1/models/credit/predict", {"records": [RECORD]})
+    assert status == 200 and body["version"] == 1
+    status, body = server.request("GET", "/api/v1/models")
+    assert status == 200 and str(home) not in json.dumps(body)
+    server.stop()
+    r = falaj.ok("audit", "tail", "--json", "-n", "50")
+    failures = [e for e in json.loads(r.stdout) if e["action"] == "model.integrity_failure"]
+    assert [e["subject"] for e in failures] == ["credit@2"]
+
+
+def test_a_tampered_live_slot_is_503_and_the_rest_still_answers(home, trained, start_server):
+    trained.serving.deploy("credit", 1, ACTOR)
+    trained.close()
+    flip(home / "artifacts" / "credit" / "v1" / "transform.json")
+    server = start_server(home)
+    status, health = server.request("GET", "/healthz")
+    assert status == 503 and health["status"] == "unavailable"
+    assert health["deployments"]["credit"]["serving"] is False
+    status, body = server.request("POST", "/api/v1/models/credit/predict", {"records": [RECORD]})
+    assert status == 503 and "the live blue slot is out of service" in body["error"]["message"]
+    assert str(home) not in body["error"]["message"]
+    assert server.request("GET", "/api/v1/tables")[0] == 200
+    assert server.request("GET", "/api/v1/audit/verify")[1]["ok"] is True
+
+
+def test_a_prediction_that_is_not_finite_is_refused(client, trained):
+    # +inf and -inf terms in the linear score: NaN unless refused
+    extreme = {f: (1e308 if i % 2 == 0 else -1e308) for i, f in enumerate(FEATURES)}
+    resp = client.post("/api/v1/models/credit/predict", json={"records": [RECORD, extreme]})
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 400 and "NaN" not in body
+    assert "records[1]: the model gives no finite prediction" in resp.get_json()["error"]["message"]
+    assert trained.features.query("SELECT count(*) AS n FROM _predictions")[0]["n"] == 0

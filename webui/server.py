@@ -51,8 +51,9 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
     say(f"Falaj serving on http://{host}:{server.effective_port}")
     sys.stderr.flush()
     try:
-        server.run()
+        server.run()  # returns on the KeyboardInterrupt that stop() raises
     except KeyboardInterrupt:
-        say("stopping")
+        pass
     finally:
+        say("stopping")
         server.close()

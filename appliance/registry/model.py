@@ -29,7 +29,9 @@ class Model:
 
     def predict_matrix(self, X: np.ndarray) -> np.ndarray:
         """P(label = 1) for rows of raw (unscaled) feature values in schema order."""
-        return self.estimator.predict_proba(self.scaler.transform(X))
+        # Extreme inputs may overflow to inf or NaN: check_outputs refuses those, quietly.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.estimator.predict_proba(self.scaler.transform(X))
 
     def matrix(self, records: Any, where: str = "records") -> np.ndarray:
         """Validate request records into a float matrix; errors name the field."""
