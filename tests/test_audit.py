@@ -93,3 +93,47 @@ def test_event_hash_is_deterministic():
     assert a == audit.event_hash(audit.GENESIS, 1, "t", "cli:a", "x", "s", "{}")
     assert a != audit.event_hash(audit.GENESIS, 1, "t", "cli:b", "x", "s", "{}")
     assert len(a) == 64
+
+
+def test_verification_is_incremental_from_the_stored_head(falaj, tmp_path):
+    seeded(falaj, tmp_path)
+    first = json.loads(falaj.ok("audit", "verify", "--json").stdout)
+    assert (first["checked"], first["hashed"]) == (5, 5)
+    again = json.loads(falaj.ok("audit", "verify", "--json").stdout)
+    assert (again["checked"], again["hashed"]) == (5, 0)  # nothing new to hash
+    p = tmp_path / "more.csv"
+    p.write_text("id,ts,x\n9,2025-02-01,9\n")
+    falaj.ok("ingest", p, "--table", "t", "--entity", "id", "--timestamp", "ts")
+    more = json.loads(falaj.ok("audit", "verify", "--json").stdout)
+    assert (more["checked"], more["hashed"]) == (6, 1)
+    full = json.loads(falaj.ok("audit", "verify", "--full", "--json").stdout)
+    assert (full["checked"], full["hashed"]) == (6, 6)
+
+
+def test_a_chain_cut_at_its_tail_is_caught(falaj, home, tmp_path):
+    seeded(falaj, tmp_path)
+    falaj.ok("audit", "verify")  # the head is now event 5
+    conn = open_raw(home)
+    conn.execute("DROP TRIGGER audit_no_delete")
+    conn.execute("DELETE FROM audit_events WHERE seq >= 4")
+    conn.close()
+    r = falaj("audit", "verify")
+    assert r.exit_code == 1
+    assert "the chain ends at event 3, but event 5 was verified before" in r.stderr
+
+
+def test_an_altered_verified_event_is_caught_without_a_full_pass(falaj, home, tmp_path):
+    seeded(falaj, tmp_path)
+    falaj.ok("audit", "verify")
+    conn = open_raw(home)
+    conn.execute("DROP TRIGGER audit_no_update")
+    conn.execute("UPDATE audit_events SET hash = ? WHERE seq = 5", ("f" * 64,))
+    conn.close()
+    r = falaj("audit", "verify")
+    assert r.exit_code == 1 and "event 5 changed since it was verified" in r.stderr
+    # an event before the head needs --full, which re-hashes from the start
+    conn = open_raw(home)
+    conn.execute("UPDATE audit_events SET actor = 'cli:mallory' WHERE seq = 2")
+    conn.close()
+    r = falaj("audit", "verify", "--full")
+    assert r.exit_code == 1 and "event 2 (data.ingest t) was altered" in r.stderr
