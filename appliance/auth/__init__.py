@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from appliance.errors import FalajError
 
-ACTOR_KINDS = ("user", "token", "cli", "scheduler", "system", "api", "test")
+ACTOR_KINDS = ("user", "token", "cli", "scheduler", "system", "api", "test", "bench")
 
 # permission -> what it allows; the trust issue maps roles onto these.
 PERMISSIONS = {
