@@ -52,3 +52,21 @@ def test_every_setting_is_documented_in_the_readme():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for s in settings.SETTINGS:
         assert f"`{s.env}`" in readme, f"{s.env} is not documented in README.md"
+
+
+def test_the_device_setting_reaches_the_kernels(tmp_path, monkeypatch):
+    import kernels
+    from appliance.core import Appliance
+
+    monkeypatch.delenv("FALAJ_DEVICE", raising=False)
+    (tmp_path / "falaj.toml").write_text('device = "cpu"\n')
+    try:
+        Appliance.open({"home": str(tmp_path)})
+        assert kernels.get_device() == "cpu"
+        Appliance.open({"home": str(tmp_path), "device": "auto"})
+        assert kernels.get_device() == "auto"
+        (tmp_path / "falaj.toml").write_text('device = "gpu"\n')
+        with pytest.raises(ValueError, match="must be one of auto, cpu, cuda"):
+            Appliance.open({"home": str(tmp_path)})
+    finally:
+        kernels.set_device(None)
