@@ -1,10 +1,12 @@
-"""Training kernels against scikit-learn on the same data."""
+"""Training kernels against scikit-learn on the same data; with a GPU, the CUDA path on
+CuPy data against our CPU path."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from benchmarks._harness import Case
+from kernels._backend import gpu_available
 from kernels.stats import roc_auc
 from kernels.training import LogisticRegression, Ridge
 
@@ -51,6 +53,8 @@ def cases(n_rows: int) -> list[Case]:
     ]
     if n_rows <= SMALL_CASES_UP_TO:
         out += _serving_cases(X, y)
+    if gpu_available():
+        out += _gpu_cases(X, y, y_reg)
     return out
 
 
@@ -85,5 +89,47 @@ def _serving_cases(X: np.ndarray, y: np.ndarray) -> list[Case]:
             lambda: LogisticRegression().fit(batch, y8[:1000]),
             rivals={"sklearn_lbfgs": lambda: sk.LogisticRegression().fit(batch, y8[:1000])},
             repeat=20,
+        ),
+    ]
+
+
+def _gpu_cases(X: np.ndarray, y: np.ndarray, y_reg: np.ndarray) -> list[Case]:
+    """Fits on CuPy data (the CUDA kernels) against the same fits on the CPU path."""
+    import cupy
+
+    dX, dy, dy_reg = (cupy.asarray(a) for a in (X, y, y_reg))
+    coef: dict[str, np.ndarray] = {}
+
+    def logistic_gpu():
+        coef["cuda"] = LogisticRegression(C=1.0).fit(dX, dy).coef_
+        cupy.cuda.Device().synchronize()
+
+    def logistic_cpu():
+        coef["cpu"] = LogisticRegression(C=1.0, backend="cpu").fit(X, y).coef_
+
+    def ridge_gpu():
+        Ridge(alpha=1.0).fit(dX, dy_reg)
+        cupy.cuda.Device().synchronize()
+
+    def agreement() -> str:
+        err = np.max(np.abs(coef["cuda"] - coef["cpu"])) / max(1.0, np.max(np.abs(coef["cpu"])))
+        return f"coef rel. diff cuda vs cpu {err:.1e}"
+
+    return [
+        Case(
+            "logistic_fit_x20[cuda]",
+            logistic_gpu,
+            rivals={"cpu": logistic_cpu},
+            bytes_moved=X.nbytes,
+            device="cuda",
+            repeat=2,
+            note=agreement,
+        ),
+        Case(
+            "ridge_fit_x20[cuda]",
+            ridge_gpu,
+            rivals={"cpu": lambda: Ridge(alpha=1.0, backend="cpu").fit(X, y_reg)},
+            bytes_moved=X.nbytes,
+            device="cuda",
         ),
     ]

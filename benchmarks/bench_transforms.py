@@ -1,7 +1,9 @@
 """Feature transforms against NumPy, Polars and DuckDB on the same data, in the same run.
 
 Elementwise transforms work on one float64 column with 5% NaN; encoders on int64 codes
-with 16 categories; rolling windows on 1,000 entities with integer event times.
+with 16 categories; rolling windows on 1,000 entities with integer event times. With a
+GPU, the ``[cuda]`` cases run the CUDA paths on CuPy data against CuPy's own operations
+and our CPU path.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks._harness import Case
+from kernels._backend import gpu_available
 from kernels.transforms import (
     FrequencyEncoder,
     MinMaxScaler,
@@ -36,7 +39,10 @@ def cases(n_rows: int) -> list[Case]:
     con = duckdb.connect()
     con.register("t", df.to_arrow())
     out = _elementwise_cases(X, df, con, n_rows >= TARGET_ROWS) + _encoding_cases(rng, n_rows)
-    return out + _rolling_cases(rng, n_rows)
+    out += _rolling_cases(rng, n_rows)
+    if gpu_available():
+        out += _gpu_cases(rng, X)
+    return out
 
 
 def _elementwise_cases(X: np.ndarray, df: pl.DataFrame, con, at_target_size: bool) -> list[Case]:
@@ -172,4 +178,84 @@ def _rolling_cases(rng: np.random.Generator, n_rows: int) -> list[Case]:
             target_vs={"polars": 1.0, "duckdb": 1.0},
             repeat=2,
         )
+    ]
+
+
+def _gpu_cases(rng: np.random.Generator, X: np.ndarray) -> list[Case]:
+    """The CUDA paths on CuPy data; rivals: CuPy's own operations and our CPU path."""
+    import cupy
+
+    def synced(fn):
+        def run():
+            fn()
+            cupy.cuda.Device().synchronize()
+
+        return run
+
+    n_rows = X.shape[0]
+    dX = cupy.asarray(X)
+    std = StandardScaler().fit(dX)
+    std_cpu = StandardScaler.from_dict(std.to_dict())
+    std_cpu.backend = "cpu"
+    m, s = cupy.asarray(std.mean_), cupy.asarray(std.scale_)
+    dx, dq = dX[:, 0], cupy.asarray([0.01, 0.99])  # CuPy has no nanquantile
+    codes = rng.integers(0, 16, n_rows)
+    dcodes, dcats = cupy.asarray(codes), cupy.arange(16)
+    onehot = OneHotEncoder().fit(codes)
+    onehot_cpu = OneHotEncoder(backend="cpu").fit(codes)
+    entity = np.sort(rng.integers(0, 1_000, n_rows))
+    time = rng.integers(0, 10 * (n_rows // 1_000 + 1), n_rows)
+    order = np.lexsort((time, entity))
+    entity, time, values = entity[order], time[order], rng.normal(size=n_rows)
+    d_entity, d_time, d_values = (cupy.asarray(a) for a in (entity, time, values))
+    row = X[:1].copy()  # one request's row, as NumPy: what the model server transforms
+    std_numpy = StandardScaler.from_dict(std.to_dict())
+    std_numpy.backend = "reference"
+    return [
+        Case(
+            "standard_scale_apply[cuda]",
+            synced(lambda: std.transform(dX)),
+            rivals={
+                "cupy": synced(lambda: (dX - m) / s),
+                "cpu": lambda: std_cpu.transform(X),
+            },
+            bytes_moved=X.nbytes * 2,
+            device="cuda",
+        ),
+        Case(
+            "quantile_clip_fit[cuda]",
+            synced(lambda: QuantileClipper(0.01, 0.99).fit(dX)),
+            rivals={
+                "cupy_quantile": synced(lambda: cupy.quantile(dx[~cupy.isnan(dx)], dq)),
+                "cpu": lambda: QuantileClipper(0.01, 0.99, backend="cpu").fit(X),
+            },
+            bytes_moved=X.nbytes,
+            device="cuda",
+            repeat=2,
+        ),
+        Case(
+            "one_hot_16[cuda]",
+            synced(lambda: onehot.transform(dcodes)),
+            rivals={
+                "cupy": synced(lambda: (dcodes[:, None] == dcats).astype(cupy.float64)),
+                "cpu": lambda: onehot_cpu.transform(codes),
+            },
+            bytes_moved=codes.nbytes + n_rows * 16 * 8,
+            device="cuda",
+        ),
+        Case(
+            "rolling_5_aggs_by_entity[cuda]",
+            synced(lambda: rolling_aggregates(d_entity, d_time, d_values, 50)),
+            rivals={"cpu": lambda: rolling_aggregates(entity, time, values, 50, backend="cpu")},
+            bytes_moved=n_rows * (8 * 3 + 8 * 5),
+            device="cuda",
+            repeat=2,
+        ),
+        Case(
+            "standard_scale_1_row[cuda, numpy in]",
+            lambda: std.transform(row),  # NumPy data, device auto: copied to the GPU
+            rivals={"numpy_path": lambda: std_numpy.transform(row)},
+            device="cuda",
+            repeat=100,
+        ),
     ]
