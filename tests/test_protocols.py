@@ -1,6 +1,8 @@
 """The Open Inference Protocol (KServe V2) and MLflow's scoring format, against the
 same model and the same prediction log as the native API."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ ROWS = [RECORD, RECORD | {"age": 60.0, "num_late_payments": 3.0}]
 
 @pytest.fixture
 def expected(trained):
-    model = trained.load_model("credit", 1)
+    model = trained.registry.load("credit", 1)
     return model.predict_matrix(np.array([[r[f] for f in FEATURES] for r in ROWS]))
 
 
@@ -47,7 +49,7 @@ def test_v2_infer_one_tensor_per_input(client, trained, expected):
     (out,) = body["outputs"]
     assert (out["name"], out["shape"], out["datatype"]) == ("probability", [2], "FP64")
     np.testing.assert_allclose(out["data"], expected, rtol=1e-12)
-    assert trained.prediction_count("credit") == 2
+    assert trained.serving.decision_count(ACTOR, "credit") == 2
 
 
 def test_v2_infer_one_matrix_tensor_flat_or_nested(client, expected):
@@ -83,7 +85,7 @@ def test_v2_bad_requests_are_400_in_the_protocol_error_shape(client, trained, mu
     r = client.post("/v2/models/credit/infer", json={"inputs": tensors})
     assert r.status_code == 400
     assert set(r.get_json()) == {"error"} and message in r.get_json()["error"]
-    assert trained.prediction_count() == 0
+    assert trained.serving.decision_count(ACTOR) == 0
 
 
 def test_v2_requested_output_must_exist(client):
@@ -149,12 +151,12 @@ def test_mlflow_bad_requests(client, trained, body, message):
     r = client.post("/invocations", json=body)
     assert r.status_code == 400
     assert r.get_json()["error_code"] == "BAD_REQUEST" and message in r.get_json()["message"]
-    assert trained.prediction_count() == 0
+    assert trained.serving.decision_count(ACTOR) == 0
 
 
 def test_invocations_needs_a_name_when_several_models_serve(client, trained):
-    trained.train("loans", "default", "other", ACTOR)
-    trained.deploy("other", 1, ACTOR)
+    trained.training.train("loans", "default", "other", ACTOR)
+    trained.serving.deploy("other", 1, ACTOR)
     r = client.post("/invocations", json=MLFLOW_BODIES["dataframe_records"])
     assert (
         r.status_code == 400 and "2 models are deployed (credit, other)" in r.get_json()["message"]
@@ -164,3 +166,204 @@ def test_invocations_needs_a_name_when_several_models_serve(client, trained):
     )
     r = client.post("/models/ghost/invocations", json=MLFLOW_BODIES["instances"])
     assert r.status_code == 404 and r.get_json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+# -- bad input is a 4xx naming the field, never a 500 (each of these was a 500) ------------
+
+
+def strict_json(data: bytes):
+    """Parse as a strict JSON parser would: NaN and Infinity are not JSON."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(data, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        # an unhashable datatype could not be looked up in the set of types
+        (lambda t: t[0].update(datatype=["FP64"]), 'inputs[0].datatype: expected a string naming a numeric type, got ["FP64"]'),
+        (lambda t: t[0].update(datatype={}), "inputs[0].datatype: expected a string naming a numeric type, got {}"),
+        (lambda t: t[0].update(name=["age"]), 'inputs[0].name: expected a string, got ["age"]'),
+        (lambda t: t.append(dict(t[0])), "inputs[8]: a second tensor for the model input 'age'"),
+    ],
+)  # fmt: skip
+def test_v2_malformed_tensor_fields_are_400(client, trained, mutate, message):
+    tensors = column_tensors(ROWS)
+    mutate(tensors)
+    r = client.post("/v2/models/credit/infer", json={"inputs": tensors})
+    assert r.status_code == 400 and r.get_json() == {"error": message}
+    assert trained.serving.decision_count(ACTOR) == 0
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        # "outputs" was iterated as given: an integer or a boolean raised a TypeError
+        ({"outputs": 5}, 'request body: "outputs" must be a list of {"name": ...} objects, got 5'),
+        ({"outputs": True}, 'request body: "outputs" must be a list of {"name": ...} objects, got true'),
+        ({"outputs": {}}, 'request body: "outputs" must be a list of {"name": ...} objects, got {}'),
+        ({"id": {"a": 1}}, 'request body: "id" must be a string, got {"a": 1}'),
+    ],
+)  # fmt: skip
+def test_v2_malformed_outputs_and_id_are_400(client, extra, message):
+    r = client.post("/v2/models/credit/infer", json={"inputs": column_tensors(ROWS), **extra})
+    assert r.status_code == 400 and r.get_json() == {"error": message}
+
+
+@pytest.mark.parametrize(
+    "columns,message",
+    [
+        # a list as a column name cannot be a record's key: TypeError, unhashable type
+        ([["age"]], 'dataframe_split.columns[0]: expected a column name (a string), got ["age"]'),
+        (["age", {}], "dataframe_split.columns[1]: expected a column name (a string), got {}"),
+        (["age", "age"], "dataframe_split.columns[1]: 'age' appears twice"),
+    ],
+)
+def test_mlflow_dataframe_split_column_names_must_be_strings(client, columns, message):
+    body = {"dataframe_split": {"columns": columns, "data": [[1.0] * len(columns)]}}
+    r = client.post("/invocations", json=body)
+    assert r.status_code == 400
+    assert r.get_json() == {"error_code": "BAD_REQUEST", "message": message}
+
+
+HEADER = ",".join(FEATURES)
+ONES = ",".join(["1"] * len(FEATURES))
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        # DictReader put the surplus fields under the key None, as a list: float(list) failed
+        (f"{HEADER}\n{ONES},1\n", "CSV line 2: 9 fields, but the header has 8 columns"),
+        (f"{HEADER}\n{ONES}\n1,2\n", "CSV line 3: 2 fields, but the header has 8 columns"),
+        # the csv module's field size limit raised csv.Error
+        (f"{HEADER}\n{ONES}\n{'1' * 131_073}{ONES[1:]}\n", "CSV line 3: field larger than field limit (131072)"),
+        (f"{HEADER}\n{ONES[:-1]}nan\n", "CSV line 2, column 'num_late_payments': 'nan' is not a finite number"),
+        (f"{HEADER}\n{ONES[:-1]}1e999\n", "CSV line 2, column 'num_late_payments': '1e999' is not a finite number"),
+        ("age,age\n1,2\n", "CSV line 1: column 'age' appears twice"),
+        ("", "CSV: the body is empty; expected a header line of column names"),
+    ],
+)  # fmt: skip
+def test_mlflow_csv_errors_name_the_line(client, trained, text, message):
+    r = client.post("/invocations", data=text, content_type="text/csv")
+    assert r.status_code == 400
+    assert r.get_json() == {"error_code": "BAD_REQUEST", "message": message}
+    assert trained.serving.decision_count(ACTOR) == 0
+
+
+def test_mlflow_csv_line_ends_blank_lines_and_an_unnamed_index_column(client, expected):
+    rows = [f"{i}," + ",".join(str(r[f]) for f in FEATURES) for i, r in enumerate(ROWS)]
+    text = f",{HEADER}\r\n\r\n{rows[0]}\r{rows[1]}\n\n"  # Windows, old Mac and Unix ends
+    r = client.post("/invocations", data=text, content_type="text/csv")
+    assert r.status_code == 200, r.get_json()
+    np.testing.assert_allclose(r.get_json()["predictions"], expected, rtol=1e-12)
+
+
+DEEP = "[" * 1000 + "]" * 1000
+
+
+@pytest.mark.parametrize(
+    "url,body,error",
+    [
+        # json.loads raised RecursionError, which get_json(silent=True) does not catch
+        ("/api/v1/models/credit/predict", '{"records": %s}', lambda m: {"error": {"type": "BadInput", "message": m}}),
+        ("/v2/models/credit/infer", '{"inputs": %s}', lambda m: {"error": m}),
+        ("/v2/models/credit/versions/1/infer", "%s", lambda m: {"error": m}),
+        ("/invocations", '{"instances": %s}', lambda m: {"error_code": "BAD_REQUEST", "message": m}),
+        ("/models/credit/invocations", '{"inputs": {"age": %s}}', lambda m: {"error_code": "BAD_REQUEST", "message": m}),
+    ],
+)  # fmt: skip
+def test_deeply_nested_json_is_400(client, url, body, error):
+    message = "request body: JSON nested deeper than 100 levels"
+    for depth in (101, 1000, 100_000):  # past the limit, about the recursion limit, far past it
+        data = body % ("[" * depth + "]" * depth)
+        r = client.post(url, data=data, content_type="application/json")
+        assert r.status_code == 400 and strict_json(r.data) == error(message), (depth, r.data)
+    nested = body % ("[" * 90 + "1" + "]" * 90)  # deep, but within the limit: an ordinary 400
+    r = client.post(url, data=nested, content_type="application/json")
+    assert r.status_code == 400 and "nested" not in r.get_data(as_text=True)
+
+
+def test_a_non_finite_input_is_400_naming_the_field(client, trained):
+    for value in ("NaN", "Infinity", "-1e999"):  # JSON's extensions, and a number past float
+        data = '{"dataframe_records": [{"age": ' + value + "}]}"
+        r = client.post("/invocations", data=data, content_type="application/json")
+        assert r.status_code == 400 and "records[0].age" in strict_json(r.data)["message"]
+    assert trained.serving.decision_count(ACTOR) == 0
+
+
+INTERNAL = "internal error: the server log has the details"
+SHAPES = {
+    "/api/v1/failing/{}": lambda kind, m: {"error": {"type": kind, "message": m}},
+    "/v2/failing/{}": lambda kind, m: {"error": m},
+    "/failing/{}/invocations": lambda kind, m: {
+        "error_code": {"InternalServerError": "INTERNAL_ERROR", "StoreError": "TEMPORARILY_UNAVAILABLE"}[kind],
+        "message": m,
+    },
+}  # fmt: skip
+PAGE = "/failing/{}"
+
+
+@pytest.fixture
+def failing(app):
+    """The web app as in production, plus routes that fail as a bug would, one under
+    each protocol's prefix (each answers errors in its own shape)."""
+    from flask import Blueprint, jsonify
+
+    from appliance.errors import StoreError
+    from webui import create_app
+
+    bp = Blueprint("failing", __name__)
+
+    def boom():
+        raise RuntimeError(f"boom in {app.home}/control.db via /usr/lib/python3/secret.py")
+
+    def nan():
+        return jsonify({"predictions": [0.5, float("nan")]})
+
+    def unreadable():
+        raise StoreError(
+            f"cannot read {app.home}/control.db (see /var/log/falaj/x.log); "
+            "POST to /models/NAME/invocations"
+        )
+
+    for i, url in enumerate([*SHAPES, PAGE]):
+        for view in (boom, nan, unreadable):
+            bp.add_url_rule(url.format(view.__name__), f"{view.__name__}{i}", view)
+    flask_app = create_app(app, {"TESTING": True, "PROPAGATE_EXCEPTIONS": False})
+    flask_app.register_blueprint(bp)
+    return flask_app.test_client()
+
+
+@pytest.mark.parametrize("url", sorted(SHAPES))
+def test_an_unexpected_error_is_a_logged_json_500_without_details(failing, url, caplog):
+    r = failing.get(url.format("boom"))
+    assert r.status_code == 500
+    assert strict_json(r.data) == SHAPES[url]("InternalServerError", INTERNAL)
+    assert "Traceback" in caplog.text and "RuntimeError: boom in" in caplog.text  # logged in full
+
+
+def test_an_unexpected_error_on_a_page_is_an_html_500(failing):
+    r = failing.get(PAGE.format("boom"), headers={"Accept": "text/html"})
+    assert r.status_code == 500 and r.mimetype == "text/html"
+    assert INTERNAL.encode() in r.data and b"boom" not in r.data
+
+
+@pytest.mark.parametrize("url", sorted(SHAPES))
+def test_a_non_finite_number_is_never_sent(failing, url, caplog):
+    """The service refuses non-finite predictions; should a NaN still reach a response,
+    the JSON provider refuses to write it: a logged 500 in strict JSON, never a bare NaN."""
+    r = failing.get(url.format("nan"))
+    assert r.status_code == 500 and b"NaN" not in r.data
+    assert strict_json(r.data) == SHAPES[url]("InternalServerError", INTERNAL)
+    assert "Out of range float values are not JSON compliant" in caplog.text
+
+
+@pytest.mark.parametrize("url", sorted(SHAPES))
+def test_error_messages_never_show_server_paths(failing, url):
+    r = failing.get(url.format("unreadable"))
+    message = "cannot read FALAJ_HOME/control.db (see x.log); POST to /models/NAME/invocations"
+    assert r.status_code == 503 and strict_json(r.data) == SHAPES[url]("StoreError", message)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 
 from flask import Blueprint, jsonify, request
@@ -43,12 +44,12 @@ def v2_live():
 
 @bp.get("/v2/health/ready")
 def v2_ready():
-    appliance().server.refresh()  # raises (503) if the stores cannot be read
+    appliance().serving.server.refresh()  # raises (503) if the stores cannot be read
     return jsonify({"ready": True})
 
 
 def _live(name: str, version: str | None):
-    deployment = appliance().server.get(name)
+    deployment = appliance().serving.server.get(name)
     model = deployment.live
     if version is not None and version != str(model.version):
         raise NotDeployed(
@@ -100,11 +101,17 @@ def _tensor(t, i: int) -> tuple[str, list[int], list]:
     for field in ("name", "shape", "datatype", "data"):
         if field not in t:
             raise BadInput(f"{where}: missing field {field!r}")
+    if not isinstance(t["name"], str):
+        raise BadInput(f"{where}.name: expected a string, got {json.dumps(t['name'])}")
     shape = t["shape"]
     if not isinstance(shape, list) or not all(
         isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
     ):
         raise BadInput(f"{where}.shape: expected a list of non-negative integers")
+    if not isinstance(t["datatype"], str):  # a list or object cannot even be looked up
+        raise BadInput(
+            f"{where}.datatype: expected a string naming a numeric type, got {json.dumps(t['datatype'])}"
+        )
     if t["datatype"] not in NUMERIC_TYPES:
         raise BadInput(
             f"{where}.datatype: {t['datatype']!r} is not a numeric type ({', '.join(sorted(NUMERIC_TYPES))})"
@@ -116,7 +123,7 @@ def _tensor(t, i: int) -> tuple[str, list[int], list]:
         )
     if t["datatype"] == "BOOL":
         data = [int(v) if isinstance(v, bool) else v for v in data]
-    return str(t["name"]), shape, data
+    return t["name"], shape, data
 
 
 def v2_records(body: dict, features: list[str]) -> list[dict]:
@@ -133,6 +140,8 @@ def v2_records(body: dict, features: list[str]) -> list[dict]:
             raise BadInput(
                 f"inputs[{i}]: {name!r} is not an input of this model ({', '.join(features)})"
             )
+        if name in columns:
+            raise BadInput(f"inputs[{i}]: a second tensor for the model input {name!r}")
         if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
             raise BadInput(f"inputs[{i}] ({name}): shape {shape} must be [N] or [N, 1]")
         columns[name] = data
@@ -151,17 +160,25 @@ def v2_records(body: dict, features: list[str]) -> list[dict]:
 def v2_infer(name: str, version: str | None = None):
     body = json_body()
     model = _live(name, version)
-    for i, out in enumerate(body.get("outputs") or []):
+    outputs = body.get("outputs")
+    if outputs is not None and not isinstance(outputs, list):
+        raise BadInput(
+            f'request body: "outputs" must be a list of {{"name": ...}} objects, got {json.dumps(outputs)}'
+        )
+    for i, out in enumerate(outputs or []):
         if not isinstance(out, dict) or out.get("name") != OUTPUT:
             raise BadInput(f"outputs[{i}]: this model has one output, {OUTPUT!r}")
-    result = appliance().predict(
+    request_id = body.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadInput(f'request body: "id" must be a string, got {json.dumps(request_id)}')
+    result = appliance().serving.predict(
         name, v2_records(body, model.features), request_actor(), where="inputs"
     )
     return jsonify(
         {
             "model_name": name,
             "model_version": str(result["version"]),
-            "id": str(body.get("id") or result["request_id"]),
+            "id": request_id or result["request_id"],
             "outputs": [
                 {
                     "name": OUTPUT,
@@ -182,8 +199,8 @@ MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 @bp.get("/ping")
 @bp.get("/health")
 def mlflow_ping():
-    appliance().server.refresh()
-    return "\n", 200
+    appliance().serving.server.refresh()
+    return "\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
 
 
 def _rows_to_records(rows, features: list[str], where: str) -> list:
@@ -218,6 +235,15 @@ def mlflow_records(body: dict, features: list[str]) -> list:
         ):
             raise BadInput('dataframe_split: expected {"columns": [...], "data": [[...], ...]}')
         columns, data = value["columns"], value["data"]
+        seen: set[str] = set()
+        for j, column in enumerate(columns):
+            if not isinstance(column, str):  # a list or object cannot be a record's key
+                raise BadInput(
+                    f"dataframe_split.columns[{j}]: expected a column name (a string), got {json.dumps(column)}"
+                )
+            if column in seen:
+                raise BadInput(f"dataframe_split.columns[{j}]: {column!r} appears twice")
+            seen.add(column)
         if not isinstance(data, list):
             raise BadInput("dataframe_split.data: expected a list of rows")
         records = []
@@ -238,28 +264,56 @@ def mlflow_records(body: dict, features: list[str]) -> list:
 
 
 def csv_records(text: str) -> list[dict]:
-    reader = csv.DictReader(io.StringIO(text))
+    """Rows of numbers under a header line; an empty field is a missing value (null).
+    Errors name the line (as an editor counts them) and the column."""
+    reader = csv.reader(io.StringIO(text, newline=""))  # csv reads \r, \n and \r\n itself
     records = []
-    for line, row in enumerate(reader, start=2):
-        rec = {}
-        for col, value in row.items():
-            try:
-                rec[col] = float(value) if value not in (None, "") else None
-            except ValueError:
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise BadInput("CSV: the body is empty; expected a header line of column names")
+        seen: set[str] = set()
+        for col in header:
+            if col and col in seen:  # an unnamed column (a pandas index) may come more than once
+                raise BadInput(f"CSV line 1: column {col!r} appears twice")
+            seen.add(col)
+        for row in reader:
+            if not row:  # a blank line
+                continue
+            line = reader.line_num
+            if len(row) != len(header):
                 raise BadInput(
-                    f"CSV line {line}, column {col!r}: {value!r} is not a number"
-                ) from None
-        records.append(rec)
+                    f"CSV line {line}: {len(row)} fields, but the header has {len(header)} columns"
+                )
+            rec = {}
+            for col, value in zip(header, row, strict=True):
+                if not col:
+                    continue
+                rec[col] = _csv_number(value, line, col) if value != "" else None
+            records.append(rec)
+    except csv.Error as e:  # e.g. a field over the csv module's size limit
+        raise BadInput(f"CSV line {reader.line_num}: {e}") from None
     return records
 
 
+def _csv_number(value: str, line: int, col: str) -> float:
+    shown = value if len(value) <= 40 else value[:40] + "…"
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadInput(f"CSV line {line}, column {col!r}: {shown!r} is not a number") from None
+    if not math.isfinite(number):
+        raise BadInput(f"CSV line {line}, column {col!r}: {shown!r} is not a finite number")
+    return number
+
+
 def _invocations(name: str):
-    model = appliance().server.get(name).live
+    model = appliance().serving.server.get(name).live
     if request.mimetype == "text/csv":
         records = csv_records(request.get_data(as_text=True))
     else:
         records = mlflow_records(json_body(), model.features)
-    result = appliance().predict(name, records, request_actor())
+    result = appliance().serving.predict(name, records, request_actor())
     return jsonify({"predictions": result["predictions"]})
 
 
@@ -267,7 +321,7 @@ def _invocations(name: str):
 def mlflow_invocations():
     name = request.args.get("model")
     if name is None:
-        names = sorted(appliance().server.deployments())
+        names = sorted(appliance().serving.server.deployments())
         if len(names) != 1:
             raise BadInput(
                 f"{len(names)} models are deployed ({', '.join(names) or 'none'}): "
