@@ -16,10 +16,11 @@ def create_app(appliance: Appliance, test_config: dict[str, Any] | None = None) 
         app.config.update(test_config)
     app.extensions["falaj"] = appliance
 
-    from webui import api, dashboard, errors, protocols
+    from webui import api, dashboard, errors, openapi, protocols
 
     errors.register(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(protocols.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(openapi.bp)
     return app

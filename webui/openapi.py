@@ -1,0 +1,545 @@
+"""The OpenAPI 3 description of the whole HTTP API, served at ``/api/openapi.json``.
+
+Every rule in the app's URL map is described here, request bodies included; a test
+fails when a route is added without its entry. The same document drives the fuzz test,
+which sends generated requests to every operation and requires a 4xx, never a 5xx, and
+valid JSON wherever JSON is promised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+import appliance as appliance_pkg
+from webui.protocols import NUMERIC_TYPES, OUTPUT
+
+bp = Blueprint("openapi", __name__)
+
+V2 = "Open Inference Protocol"
+
+JSON = "application/json"
+EXAMPLE_RECORD = {
+    "age": 41,
+    "income": 52000.0,
+    "employment_years": 7.5,
+    "loan_amount": 12000.0,
+    "debt_to_income": 0.31,
+    "credit_utilization": 0.42,
+    "num_credit_lines": 5,
+    "num_late_payments": 0,
+}  # the demo workspace's credit model
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _errors(shape: str | None) -> dict:
+    """The error answers of an operation, in its protocol's error shape (None: HTML pages)."""
+    found = _text("An error page", "text/html") if shape is None else _json(_ref(shape), "")
+    return {
+        "4XX": found | {"description": "Bad input (the message names the field), an unknown "
+                        "model or version, a conflict with the current state, a body over 16 MiB"},
+        "503": found | {"description": "A store cannot be read, or the model cannot serve"},
+    }  # fmt: skip
+
+
+def _text(description: str, media: str = "text/plain") -> dict:
+    return {"description": description, "content": {media: {"schema": {"type": "string"}}}}
+
+
+NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "A deployed model's name",
+    "schema": {"type": "string", "example": "credit"},
+}
+VERSION = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "description": "A model version; it must be the live one",
+    "schema": {"type": "string", "example": "1"},
+}
+
+SCHEMAS: dict[str, Any] = {
+    # -- errors
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "V2Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+    },
+    "MlflowError": {
+        "type": "object",
+        "required": ["error_code", "message"],
+        "properties": {"error_code": {"type": "string"}, "message": {"type": "string"}},
+    },
+    # -- the native API
+    "Record": {
+        "type": "object",
+        "description": "One input row: feature name to a finite number",
+        "additionalProperties": {"type": "number"},
+        "example": EXAMPLE_RECORD,
+    },
+    "PredictRequest": {
+        "type": "object",
+        "required": ["records"],
+        "properties": {"records": {"type": "array", "minItems": 1, "items": _ref("Record")}},
+    },
+    "PredictResponse": {
+        "type": "object",
+        "required": ["model", "version", "predictions", "request_id"],
+        "properties": {
+            "model": {"type": "string"},
+            "version": {"type": "integer"},
+            "predictions": {"type": "array", "items": {"type": "number"}},
+            "request_id": {"type": "string"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "deployments"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "degraded", "unavailable"]},
+            "deployments": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "version": {"type": "integer"},
+                        "slot": {"type": "string"},
+                        "serving": {"type": "boolean"},
+                        "degraded": {
+                            "type": "object",
+                            "description": "Slots out of service: slot to the reason",
+                            "additionalProperties": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "Decision": {
+        "type": "object",
+        "required": ["request_id", "model", "version", "outputs", "verified"],
+        "properties": {
+            "request_id": {"type": "string"},
+            "model": {"type": "string"},
+            "version": {"type": "integer"},
+            "outputs": {"type": "array", "items": {"type": "number"}},
+            "input_fingerprints": {"type": "array", "items": {"type": "string"}},
+            "audit_seq": {"type": ["integer", "null"]},
+            "verified": {"type": "boolean"},
+        },
+    },
+    "Models": {
+        "type": "object",
+        "required": ["models"],
+        "properties": {
+            "models": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "version", "features", "metrics", "live"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "version": {"type": "integer"},
+                        "features": {"type": "array", "items": {"type": "string"}},
+                        "metrics": {"type": "object"},
+                        "live": {"type": "boolean"},
+                    },
+                },
+            }
+        },
+    },
+    "Tables": {
+        "type": "object",
+        "required": ["tables"],
+        "properties": {
+            "tables": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["table", "rows", "columns"],
+                    "properties": {
+                        "table": {"type": "string"},
+                        "rows": {"type": "integer"},
+                        "columns": {"type": "object"},
+                    },
+                },
+            }
+        },
+    },
+    "AuditVerification": {
+        "type": "object",
+        "required": ["checked", "ok"],
+        "properties": {
+            "checked": {"type": "integer"},
+            "hashed": {"type": "integer"},
+            "ok": {"type": "boolean"},
+            "first_bad": {"type": ["integer", "null"]},
+            "reason": {"type": ["string", "null"]},
+        },
+    },
+    # -- the Open Inference Protocol (KServe V2)
+    "V2Server": {
+        "type": "object",
+        "required": ["name", "version", "extensions"],
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "extensions": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "V2Live": {"type": "object", "properties": {"live": {"type": "boolean"}}},
+    "V2Ready": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
+    "V2ModelReady": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
+    },
+    "V2TensorMetadata": {
+        "type": "object",
+        "required": ["name", "datatype", "shape"],
+        "properties": {
+            "name": {"type": "string"},
+            "datatype": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+        },
+    },
+    "V2Model": {
+        "type": "object",
+        "required": ["name", "versions", "platform", "inputs", "outputs"],
+        "properties": {
+            "name": {"type": "string"},
+            "versions": {"type": "array", "items": {"type": "string"}},
+            "platform": {"type": "string"},
+            "inputs": {"type": "array", "items": _ref("V2TensorMetadata")},
+            "outputs": {"type": "array", "items": _ref("V2TensorMetadata")},
+        },
+    },
+    "V2Tensor": {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "description": "A model input, or any name for one [N, d] tensor",
+            },
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "datatype": {"type": "string", "enum": sorted(NUMERIC_TYPES)},
+            "parameters": {"type": "object"},
+            "data": {
+                "type": "array",
+                "description": "Row-major values, flat or nested by shape",
+                "items": {"oneOf": [{"type": "number"}, {"type": "boolean"}, {"type": "array"}]},
+            },
+        },
+    },
+    "V2InferenceRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": {"type": "object"},
+            "inputs": {"type": "array", "minItems": 1, "items": _ref("V2Tensor")},
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string", "enum": [OUTPUT]}},
+                },
+            },
+        },
+    },
+    "V2InferenceResponse": {
+        "type": "object",
+        "required": ["model_name", "model_version", "id", "outputs"],
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "shape", "datatype", "data"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "shape": {"type": "array", "items": {"type": "integer"}},
+                        "datatype": {"type": "string"},
+                        "data": {"type": "array", "items": {"type": "number"}},
+                    },
+                },
+            },
+        },
+    },
+    # -- MLflow's scoring server
+    "MlflowRows": {
+        "description": "Objects, or arrays of values in the model's input order",
+        "type": "array",
+        "items": {"oneOf": [_ref("Record"), {"type": "array", "items": {"type": "number"}}]},
+    },
+    "MlflowRequest": {
+        "description": "Exactly one of the four formats",
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["dataframe_split"],
+                "properties": {
+                    "dataframe_split": {
+                        "type": "object",
+                        "required": ["columns", "data"],
+                        "properties": {
+                            "columns": {"type": "array", "items": {"type": "string"}},
+                            "index": {"type": "array"},
+                            "data": {
+                                "type": "array",
+                                "items": {"type": "array", "items": {"type": ["number", "null"]}},
+                            },
+                        },
+                    }
+                },
+            },
+            {
+                "type": "object",
+                "required": ["dataframe_records"],
+                "properties": {"dataframe_records": {"type": "array", "items": _ref("Record")}},
+            },
+            {
+                "type": "object",
+                "required": ["instances"],
+                "properties": {"instances": _ref("MlflowRows")},
+            },
+            {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "inputs": {
+                        "oneOf": [
+                            _ref("MlflowRows"),
+                            {
+                                "type": "object",
+                                "description": "Columnar: column name to a list of values",
+                                "additionalProperties": {
+                                    "type": "array",
+                                    "items": {"type": ["number", "null"]},
+                                },
+                            },
+                        ]
+                    }
+                },
+            },
+        ],
+    },
+    "MlflowResponse": {
+        "type": "object",
+        "required": ["predictions"],
+        "properties": {"predictions": {"type": "array", "items": {"type": "number"}}},
+    },
+}
+
+COLUMNS, VALUES = list(EXAMPLE_RECORD), list(EXAMPLE_RECORD.values())
+
+
+def _body(media: str, schema: dict, **examples: Any) -> dict:
+    return {media: {"schema": schema,
+                    "examples": {k: {"value": v} for k, v in examples.items()}}}  # fmt: skip
+
+
+PREDICT_BODY = {
+    "required": True,
+    "content": _body(JSON, _ref("PredictRequest"), records={"records": [EXAMPLE_RECORD]}),
+}
+V2_BODY = {
+    "required": True,
+    "content": _body(
+        JSON,
+        _ref("V2InferenceRequest"),
+        one_tensor_per_input={
+            "id": "req-1",
+            "inputs": [
+                {"name": k, "shape": [1], "datatype": "FP64", "data": [v]}
+                for k, v in EXAMPLE_RECORD.items()
+            ],
+            "outputs": [{"name": OUTPUT}],
+        },
+        one_matrix_tensor={
+            "inputs": [
+                {"name": "input-0", "shape": [1, len(VALUES)], "datatype": "FP32", "data": [VALUES]}
+            ],
+        },
+    ),
+}
+MLFLOW_BODY = {
+    "required": True,
+    "content": _body(
+        JSON,
+        _ref("MlflowRequest"),
+        dataframe_split={"dataframe_split": {"columns": COLUMNS, "data": [VALUES]}},
+        dataframe_records={"dataframe_records": [EXAMPLE_RECORD]},
+        instances={"instances": [EXAMPLE_RECORD]},
+        inputs={"inputs": {k: [v] for k, v in EXAMPLE_RECORD.items()}},
+    )
+    | _body(
+        "text/csv",
+        {"type": "string", "description": "A header line, then rows of numbers"},
+        csv=",".join(COLUMNS) + "\n" + ",".join(map(str, VALUES)) + "\n",
+    ),
+}
+
+
+def _get(summary: str, tag: str, ok: dict, shape: str | None = "Error", params=()) -> dict:
+    op = {"summary": summary, "tags": [tag], "responses": {"200": ok, **_errors(shape)}}
+    if params:
+        op["parameters"] = list(params)
+    return {"get": op}
+
+
+def _v2_model(ready: bool, versioned: bool) -> dict:
+    schema, summary = (
+        ("V2ModelReady", "Whether the model (version) is live")
+        if ready
+        else ("V2Model", "The model's metadata: inputs and outputs")
+    )
+    params = [NAME, VERSION] if versioned else [NAME]
+    return _get(summary, V2, _json(_ref(schema), "Found"), "V2Error", params)
+
+
+def _v2_infer(versioned: bool) -> dict:
+    return {
+        "post": {
+            "summary": "Score tensors: one per model input ([N] or [N, 1]), or one [N, d]",
+            "tags": [V2],
+            "parameters": [NAME, VERSION] if versioned else [NAME],
+            "requestBody": V2_BODY,
+            "responses": {
+                "200": _json(_ref("V2InferenceResponse"), "Predictions, P(label = 1)"),
+                **_errors("V2Error"),
+            },
+        }
+    }
+
+
+def _invocations(named: bool) -> dict:
+    params = (
+        [NAME]
+        if named
+        else [
+            {
+                "name": "model",
+                "in": "query",
+                "required": False,
+                "description": "The model, when several are deployed",
+                "schema": {"type": "string", "example": "credit"},
+            }
+        ]
+    )
+    return {
+        "post": {
+            "summary": "MLflow scoring: dataframe_split, dataframe_records, instances, inputs or CSV",
+            "tags": [MLFLOW],
+            "parameters": params,
+            "requestBody": MLFLOW_BODY,
+            "responses": {
+                "200": _json(_ref("MlflowResponse"), "Predictions, P(label = 1)"),
+                **_errors("MlflowError"),
+            },
+        }
+    }
+
+
+NATIVE = "Native API"
+MLFLOW = "MLflow scoring"
+FILENAME = {"name": "filename", "in": "path", "required": True,
+            "schema": {"type": "string", "example": "style.css"}}  # fmt: skip
+FULL = {"name": "full", "in": "query", "required": False,
+        "description": "1: re-hash every event, not only those after the last checkpoint",
+        "schema": {"type": "string", "enum": ["0", "1"]}}  # fmt: skip
+REQUEST_ID = {"name": "request_id", "in": "path", "required": True,
+              "description": "The request_id a prediction answered with",
+              "schema": {"type": "string"}}  # fmt: skip
+
+PATHS: dict[str, Any] = {
+    "/": _get("The dashboard (HTML)", "Dashboard", _text("The page", "text/html"), None),
+    "/static/{filename}": _get("The dashboard's static files", "Dashboard",
+                               _text("The file", "text/css"), None, [FILENAME]),
+    "/healthz": {"get": {
+        "summary": "Liveness, the live deployments and any slot out of service",
+        "tags": [NATIVE],
+        "responses": {
+            "200": _json(_ref("Health"), "Every live slot serves"),
+            "503": _json({"oneOf": [_ref("Health"), _ref("Error")]},
+                         "A live slot cannot serve, or a store cannot be read"),
+        },
+    }},
+    "/api/openapi.json": _get("This document", NATIVE, _json({"type": "object"}, "OpenAPI 3.1")),
+    "/api/v1/models": _get("Registered model versions", NATIVE, _json(_ref("Models"), "Versions")),
+    "/api/v1/tables": _get("Ingested tables", NATIVE, _json(_ref("Tables"), "Tables")),
+    "/api/v1/audit/verify": _get("Verify the audit chain", NATIVE,
+                                 _json(_ref("AuditVerification"), "The result"), params=[FULL]),
+    "/api/v1/decisions/{request_id}": _get(
+        "A logged decision and the audit event that commits to it", NATIVE,
+        _json(_ref("Decision"), "The decision"), params=[REQUEST_ID]),
+    "/api/v1/models/{name}/predict": {"post": {
+        "summary": "Score records with the live version of a deployed model",
+        "tags": [NATIVE],
+        "parameters": [NAME],
+        "requestBody": PREDICT_BODY,
+        "responses": {
+            "200": _json(_ref("PredictResponse"), "Predictions, P(label = 1)"),
+            **_errors("Error"),
+        },
+    }},
+    "/v2": _get("Server metadata", V2, _json(_ref("V2Server"), "Metadata"), "V2Error"),
+    "/v2/health/live": _get("Server liveness", V2, _json(_ref("V2Live"), "Live"), "V2Error"),
+    "/v2/health/ready": _get("Server readiness: the stores can be read", V2,
+                             _json(_ref("V2Ready"), "Ready"), "V2Error"),
+    "/v2/models/{name}": _v2_model(ready=False, versioned=False),
+    "/v2/models/{name}/versions/{version}": _v2_model(ready=False, versioned=True),
+    "/v2/models/{name}/ready": _v2_model(ready=True, versioned=False),
+    "/v2/models/{name}/versions/{version}/ready": _v2_model(ready=True, versioned=True),
+    "/v2/models/{name}/infer": _v2_infer(versioned=False),
+    "/v2/models/{name}/versions/{version}/infer": _v2_infer(versioned=True),
+    "/ping": _get("MLflow liveness: the stores can be read", MLFLOW, _text("Ready")),
+    "/health": _get("MLflow liveness (the same as /ping)", MLFLOW, _text("Ready")),
+    "/invocations": _invocations(named=False),
+    "/models/{name}/invocations": _invocations(named=True),
+}  # fmt: skip
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Falaj",
+            "version": appliance_pkg.__version__,
+            "description": "The appliance's HTTP API: the native JSON API, the Open Inference "
+            "Protocol (KServe V2 REST) and MLflow's scoring format, over the same models.",
+        },
+        "paths": PATHS,
+        "components": {"schemas": SCHEMAS},
+    }
+
+
+@bp.get("/api/openapi.json")
+def openapi_json():
+    return jsonify(document())
