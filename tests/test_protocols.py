@@ -287,6 +287,19 @@ def test_deeply_nested_json_is_400(client, url, body, error):
     assert r.status_code == 400 and "nested" not in r.get_data(as_text=True)
 
 
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (b'{"records": [1,]}', "request body: expected JSON; Expecting value at line 1, column 16"),
+        (b"\xff\xfe{", "request body: expected JSON in UTF-8 (or UTF-16/32 with a BOM)"),
+        (b'{"records": [' + b"1" * 5000 + b"]}", "request body: a number has more than 4300 digits"),
+    ],
+)  # fmt: skip
+def test_unreadable_json_says_why_and_where(client, data, message):
+    r = client.post("/api/v1/models/credit/predict", data=data, content_type="application/json")
+    assert r.status_code == 400 and r.get_json()["error"]["message"] == message
+
+
 def test_a_non_finite_input_is_400_naming_the_field(client, trained):
     for value in ("NaN", "Infinity", "-1e999"):  # JSON's extensions, and a number past float
         data = '{"dataframe_records": [{"age": ' + value + "}]}"

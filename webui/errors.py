@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from typing import Any
 
 from flask import Flask, current_app, jsonify, render_template, request
@@ -71,6 +72,18 @@ class StrictJSONProvider(DefaultJSONProvider):
             value = json.loads(s, **kwargs)
         except RecursionError:
             raise _too_deep() from None
+        except json.JSONDecodeError as e:  # say where, which get_json(silent=True) would not
+            raise BadInput(
+                f"request body: expected JSON; {e.msg} at line {e.lineno}, column {e.colno}"
+            ) from None
+        except UnicodeDecodeError:
+            raise BadInput(
+                "request body: expected JSON in UTF-8 (or UTF-16/32 with a BOM)"
+            ) from None
+        except ValueError:  # the only other: Python's limit on the digits of an integer
+            raise BadInput(
+                f"request body: a number has more than {sys.get_int_max_str_digits()} digits"
+            ) from None
         if isinstance(value, list | dict) and _openers(s) > MAX_JSON_DEPTH and not _depth_ok(value):
             raise _too_deep()
         return value
