@@ -159,11 +159,13 @@ def drift(summary: ReferenceSummary, current: Any, *, backend: str | None = None
     if d != len(summary.columns):
         raise ValueError(f"drift: current data has {d} columns, the summary {len(summary.columns)}")
     impl = select("stats", cur, backend=backend)
-    xp = array_module(cur)
     s = impl.sorted_columns(cur)
-    # finite values of each sorted row: after the -infs, before +infs and NaNs
-    lo = np.array([int(xp.searchsorted(s[c], -np.inf, side="right")) for c in range(d)])
-    hi = np.array([int(xp.searchsorted(s[c], np.inf, side="left")) for c in range(d)])
+    xp = array_module(s)  # the cuda backend sorts on the GPU, wherever cur came from
+    # finite values of each sorted row: after the -infs, before +infs and NaNs (0-d arrays:
+    # CuPy's searchsorted takes no NumPy values, and before 14 no Python scalars either)
+    neg_inf, pos_inf = xp.asarray(-np.inf), xp.asarray(np.inf)
+    lo = np.array([int(xp.searchsorted(s[c], neg_inf, side="right")) for c in range(d)])
+    hi = np.array([int(xp.searchsorted(s[c], pos_inf, side="left")) for c in range(d)])
     cols = summary.columns
     cuts, cut_off = _pack([c.cuts for c in cols])
     points, point_off = _pack([c.points for c in cols])
