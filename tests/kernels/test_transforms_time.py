@@ -49,7 +49,10 @@ def polars_rolling(entity, time, values, window):
         pl.col("v").min().alias("min"),
         pl.col("v").max().alias("max"),
     )
-    return out.select(["count", "sum", "mean", "min", "max"]).to_numpy().astype(np.float64)
+    want = out.select(["count", "sum", "mean", "min", "max"]).to_numpy().astype(np.float64)
+    # a window without values sums to 0 (ours, and Polars 2); Polars 1 gives null there
+    want[want[:, 0] == 0, 1] = 0.0
+    return want
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
