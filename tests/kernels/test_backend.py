@@ -175,3 +175,17 @@ def test_select_explicit_backends_and_bad_names(monkeypatch):
         assert module.__name__ == f"kernels.training.{backend}"
     with pytest.raises(ValueError, match="backend='gpu' is not one of reference, cpu, cuda"):
         _backend.select("stats", np.zeros(3), backend="gpu")
+
+
+def test_small_host_data_stays_on_the_host_even_when_a_gpu_is_there(monkeypatch):
+    """A model server's one-row request must not pay a GPU round trip (half a
+    millisecond on an H200, against microseconds in NumPy)."""
+    monkeypatch.setattr(_backend, "gpu_available", lambda: True)
+    monkeypatch.setattr(_backend, "_device", "auto")
+    one_row = np.ones((1, 8))
+    assert _backend.device_of(one_row) == "cuda"  # the device resolves to the GPU...
+    small = _backend.select("transforms", one_row, numpy_when_small=True)
+    assert small.__name__ == "kernels.transforms.reference"  # ...yet this stays on the host
+    big = np.ones((_backend.SMALL_WORK, 2))
+    assert _backend.select("transforms", big, numpy_when_small=True).__name__.endswith(".cuda")
+    assert _backend.select("stats", one_row).__name__.endswith(".cuda")  # no shortcut asked
