@@ -11,14 +11,15 @@ from appliance.core import Appliance
 
 def create_app(appliance: Appliance, test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
-    app.config.update(JSON_SORT_KEYS=False, MAX_CONTENT_LENGTH=16 * 1024 * 1024)
+    app.config.update(MAX_CONTENT_LENGTH=16 * 1024 * 1024)
     if test_config:
         app.config.update(test_config)
     app.extensions["falaj"] = appliance
 
     from webui import api, dashboard, errors, openapi, protocols
 
-    errors.register(app)
+    errors.register(app)  # also installs the strict JSON provider
+    app.json.sort_keys = False  # answers keep the order the services give
     app.register_blueprint(api.bp)
     app.register_blueprint(protocols.bp)
     app.register_blueprint(dashboard.bp)
