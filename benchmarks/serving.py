@@ -1,13 +1,21 @@
-"""The prediction endpoint against a hand-rolled scikit-learn server, in the same run.
+"""The prediction endpoint: what durable decisions cost, and against a hand-rolled
+scikit-learn server, in the same run.
 
     python -m benchmarks.serving [--quick] [--requests N]
 
-Both servers run under waitress in this process, on 127.0.0.1, and get the same
-keep-alive requests one at a time. The baseline is what a user would otherwise write
-(Flask + a fitted scikit-learn pipeline, MLflow's pyfunc server minus its extras). Falaj
-does more per request: it validates every field, verifies nothing is stale, logs every
-prediction to the encrypted feature store and writes an audit event, each committed
-before the answer; the ratio shows what that costs.
+Three servers run at once, each in its own process with 8 worker threads: `falaj run`
+with the decision log durable (the default: a prediction is answered only once its
+record and audit event are committed, with group commit), `falaj run` with it
+asynchronous (answered at once, committed every 0.2 s), and the baseline a user would
+otherwise write (Flask + a fitted scikit-learn pipeline under waitress, MLflow's pyfunc
+server minus its extras, logging nothing). Clients in this process post the same
+keep-alive requests, one at a time per connection, at concurrency 1 and 8 and batch
+sizes 1, 100 and 1000 records per request. In each cell the three are measured back to
+back, so a change in the machine's load between cells does not skew their ratios.
+
+Reported per cell: requests/s, p50 and p99 latency; durable / async (the cost of
+durability: < 1 on requests/s, > 1 on latency) and baseline p50 / Falaj durable p50 (> 1:
+Falaj is faster). A full run writes benchmarks/results/serving.json.
 """
 
 from __future__ import annotations
@@ -15,39 +23,51 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import statistics
+import math
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import waitress.server
-from flask import Flask, jsonify, request
 
 from appliance import demo
-from appliance.audit import Actor
+from appliance.auth import Actor
 from appliance.core import Appliance
 from benchmarks import _harness
-from webui import create_app
 
 ACTOR = Actor("bench", "serving")
+PATH = "/api/v1/models/credit/predict"
+THREADS = 8  # server worker threads, for every server
+WARMUP = 3  # untimed requests per connection: caches, JIT, connection set-up
+SYSTEMS = ("falaj durable", "falaj async", "flask+sklearn")
 
 
-def serve(wsgi_app) -> tuple[int, threading.Thread, object]:
-    server = waitress.server.create_server(wsgi_app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    return server.effective_port, thread, server
+# -- the servers -------------------------------------------------------------------
 
 
-def baseline_app(X: np.ndarray, y: np.ndarray, features: list[str]) -> Flask:
+def _baseline(conn, features: list[str]) -> None:
+    """The baseline server, in a child process: sends its port, serves until killed."""
+    import logging
+
+    import waitress.server
+    from flask import Flask, jsonify, request
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    pipe = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    table = demo.credit_risk(5000)
+    X = np.column_stack([table[f].to_numpy().astype(float) for f in features])
+    pipe = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, table["default"].to_numpy())
     app = Flask("baseline")
 
     @app.post("/predict")
@@ -56,80 +76,208 @@ def baseline_app(X: np.ndarray, y: np.ndarray, features: list[str]) -> Flask:
         M = np.array([[r[f] for f in features] for r in records], dtype=float)
         return jsonify({"predictions": pipe.predict_proba(M)[:, 1].tolist()})
 
-    return app
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "queue depth" under load
+    server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=THREADS)
+    conn.send(server.effective_port)
+    server.run()
 
 
-def timed_requests(port: int, path: str, body: bytes, n: int) -> list[float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port)
-    headers = {"Content-Type": "application/json"}
-    times = []
-    for i in range(n + 3):
-        t0 = time.perf_counter()
-        conn.request("POST", path, body, headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        if resp.status != 200:
-            raise RuntimeError(f"{path}: {resp.status} {data[:200]!r}")
-        if i >= 3:  # the first requests warm caches and JIT
-            times.append(time.perf_counter() - t0)
-    conn.close()
-    return times
+class Baseline:
+    def __init__(self, features: list[str]) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_baseline, args=(child, features), daemon=True)
+        self.proc.start()
+        if not parent.poll(120):
+            raise RuntimeError("the baseline server did not start")
+        self.port = parent.recv()
+        self.path = "/predict"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.join(30)
+
+
+class Falaj:
+    """`falaj run` on the home, with the decision log in the given mode."""
+
+    def __init__(self, home: Path, mode: str) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.path = PATH
+        self.log = home.parent / f"falaj-{mode}.log"
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "appliance", "--home", str(home), "run",
+                 "--port", str(self.port), "--threads", str(THREADS), "--decision-log", mode],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"falaj run exited:\n{self.log.read_text()}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"falaj run did not answer:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)  # writes what is pending, then exits
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def build_home(tmp: Path) -> tuple[Path, list[str], np.ndarray]:
+    """A home with credit@1 deployed; its features and rows to score."""
+    home = tmp / "home"
+    app = Appliance.open({"home": str(home)})
+    try:
+        app.init(ACTOR)
+        data = demo.write(tmp / "credit.parquet", 5000)
+        app.ingestion.ingest(data, "loans", "customer_id", "event_time", ACTOR)
+        app.training.train("loans", "default", "credit", ACTOR)
+        app.serving.deploy("credit", 1, ACTOR)
+        features = app.registry.version("credit", 1, ACTOR)["features"]
+    finally:
+        app.close()
+    table = demo.credit_risk(5000)
+    X = np.column_stack([table[f].to_numpy().astype(float) for f in features])
+    return home, features, X
+
+
+# -- the clients ---------------------------------------------------------------------
+
+
+def load(port: int, path: str, body: bytes, concurrency: int, n: int) -> dict[str, float]:
+    """``n`` timed requests from ``concurrency`` keep-alive connections, all started
+    together; requests/s over the wall time, p50 and p99 of every request's latency."""
+    per_client = math.ceil(n / concurrency)
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    errors: list[str] = []
+    ready = threading.Barrier(concurrency + 1)
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        headers = {"Content-Type": "application/json"}
+
+        def post() -> None:
+            conn.request("POST", path, body, headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"{path}: {resp.status} {data[:200]!r}")
+
+        try:
+            for _ in range(WARMUP):
+                post()
+        except Exception as exc:
+            errors.append(str(exc))
+        ready.wait()
+        try:
+            for _ in range(per_client):
+                t0 = time.perf_counter()
+                post()
+                latencies[i].append(time.perf_counter() - t0)
+        except Exception as exc:
+            errors.append(str(exc))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(errors[0])
+    times = np.concatenate([np.asarray(x) for x in latencies])
+    return {
+        "requests": int(times.size),
+        "rps": times.size / wall,
+        "p50_s": float(np.percentile(times, 50)),
+        "p99_s": float(np.percentile(times, 99)),
+    }
+
+
+# -- the run -------------------------------------------------------------------------
+
+
+def body_of(X: np.ndarray, features: list[str], batch: int) -> bytes:
+    records = [{f: float(X[i % len(X), j]) for j, f in enumerate(features)} for i in range(batch)]
+    return json.dumps({"records": records}).encode()
+
+
+def report(batch: int, concurrency: int, got: dict[str, dict], busy: float) -> dict[str, Any]:
+    durable, async_, base = (got[s] for s in SYSTEMS)
+    row = {
+        "kernel": "serving_predict",
+        "rows": batch,
+        "concurrency": concurrency,
+        "systems": got,
+        # the cost of durability: durable / async
+        "durable_vs_async": {k: durable[k] / async_[k] for k in ("rps", "p50_s", "p99_s")},
+        # as the kernel benchmarks report it: ours (durable, the default) against the rival
+        "ours_s": durable["p50_s"],
+        "ours_p99_s": durable["p99_s"],
+        "rivals": {"flask+sklearn": base["p50_s"]},
+        "rival_p99_s": {"flask+sklearn": base["p99_s"]},
+        "speedup": {"flask+sklearn": base["p50_s"] / durable["p50_s"]},
+        "load_avg_1m": busy,  # the machine's load meanwhile: other work skews absolute times
+    }
+    for s in SYSTEMS:
+        d = got[s]
+        print(f"{batch:>6} {concurrency:>5}  {s:<15} {d['rps']:>9.1f} {d['p50_s'] * 1e3:>9.2f}ms "
+              f"{d['p99_s'] * 1e3:>9.2f}ms")  # fmt: skip
+    r = row["durable_vs_async"]
+    print(f"{'':>13}durable/async: req/s x{r['rps']:.2f}, p50 x{r['p50_s']:.2f}, "
+          f"p99 x{r['p99_s']:.2f};  flask+sklearn p50 / falaj durable p50: "
+          f"x{row['speedup']['flask+sklearn']:.2f}  (load average {busy:.1f})")  # fmt: skip
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--quick", action="store_true", help="a few requests, as a smoke test")
-    p.add_argument("--requests", type=int, default=300, help="requests per batch size")
+    p.add_argument("--requests", type=int, default=None,
+                   help="timed requests per cell, spread over the clients (default 400; quick 16)")  # fmt: skip
     args = p.parse_args(argv)
-    n = 5 if args.quick else args.requests
+    n = args.requests or (16 if args.quick else 400)
+    batches = (1,) if args.quick else (1, 100, 1000)
+    cells = [(b, c) for b in batches for c in (1, 8)]
 
-    with tempfile.TemporaryDirectory() as tmp:
-        app = Appliance.open({"home": str(Path(tmp) / "home")})
-        app.init(ACTOR)
-        path = demo.write(Path(tmp) / "credit.parquet", 5000)
-        app.ingest(path, "loans", "customer_id", "event_time", ACTOR)
-        app.train("loans", "default", "credit", ACTOR)
-        app.deploy("credit", 1, ACTOR)
-        model = app.server.get("credit").live
-        table = demo.credit_risk(5000)
-        X = np.column_stack([table[f].to_numpy().astype(float) for f in model.features])
-        y = table["default"].to_numpy()
-
-        ours_port, _, ours = serve(create_app(app))
-        base_port, _, base = serve(baseline_app(X, y, model.features))
+    os.environ.pop("FALAJ_DECISION_LOG", None)  # each server is given its mode
+    with tempfile.TemporaryDirectory(prefix="falaj-bench-") as tmp:
+        home, features, X = build_home(Path(tmp))
+        bodies = {b: body_of(X, features, b) for b in batches}
+        servers: dict[str, Any] = {}
         rows = []
-        print(
-            f"{'batch':>6} {'falaj p50':>11} {'p99':>9} {'baseline p50':>13} {'p99':>9}  baseline/falaj"
-        )
         try:
-            for batch in (1, 100, 1000):
-                records = [
-                    {f: float(X[i % len(X), j]) for j, f in enumerate(model.features)}
-                    for i in range(batch)
-                ]
-                body = json.dumps({"records": records}).encode()
-                ours_t = timed_requests(ours_port, "/api/v1/models/credit/predict", body, n)
-                base_t = timed_requests(base_port, "/predict", body, n)
-                row = {
-                    "kernel": "serving_predict",
-                    "rows": batch,
-                    "ours_s": statistics.median(ours_t),
-                    "ours_p99_s": float(np.percentile(ours_t, 99)),
-                    "rivals": {"flask+sklearn": statistics.median(base_t)},
-                    "rival_p99_s": {"flask+sklearn": float(np.percentile(base_t, 99))},
-                }
-                row["speedup"] = {k: v / row["ours_s"] for k, v in row["rivals"].items()}
-                rows.append(row)
-                print(
-                    f"{batch:>6} {row['ours_s'] * 1e3:>9.2f}ms {row['ours_p99_s'] * 1e3:>7.2f}ms "
-                    f"{row['rivals']['flask+sklearn'] * 1e3:>11.2f}ms {row['rival_p99_s']['flask+sklearn'] * 1e3:>7.2f}ms"
-                    f"  x{row['speedup']['flask+sklearn']:.2f}"
-                )
+            for system in SYSTEMS:
+                if system == "flask+sklearn":
+                    servers[system] = Baseline(features)
+                else:  # each Falaj server on its own copy of the home
+                    mode = system.split()[1]
+                    servers[system] = Falaj(shutil.copytree(home, Path(tmp) / mode), mode)
+            # the three systems back to back in each cell, so a change in the machine's
+            # load between cells does not skew their ratios
+            print(f"{'batch':>6} {'conc':>5}  {'server':<15} {'req/s':>9} {'p50':>11} {'p99':>11}")
+            for b, c in cells:
+                got = {s: load(servers[s].port, servers[s].path, bodies[b], c, n) for s in SYSTEMS}
+                rows.append(report(b, c, got, os.getloadavg()[0]))
         finally:
-            for server in (ours, base):
-                server.task_dispatcher.shutdown()  # finish in-flight requests, then close
-                server.close()
-            app.close()
+            for server in servers.values():
+                server.stop()
     out = _harness.write(rows, "serving-quick" if args.quick else "serving")
     print(f"wrote {out}")
     return 0
