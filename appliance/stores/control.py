@@ -3,15 +3,17 @@
 One connection, one writer: every write runs inside ``transaction()`` (BEGIN IMMEDIATE
 under a lock), which hands out a ``ControlTx`` whose methods are the only writes there
 are, so a change and the audit event recording it commit together. Driver errors never
-leave this module raw: damage is a ``StoreDamaged`` naming the store.
+leave this module raw: damage is a ``StoreDamaged`` naming the store and, where SQLCipher
+can tell, the page whose HMAC fails.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,11 +97,47 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _damage(exc: sqlcipher3.Error, path: Path) -> StoreError:
+PAGE_SIZE = 4096  # SQLCipher 4's default, which control.db uses
+DAMAGE = ("file is not a database", "malformed", "HMAC")  # what a page failing its HMAC gives
+
+
+def _page_problem(text: str) -> str:
+    """SQLCipher's line for a page, in our words ("HMAC check failed for page 7")."""
+    m = re.fullmatch(r"HMAC verification failed for page (\d+)", text)
+    return f"HMAC check failed for page {m[1]}" if m else text
+
+
+def _cipher_problems(conn: Any) -> list[str]:
+    """Every page of the file read and its HMAC checked, whatever page 1 holds."""
+    try:
+        return [_page_problem(r[0]) for r in conn.execute("PRAGMA cipher_integrity_check")]
+    except sqlcipher3.DatabaseError as exc:
+        return [str(exc)]
+
+
+def _damaged(problems: list[str], text: str) -> StoreDamaged:
+    if not problems:
+        return StoreDamaged(f"{FILENAME}: damaged: {text}; restore it from a backup")
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return StoreDamaged(f"{FILENAME}: damaged: {problems[0]}{more}; restore it from a backup")
+
+
+def _open_error(conn: Any, path: Path, exc: sqlcipher3.Error) -> StoreError:
+    """Why a file did not open: busy, a wrong key (no page authenticates) or damage
+    (some pages do), named by page."""
     text = str(exc)
     if "locked" in text or "busy" in text:
         return StoreBusy(f"{FILENAME}: {path.name} is locked by another process; try again")
-    return StoreDamaged(f"{FILENAME}: damaged: {text}; run `falaj check` and restore from a backup")
+    problems = _cipher_problems(conn)
+    pages = max(1, path.stat().st_size // PAGE_SIZE)
+    if sum(p.startswith("HMAC check failed") for p in problems) >= pages:
+        # The salt in the first 16 bytes keys every page: it alone cannot be told from a
+        # wrong key. Any other damage leaves the other pages authenticating.
+        return WrongKey(
+            f"{FILENAME}: cannot decrypt {path}: wrong master key, or a damaged file "
+            "(no page authenticates)"
+        )
+    return _damaged(problems, text)
 
 
 def _decode(row: dict[str, Any], *fields: str) -> dict[str, Any]:
@@ -190,26 +228,33 @@ class ControlTx:
 class ControlStore:
     def __init__(self, path: Path, key: bytes, create: bool = False) -> None:
         self.path = Path(path)
-        if not create and not self.path.exists():
+        exists = self.path.exists()
+        if not create and not exists:
             raise StoreError(f"{FILENAME}: {self.path} does not exist; run `falaj init` first")
+        if exists and self.path.is_file() and self.path.stat().st_size == 0:
+            # SQLite would take it for a new, empty store, and reconciling against an
+            # empty audit chain would undo every ingest: refuse it.
+            raise StoreDamaged(
+                f"{FILENAME}: damaged: {self.path} is empty (0 bytes); restore it from a backup"
+            )
         self._lock = threading.RLock()
+        self._located: list[str] | None = None
         try:
             conn = sqlcipher3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA cipher_log_level = NONE")  # errors are ours to report, once
+            conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
         except sqlcipher3.Error as exc:
             raise StoreError(f"{FILENAME}: cannot open {self.path}: {exc}") from None
-        conn.execute("PRAGMA cipher_log_level = NONE")  # errors are ours to report, once
-        conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")  # a commit survives a power cut
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA foreign_keys = ON")
-        except sqlcipher3.DatabaseError:
+        except sqlcipher3.DatabaseError as exc:
+            error = _open_error(conn, self.path, exc)
             conn.close()
-            raise WrongKey(
-                f"{FILENAME}: cannot decrypt {self.path}: wrong master key or damaged file"
-            ) from None
+            raise error from None
         self.conn = conn
         self.conn.row_factory = sqlcipher3.Row
 
@@ -220,7 +265,25 @@ class ControlStore:
         except sqlcipher3.IntegrityError:
             raise
         except sqlcipher3.DatabaseError as exc:
-            raise _damage(exc, self.path) from None
+            raise self._mapped(exc) from None
+
+    def _mapped(self, exc: sqlcipher3.Error) -> StoreError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return StoreBusy(
+                f"{FILENAME}: {self.path.name} is locked by another process; try again"
+            )
+        if "disk is full" in text:
+            return StoreError(f"{FILENAME}: the disk is full; free space and try again")
+        if any(d in text for d in DAMAGE):
+            if self._located is None:  # say which page, once: the damage stays put
+                with suppress(sqlcipher3.Error):
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                # (a check that cannot run at all only repeats the error: leave it out)
+                self._located = [p for p in _cipher_problems(self.conn) if p != text]
+            return _damaged(self._located, text)
+        return StoreError(f"{FILENAME}: {text}")
 
     def migrate(self) -> list[str]:
         with self._lock, self._guard():
@@ -243,10 +306,12 @@ class ControlStore:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield ControlTx(self.conn)
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:  # a failed COMMIT may leave it open
+                    with suppress(sqlcipher3.Error):
+                        self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
 
     def query(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
         with self._lock, self._guard():
@@ -320,16 +385,23 @@ class ControlStore:
     # -- integrity -------------------------------------------------------------
 
     def integrity_problems(self) -> list[str]:
-        """Read and authenticate every page: SQLCipher's HMAC check, then SQLite's."""
+        """Read and authenticate every page: SQLCipher's HMAC check of every page of the
+        file (after moving the WAL's pages into it), then SQLite's own structural check."""
         with self._lock:
+            # Without waiting on (or blocking) another process: pages a reader there still
+            # needs stay in the WAL, where integrity_check below reads them.
+            with suppress(sqlcipher3.DatabaseError):
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            problems = _cipher_problems(self.conn)
+            if problems:
+                return problems
             try:
-                problems = [r[0] for r in self.conn.execute("PRAGMA cipher_integrity_check")]
                 rows = self.conn.execute("PRAGMA integrity_check").fetchall()
             except sqlcipher3.DatabaseError as exc:
                 return [str(exc)]
-        problems += [r[0] for r in rows if r[0] != "ok"]
-        return problems
+        return [r[0] for r in rows if r[0] != "ok"]
 
     def close(self) -> None:
-        with self._lock:
+        """Close, which checkpoints the WAL; one that fails stays for the next open."""
+        with self._lock, suppress(sqlcipher3.Error):
             self.conn.close()
