@@ -200,12 +200,15 @@ class Appliance:
         }
 
     def check(self, actor: Actor) -> dict[str, list[str]]:
-        """Read every page of both stores and every registered bundle; raise
-        ``StoreDamaged`` naming the first damaged store."""
+        """Read every page of control.db and every block of features.duckdb, each
+        against its HMAC, authentication tag or checksum; raise ``StoreDamaged`` naming
+        the damaged store and where. control.db goes first: opening features.duckdb
+        reconciles it against control.db, which must be sound to read."""
         require(actor, "home.check")
-        problems = {CONTROL_FILE: self.control.integrity_problems()}
-        problems[FEATURES_FILE] = self.features.integrity_problems()
-        for name, found in problems.items():
+        problems: dict[str, list[str]] = {}
+        for name in (CONTROL_FILE, FEATURES_FILE):
+            store = self.control if name == CONTROL_FILE else self.features
+            found = problems[name] = store.integrity_problems()
             if found:
                 more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
                 raise StoreDamaged(f"{name}: damaged: {found[0]}{more}; restore it from a backup")

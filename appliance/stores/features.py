@@ -6,10 +6,18 @@ module); the extension ships inside the ``duckdb-ext-httpfs`` wheel, so nothing 
 fetched at run time. One connection writes (under a lock) through ``FeaturesTx``;
 readers take cursors. Spill files go to ``HOME/tmp``, encrypted. Every identifier
 reaches SQL through ``ident``, whatever characters a file's header holds.
+
+Driver errors never leave this module raw: damage is a ``StoreDamaged`` naming the
+store, and ``integrity_problems`` reads and authenticates every block of the file (see
+``FileCheck``), since DuckDB checks a block only when a query happens to read it.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -21,8 +29,10 @@ import duckdb
 import duckdb_ext
 import numpy as np
 import pyarrow as pa
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from appliance.errors import StoreBusy, StoreDamaged, StoreError, WrongKey
+from appliance.errors import StoreBusy, StoreDamaged, StoreError, Unavailable, WrongKey
 from appliance.stores import migrations
 
 FILENAME = "features.duckdb"
@@ -93,10 +103,20 @@ def extension_directory() -> str:
     return str(Path(next(iter(duckdb_ext.__path__))) / "extensions")
 
 
-def connect_memory() -> duckdb.DuckDBPyConnection:
-    """An in-memory connection for validating input; it holds nothing of the stores."""
-    con = duckdb.connect(config={"autoinstall_known_extensions": False,
-                                 "autoload_known_extensions": False})  # fmt: skip
+def connect_memory(temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection for validating input; it holds nothing of the stores.
+
+    Without ``temp_dir`` it never spills (DuckDB's default would write the input in
+    plaintext to ./.tmp): work beyond its memory limit fails instead. With one, it
+    spills there, encrypted with a key that lives only in this process."""
+    config: dict[str, Any] = {"autoinstall_known_extensions": False,
+                              "autoload_known_extensions": False, "temp_directory": ""}  # fmt: skip
+    if temp_dir is not None:
+        config |= {"temp_directory": str(temp_dir), "temp_file_encryption": True,
+                   "extension_directory": extension_directory()}  # fmt: skip
+    con = duckdb.connect(config=config)
+    if temp_dir is not None:
+        con.execute("LOAD httpfs")  # the crypto module that encrypted spills need
     con.execute("SET TimeZone = 'UTC'")
     return con
 
@@ -178,38 +198,61 @@ class FeatureStore:
             raise StoreError(f"{FILENAME}: {self.path} does not exist; run `falaj init` first")
         self._lock = threading.RLock()
         temp_dir = temp_dir or self.path.parent / "tmp"
-        self.conn = duckdb.connect(
-            config={
-                "extension_directory": extension_directory(),
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-                # Spills stay inside the home, encrypted like the store (never ./.tmp).
-                "temp_directory": str(temp_dir),
-            }
-        )
-        self.conn.execute("LOAD httpfs")
-        self.conn.execute("SET TimeZone = 'UTC'")  # all times are stored as UTC TIMESTAMPs
         try:
+            self.conn = duckdb.connect(
+                config={
+                    "extension_directory": extension_directory(),
+                    "autoinstall_known_extensions": False,
+                    "autoload_known_extensions": False,
+                    # Spills stay inside the home, encrypted like the store (never ./.tmp),
+                    # from the first byte: set here, not by a later SET.
+                    "temp_directory": str(temp_dir),
+                    "temp_file_encryption": True,
+                }
+            )
+        except duckdb.Error as exc:
+            raise StoreError(f"{FILENAME}: cannot start DuckDB: {_first_line(exc)}") from None
+        try:
+            self.conn.execute("LOAD httpfs")
+            self.conn.execute("SET TimeZone = 'UTC'")  # all times are stored as UTC TIMESTAMPs
             self.conn.execute(
                 f"ATTACH {literal(str(self.path))} AS {ALIAS} (ENCRYPTION_KEY '{key.hex()}')"
             )
+            self.conn.execute(f"USE {ALIAS}")
         except duckdb.Error as exc:
-            self.conn.close()
-            raise _open_error(self.path, exc) from None
-        self.conn.execute("SET temp_file_encryption = true")
-        self.conn.execute(f"USE {ALIAS}")
+            with suppress(duckdb.Error):
+                self.conn.close()
+            raise _open_error(self.path, key, exc) from None
+        # A descriptor of our own for reading every block: opened once and closed only
+        # after DuckDB's, because closing any descriptor of a file drops every POSIX lock
+        # this process holds on it, and DuckDB's lock is what keeps a second process out.
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            with suppress(duckdb.Error):
+                self.conn.close()
+            raise StoreError(f"{FILENAME}: cannot read {self.path}: {exc.strerror}") from None
+        self._file_check = FileCheck(self._fd, key)
+        self._located: list[str] | None = None
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
         try:
             yield
-        except (duckdb.IOException, duckdb.InternalException, duckdb.FatalException) as exc:
-            raise _damage(exc) from None
-        except duckdb.SerializationException as exc:
-            raise _damage(exc) from None
+        except duckdb.Error as exc:
+            mapped = _mapped(exc)
+            if mapped is None:
+                raise  # not the store's fault: a constraint, a bad cast, a bug
+            if isinstance(mapped, StoreDamaged):
+                if self._located is None:  # say which block, once: the damage stays put
+                    with self._lock:
+                        self._located = self._file_check.problems()
+                if self._located:
+                    mapped = _damaged(self._located)
+            raise mapped from None
 
     def set_memory_limit(self, limit: str) -> None:
-        with self._lock:
+        with self._lock, self._guard():
             self.conn.execute(f"SET memory_limit = {literal(limit)}")
 
     def migrate(self) -> list[str]:
@@ -240,19 +283,31 @@ class FeatureStore:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A read connection to the same database (safe to use from another thread)."""
-        cur = self.conn.cursor()
-        cur.execute(f"USE {ALIAS}")
+        with self._guard():
+            cur = self.conn.cursor()
+            try:
+                cur.execute(f"USE {ALIAS}")
+            except BaseException:
+                cur.close()
+                raise
         return cur
 
-    def query(self, sql: str, params: list | tuple = ()) -> list[dict[str, Any]]:
+    @contextmanager
+    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor, closed afterwards, whose driver errors are mapped."""
         cur = self.cursor()
         try:
             with self._guard():
-                result = cur.execute(sql, params)
-                cols = [d[0] for d in result.description]
-                return [dict(zip(cols, row, strict=True)) for row in result.fetchall()]
+                yield cur
         finally:
-            cur.close()
+            with suppress(duckdb.Error):
+                cur.close()
+
+    def query(self, sql: str, params: list | tuple = ()) -> list[dict[str, Any]]:
+        with self._reading() as cur:
+            result = cur.execute(sql, params)
+            cols = [d[0] for d in result.description]
+            return [dict(zip(cols, row, strict=True)) for row in result.fetchall()]
 
     # -- the table catalog -----------------------------------------------------
 
@@ -302,16 +357,12 @@ class FeatureStore:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(X, y, event time in µs) of the labelled rows, ordered by time then entity."""
         cols = ", ".join(f"{ident(c)}::DOUBLE" for c in features)
-        cur = self.cursor()
-        try:
-            with self._guard():
-                arrays = cur.execute(
-                    f"SELECT {cols}, {ident(label)}::DOUBLE, epoch_us({ident(timestamp)}) "
-                    f"FROM {ident(table)} WHERE {ident(label)} IS NOT NULL "
-                    f"ORDER BY {ident(timestamp)}, {ident(entity)}"
-                ).fetchnumpy()
-        finally:
-            cur.close()
+        with self._reading() as cur:
+            arrays = cur.execute(
+                f"SELECT {cols}, {ident(label)}::DOUBLE, epoch_us({ident(timestamp)}) "
+                f"FROM {ident(table)} WHERE {ident(label)} IS NOT NULL "
+                f"ORDER BY {ident(timestamp)}, {ident(entity)}"
+            ).fetchnumpy()
         values = list(arrays.values())
         X = np.column_stack([np.asarray(v, dtype=np.float64) for v in values[: len(features)]])
         return X, np.asarray(values[-2], dtype=np.float64), np.asarray(values[-1], np.int64)
@@ -332,18 +383,14 @@ class FeatureStore:
     def decision_batch(self, batch_id: str) -> tuple[dict[str, Any] | None, pa.Table]:
         """A batch's record and its rows, in the order its hash covers."""
         rows = self.query("SELECT * FROM _decision_batches WHERE batch_id = ?", [batch_id])
-        cur = self.cursor()
-        try:
-            with self._guard():
-                table = cur.execute(
-                    f"SELECT {', '.join(DECISION_COLUMNS)} FROM _predictions WHERE batch_id = ? "
-                    "ORDER BY request_id, row_in_request",
-                    [batch_id],
-                ).arrow()
-        finally:
-            cur.close()
-        if isinstance(table, pa.RecordBatchReader):
-            table = table.read_all()
+        with self._reading() as cur:
+            table = cur.execute(
+                f"SELECT {', '.join(DECISION_COLUMNS)} FROM _predictions WHERE batch_id = ? "
+                "ORDER BY request_id, row_in_request",
+                [batch_id],
+            ).arrow()
+            if isinstance(table, pa.RecordBatchReader):
+                table = table.read_all()
         return (rows[0] if rows else None), table
 
     def decision_batch_ids(self) -> list[str]:
@@ -352,22 +399,31 @@ class FeatureStore:
     # -- integrity -------------------------------------------------------------
 
     def integrity_problems(self) -> list[str]:
-        """Read every block of every table; DuckDB checks each block's checksum (and, in
-        an encrypted file, its authentication tag) as it reads it."""
-        problems = []
+        """Read and authenticate every block of the file (free ones and indexes too,
+        which no query reads), then every table through DuckDB; the problems found,
+        each naming where ("block 12 (bytes …) fails its authentication tag")."""
+        with self._lock:
+            failed = []
+            try:
+                self.conn.execute(f"CHECKPOINT {ALIAS}")  # everything in the file, none in the WAL
+            except duckdb.Error as exc:
+                if _mapped(exc) is None:
+                    raise
+                failed = [f"a checkpoint fails: {_first_line(exc)}"]
+            problems = self._file_check.problems() + failed
+        if problems:
+            return problems  # named where they are; reading tables would only repeat them
         tables = self.query(
             "SELECT table_name FROM information_schema.tables "
             "WHERE table_catalog = current_database() ORDER BY table_name"
         )
         for t in tables:
-            name = t["table_name"]
             cur = self.cursor()
-            try:
-                cur.execute(f"SELECT hash(COLUMNS(*)) FROM {ident(name)}")
-                while cur.fetchmany(1 << 16):
-                    pass
+            try:  # one row that needs every value of every column decoded
+                cur.execute(f"SELECT bit_xor(hash(COLUMNS(*))) FROM {ident(t['table_name'])}")
+                cur.fetchall()
             except duckdb.Error as exc:
-                problems.append(f"table {name}: {str(exc).splitlines()[0]}")
+                problems.append(f"table {t['table_name']} cannot be read: {_first_line(exc)}")
             finally:
                 cur.close()
         return problems
@@ -377,27 +433,220 @@ class FeatureStore:
             self.conn.execute(f"CHECKPOINT {ALIAS}")
 
     def close(self) -> None:
+        """Checkpoint and close. A checkpoint that fails leaves its changes in the WAL,
+        which the next open replays (and reports, if it cannot)."""
         with self._lock:
             with suppress(duckdb.Error):
                 self.conn.execute(f"CHECKPOINT {ALIAS}")
-            self.conn.close()
+            with suppress(duckdb.Error):
+                self.conn.close()
+            if self._fd >= 0:
+                os.close(self._fd)  # after DuckDB's: see __init__
+                self._fd = -1
 
 
-def _damage(exc: duckdb.Error) -> StoreDamaged:
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return StoreDamaged(
-        f"{FILENAME}: damaged or unreadable: {first}; run `falaj check` and restore from a backup"
-    )
+# -- reading every block ---------------------------------------------------------
+#
+# DuckDB 1.4 (storage version 67) lays out an encrypted file as: a 4096-byte main header
+# in plaintext (an 8-byte checksum, "DUCK", the version, flags, encryption metadata, the
+# 16-byte database identifier that salts the key, an encrypted canary), two 4096-byte
+# database headers, then blocks of block_alloc_size bytes (256 KiB) from byte 12288.
+# Each database header and block is a 16-byte nonce, a 16-byte AES-GCM tag and the
+# ciphertext of an 8-byte checksum and the data. The AES key is SHA-256(identifier ||
+# user key), the user key base64-decoded when it decodes (the hex of ours does).
+# The reader below checks a file only when its header matches all of this and its
+# canary decrypts with our key; any other layout is left to DuckDB's own reads.
+
+MAIN_HEADER_SIZE = 4096
+BLOCKS_START = 3 * MAIN_HEADER_SIZE
+STORAGE_VERSION = 67
+ENCRYPTION_METADATA = bytes.fromhex("0100010020000000")  # SHA-256 KDF, AES-GCM, 32-byte key
+CANARY = b"DUCKKEY\x00"
+NONCE, TAG = 16, 16
+READ_AT_ONCE = 64  # blocks per read: 16 MiB
 
 
-def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
+def checksum(data: bytes) -> int:
+    """DuckDB's checksum of a buffer whose length is a multiple of 8."""
+    words = np.frombuffer(data, dtype="<u8")
+    return int(np.bitwise_xor.reduce(words * np.uint64(0xBF58476D1CE4E5B9)) ^ np.uint64(5381))
+
+
+class UnknownLayout(Exception):
+    """A file this reader does not know how to check."""
+
+
+class FileCheck:
+    """Reads every byte of an encrypted DuckDB file and checks it: the main header's
+    checksum, each database header's and each block's AES-GCM tag and checksum."""
+
+    def __init__(self, fd: int, key: bytes) -> None:
+        self.fd = fd
+        self.key = key
+        self._aes: AESGCM | None = None
+        self._identifier = b""
+
+    def _read(self, n: int, offset: int) -> bytes:
+        return os.pread(self.fd, n, offset)
+
+    def _cipher(self, header: bytes) -> AESGCM:
+        """The AES key of this file, derived from our key and the header's identifier."""
+        if (
+            len(header) < 148
+            or header[8:12] != b"DUCK"
+            or struct.unpack_from("<Q", header, 12)[0] != STORAGE_VERSION
+            or not header[20] & 1
+            or header[116:124] != ENCRYPTION_METADATA
+        ):
+            raise UnknownLayout
+        identifier = header[124:140]
+        if self._aes is None or identifier != self._identifier:
+            user = self.key.hex()
+            for material in (base64.b64decode(user), user.encode()):
+                aes = AESGCM(hashlib.sha256(identifier + material).digest())
+                if aes.encrypt(bytes(NONCE), CANARY, None)[:8] == header[140:148]:
+                    self._aes, self._identifier = aes, identifier
+                    break
+            else:
+                raise UnknownLayout  # our key does not open it: DuckDB says which way
+        return self._aes
+
+    def _open(self, aes: AESGCM, buf: bytes | memoryview) -> bytes | None:
+        """The plaintext of a header or block, or None if its tag or checksum fails."""
+        if len(buf) < NONCE + TAG + 8 or len(buf) % 8:
+            return None  # cut short
+        try:
+            plain = aes.decrypt(
+                bytes(buf[:NONCE]),
+                bytes(buf[NONCE + TAG :]) + bytes(buf[NONCE : NONCE + TAG]),
+                None,
+            )
+        except InvalidTag:
+            return None
+        if struct.unpack_from("<Q", plain)[0] != checksum(plain[8:]):
+            return None
+        return plain
+
+    def problems(self) -> list[str]:
+        """Every damaged part of the file, named by block and byte range."""
+        try:
+            return self._problems()
+        except OSError as exc:
+            return [f"the file cannot be read: {exc.strerror or exc}"]
+
+    def _problems(self) -> list[str]:
+        main = self._read(MAIN_HEADER_SIZE, 0)
+        if main[8:12] != b"DUCK":
+            return []  # not a DuckDB file at all: DuckDB says so
+        if len(main) < MAIN_HEADER_SIZE:
+            return [f"the file is {len(main)} bytes long, shorter than its main header"]
+        if struct.unpack_from("<Q", main)[0] != checksum(main[8:]):
+            return [f"the main header (bytes 0-{MAIN_HEADER_SIZE - 1}) fails its checksum"]
+        try:
+            aes = self._cipher(main)
+        except UnknownLayout:
+            return []
+        problems, headers = [], []
+        for i in (1, 2):
+            start = i * MAIN_HEADER_SIZE
+            where = f"database header {i} (bytes {start}-{start + MAIN_HEADER_SIZE - 1})"
+            plain = self._open(aes, self._read(MAIN_HEADER_SIZE, start))
+            if plain is None:
+                problems.append(f"{where} fails its authentication tag or checksum")
+            else:
+                headers.append(struct.unpack_from("<5Q", plain, 8))
+        if not headers:
+            return problems
+        # the active header: the higher iteration; (iteration, meta, free list, count, size)
+        _, _, _, block_count, block_size = max(headers)
+        if not 4096 <= block_size <= 1 << 20:
+            return problems + [f"the database header gives an impossible block size {block_size}"]
+        for first in range(0, block_count, READ_AT_ONCE):
+            n = min(READ_AT_ONCE, block_count - first)
+            offset = BLOCKS_START + first * block_size
+            data = memoryview(self._read(n * block_size, offset))
+            for j in range(n):
+                block = data[j * block_size : (j + 1) * block_size]
+                start = offset + j * block_size
+                where = f"block {first + j} (bytes {start}-{start + block_size - 1})"
+                if len(block) < block_size:
+                    after = block_count - first - j - 1
+                    end = start + len(block)
+                    return problems + [f"{where} and {after} after it are missing: the file "
+                                       f"ends at byte {end}"]  # fmt: skip
+                if not any(block[: NONCE + TAG]) and block == bytes(block_size):
+                    continue  # never written, or trimmed: a free block holding nothing
+                if self._open(aes, block) is None:
+                    problems.append(f"{where} fails its authentication tag or checksum")
+        return problems
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+DAMAGE = (
+    "AES tag",  # a block whose authentication tag fails
+    "Corrupt database file",  # a block whose checksum fails
+    "Could not read enough bytes",  # a block past the end of a cut-short file
+    "unsuccessful or closed pending query",  # what a failed parallel scan leaves
+)
+
+
+def _is_damage(exc: duckdb.Error) -> bool:
+    if isinstance(exc, (duckdb.InternalException, duckdb.FatalException,
+                        duckdb.SerializationException)):  # fmt: skip
+        return True
+    return any(s in str(exc) for s in DAMAGE)
+
+
+def _mapped(exc: duckdb.Error) -> StoreError | Unavailable | None:
+    """The domain error for a driver error that is the store's, not the caller's."""
+    first = _first_line(exc)
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return Unavailable(
+            f"{FILENAME}: out of memory ({first}); raise memory_limit or free memory"
+        )
+    if "No space left on device" in str(exc):
+        return StoreError(f"{FILENAME}: the disk is full ({first}); free space and try again")
+    if _is_damage(exc):
+        return StoreDamaged(
+            f"{FILENAME}: damaged or unreadable: {first}; "
+            "run `falaj check` and restore it from a backup"
+        )
+    if isinstance(exc, duckdb.IOException):  # the file system: permissions, a lost disk
+        return StoreError(f"{FILENAME}: {first}")
+    return None
+
+
+def _damaged(problems: list[str]) -> StoreDamaged:
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return StoreDamaged(f"{FILENAME}: damaged: {problems[0]}{more}; restore it from a backup")
+
+
+def _open_error(path: Path, key: bytes, exc: duckdb.Error) -> StoreError:
     text = str(exc)
     if "Wrong encryption key" in text:
         return WrongKey(f"{FILENAME}: cannot decrypt {path}: wrong master key")
-    if "lock" in text.lower():
+    if "Could not set lock" in text or "Conflicting lock" in text:
         return StoreBusy(
             f"{FILENAME}: {path} is in use by another Falaj process (is `falaj run` running?); "
             "stop it or use its API"
         )
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return StoreError(f"{FILENAME}: cannot open {path}: damaged or not a Falaj store ({first})")
+    # DuckDB says only that some block failed; read them all to say which. The store
+    # is not open here, so a descriptor of our own may come and go.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        found = []
+    else:
+        try:
+            found = FileCheck(fd, key).problems()
+        finally:
+            os.close(fd)
+    if found:
+        return _damaged(found)
+    return StoreError(
+        f"{FILENAME}: cannot open {path}: damaged or not a Falaj store ({_first_line(exc)})"
+    )
