@@ -75,6 +75,7 @@ class Appliance:
         self.__dict__["control"] = store
         store.migrate()
         self._audit_migrations(CONTROL_FILE, "home.migrate")
+        self.registry  # noqa: B018 -- reconciles bundles whose registration never committed
         return store
 
     @cached_property
@@ -152,7 +153,11 @@ class Appliance:
         """Create the home, key and stores; a second run changes nothing."""
         require(actor, "home.init")
         control_path, features_path = self.home / CONTROL_FILE, self.home / FEATURES_FILE
-        existing = [p.name for p in (control_path, features_path) if p.exists()]
+        # an empty file is no store (a truncated one is refused when opened)
+        existing = [p.name for p in (control_path, features_path)
+                    if p.exists() and p.stat().st_size > 0]  # fmt: skip
+        if existing == [CONTROL_FILE] and self._unfinished_init(control_path):
+            existing = []  # a first init killed before features.duckdb existed: finish it
         if len(existing) == 1:
             # Never create an empty store beside a populated one: that hides a lost file.
             missing = FEATURES_FILE if existing[0] == CONTROL_FILE else CONTROL_FILE
@@ -180,6 +185,7 @@ class Appliance:
                 control_path, self.store_key(CONTROL_FILE), create=True
             )
         self.control.migrate()
+        self.registry  # noqa: B018 -- reconciles the artifacts
         if "features" not in self.__dict__:
             self.__dict__["features"] = FeatureStore(
                 features_path, self.store_key(FEATURES_FILE), create=True
@@ -198,6 +204,15 @@ class Appliance:
             "migrations": applied,
             "changed": changed,
         }
+
+    def _unfinished_init(self, control_path: Path) -> bool:
+        if not self.key_path.exists():
+            return False
+        store = ControlStore(control_path, self.store_key(CONTROL_FILE))
+        try:
+            return store.unused()
+        finally:
+            store.close()
 
     def check(self, actor: Actor) -> dict[str, list[str]]:
         """Read every page of control.db and every block of features.duckdb, each

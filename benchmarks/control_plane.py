@@ -67,7 +67,7 @@ def fill(app: Appliance, n: int, chunk: int = 2_000) -> None:
             for start in starts[c : c + chunk]:
                 part = rows.slice(start, min(REQUESTS_PER_BATCH, n - start))
                 batch_id, digest = uuid.uuid4().hex, records_sha256(part)
-                tx.append_decisions(part, batch_id, part.num_rows, digest, at)
+                tx.append_decisions(part, batch_id, part.num_rows, digest, at, answered=False)
                 batches.append((batch_id, part.num_rows, digest))
         with app.control.transaction() as tx:
             for batch_id, count, digest in batches:

@@ -304,3 +304,45 @@ def test_a_prediction_that_is_not_finite_is_refused(client, trained):
     assert resp.status_code == 400 and "NaN" not in body
     assert "records[1]: the model gives no finite prediction" in resp.get_json()["error"]["message"]
     assert trained.features.query("SELECT count(*) AS n FROM _predictions")[0]["n"] == 0
+
+
+def test_a_decision_that_cannot_be_audited_is_refused_and_taken_back(client, trained, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trained.decision_log, "_audit", broken)
+    resp = client.post("/api/v1/models/credit/predict", json={"records": [RECORD]})
+    assert resp.status_code == 503
+    assert "no prediction is given without its record" in resp.get_json()["error"]["message"]
+    assert trained.features.query("SELECT count(*) AS n FROM _predictions")[0]["n"] == 0
+    assert trained.features.query("SELECT count(*) AS n FROM _decision_batches")[0]["n"] == 0
+
+
+def test_orphan_decision_batches_are_settled_by_whether_they_were_answered(trained, home):
+    import pyarrow as pa
+
+    from appliance.serving.decision_log import records_sha256
+
+    trained.serving.deploy("credit", 1, ACTOR)
+    ids = [trained.serving.predict("credit", [RECORD], ACTOR)["request_id"] for _ in range(2)]
+    batches = {r["request_id"]: r["batch_id"] for r in trained.features.query(
+        "SELECT request_id, batch_id FROM _predictions")}  # fmt: skip
+    # re-file each request's records as a batch whose audit event never committed
+    at = datetime.now(UTC).replace(tzinfo=None)
+    for request_id, answered in zip(ids, (False, True), strict=True):
+        rows = pa.Table.from_pylist(trained.features.decisions(request_id))
+        rows = rows.drop_columns(["batch_id"])
+        with trained.features.transaction() as tx:
+            tx.undo_decisions(batches[request_id])
+            tx.append_decisions(rows, f"orphan-{answered}", 1, records_sha256(rows), at, answered)
+    trained.close()
+    again = Appliance.open({"home": str(home)})
+    try:
+        assert again.serving.decision_count(ACTOR) == 1  # the unanswered one is gone
+        assert again.serving.decision(ids[1], ACTOR)["verified"]
+        tail = again.audit.tail(2, ACTOR)
+        got = sorted((e["action"], e["subject"], e["details"].get("recovered")) for e in tail)
+        assert got == [("decisions.logged", "orphan-True", True),
+                       ("reconcile.rollback", "orphan-False", None)]  # fmt: skip
+    finally:
+        again.close()

@@ -9,11 +9,13 @@ tail or rolled back to an older copy). ``full=True`` re-hashes everything.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.audit.chain import GENESIS, Verification, canonical_json, event_hash, verify
 from appliance.auth import Actor, require
-from appliance.stores import ControlStore
+
+if TYPE_CHECKING:  # the store imports the chain's hashing: no import cycle at run time
+    from appliance.stores import ControlStore
 
 __all__ = ["AuditService", "Verification", "canonical_json", "event_hash", "verify"]
 

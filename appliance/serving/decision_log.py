@@ -10,12 +10,14 @@ interval's decisions.
 Commit point of a batch: the ``decisions.logged`` audit event naming the batch and
 committing to its records (``records_sha256``, a hash over them in a fixed order). The
 records commit first in features.duckdb, tagged with the batch id; a batch found
-without its event when the appliance opens is completed (its event written), since
-its decisions were made.
+without its event when the appliance opens was either answered already (async mode:
+its event is written, ``recovered``) or never answered (durable mode: it is removed,
+and a ``reconcile.rollback`` event says so).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -40,22 +43,25 @@ MODES = ("durable", "async")
 
 def records_sha256(rows: pa.Table) -> str:
     """SHA-256 over a batch's records, ordered by request id and row: what its audit
-    event commits to, recomputable from the store at any time."""
+    event commits to, recomputable from the store at any time.
+
+    Each record is its columns (DECISION_COLUMNS) as text joined by U+001F, records
+    joined by U+001E; floats as the decimal of their IEEE-754 bits, times as
+    microseconds since the epoch, so the text is exact and built in Arrow, not Python.
+    """
     order = pc.sort_indices(rows, [("request_id", "ascending"), ("row_in_request", "ascending")])
-    rows = rows.take(order).select(list(DECISION_COLUMNS))
-    cols = [c.to_pylist() for c in rows.columns]
-    h = hashlib.sha256()
-    for values in zip(*cols, strict=True):
-        h.update("\x1f".join(_text(v) for v in values).encode() + b"\x1e")
-    return h.hexdigest()
-
-
-def _text(v: Any) -> str:
-    if isinstance(v, float):
-        return v.hex()
-    if isinstance(v, datetime):
-        return v.isoformat()
-    return str(v)
+    rows = rows.take(order)
+    texts = []
+    for name in DECISION_COLUMNS:
+        col = rows.column(name).combine_chunks() if rows.num_rows else rows.column(name)
+        if pa.types.is_floating(col.type):
+            bits = np.ascontiguousarray(col.to_numpy(), dtype="<f8").view("<i8")
+            col = pa.array(bits)
+        elif pa.types.is_timestamp(col.type):
+            col = col.cast(pa.timestamp("us")).cast(pa.int64())
+        texts.append(col.cast(pa.string()))
+    lines = pc.binary_join_element_wise(*texts, "\x1f")
+    return hashlib.sha256("\x1e".join(lines.to_pylist()).encode()).hexdigest()
 
 
 @dataclass
@@ -118,7 +124,7 @@ class DecisionLog:
         if not batch:
             return 0
         try:
-            self._write([t.rows for t in batch])
+            self._write([t.rows for t in batch], answered=not self.durable)
         except Exception as exc:
             log.error("writing %d decisions failed: %s", len(batch), _reason(exc))
             if self.durable:
@@ -134,15 +140,21 @@ class DecisionLog:
                 t.done.set()
         return sum(t.rows.num_rows for t in batch)
 
-    def _write(self, parts: list[pa.Table]) -> None:
+    def _write(self, parts: list[pa.Table], answered: bool) -> None:
         rows = pa.concat_tables(parts)
         batch_id = uuid.uuid4().hex
         digest = records_sha256(rows)
         at = datetime.now(UTC).replace(tzinfo=None)
         with self.features.transaction() as tx:
-            tx.append_decisions(rows, batch_id, len(parts), digest, at)
+            tx.append_decisions(rows, batch_id, len(parts), digest, at, answered)
         faults.point("decisions.data_committed")
-        self._audit(batch_id, rows.num_rows, len(parts), digest)
+        try:
+            self._audit(batch_id, rows.num_rows, len(parts), digest)
+        except Exception:
+            if not answered:  # these will be refused: take their records back
+                with contextlib.suppress(Exception), self.features.transaction() as tx:
+                    tx.undo_decisions(batch_id)
+            raise
         faults.point("decisions.committed")
 
     def _audit(self, batch_id: str, n_rows: int, requests: int, digest: str, **extra: Any) -> None:
@@ -157,17 +169,27 @@ class DecisionLog:
             return self._write_pending()
 
     def reconcile(self) -> list[str]:
-        """Complete batches whose records committed but whose audit event did not."""
-        audited = {d for d in self._audited()}
-        completed = []
+        """Settle batches whose records committed but whose audit event did not: those
+        answered before the commit (async mode) are completed, since their decisions
+        were given; the others were never answered, and are removed."""
+        audited = self._audited()
+        settled = []
         for batch_id in self.features.decision_batch_ids():
             if batch_id in audited:
                 continue
             record, rows = self.features.decision_batch(batch_id)
-            self._audit(batch_id, rows.num_rows, record["requests"], records_sha256(rows),
-                        recovered=True)  # fmt: skip
-            completed.append(batch_id)
-        return completed
+            if record["answered"]:
+                self._audit(batch_id, rows.num_rows, record["requests"], records_sha256(rows),
+                            recovered=True)  # fmt: skip
+            else:
+                with self.features.transaction() as tx:
+                    tx.undo_decisions(batch_id)
+                with self.control.transaction() as tx:
+                    tx.append_audit(SYSTEM, "reconcile.rollback", batch_id,
+                                    {"change": "decisions.logged", "rows": rows.num_rows,
+                                     "answered": False})  # fmt: skip
+            settled.append(batch_id)
+        return settled
 
     def _audited(self) -> set[str]:
         return {e["subject"] for e in self.control.audit_subjects("decisions.logged")}

@@ -358,6 +358,11 @@ class ControlStore:
     def audit_count(self) -> int:
         return self.query("SELECT count(*) AS n FROM audit_events")[0]["n"]
 
+    def unused(self) -> bool:
+        """True while no event was ever recorded (a first init that did not finish)."""
+        tables = self.query("SELECT name FROM sqlite_master WHERE name = 'audit_events'")
+        return not tables or self.audit_count() == 0
+
     def verified_head(self) -> tuple[int, str] | None:
         rows = self.query("SELECT seq, hash FROM audit_verified WHERE id = 1")
         return (rows[0]["seq"], rows[0]["hash"]) if rows else None

@@ -79,7 +79,8 @@ MIGRATIONS = [
             committed_at TIMESTAMP NOT NULL,
             rows BIGINT NOT NULL,
             requests BIGINT NOT NULL,
-            records_sha256 TEXT NOT NULL
+            records_sha256 TEXT NOT NULL,
+            answered BOOLEAN NOT NULL  -- answered before this commit (the async mode)
         )
         """,
     ),
@@ -173,7 +174,13 @@ class FeaturesTx:
         return self.conn.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()[0]
 
     def append_decisions(
-        self, rows: pa.Table, batch_id: str, requests: int, records_sha256: str, at: datetime
+        self,
+        rows: pa.Table,
+        batch_id: str,
+        requests: int,
+        records_sha256: str,
+        at: datetime,
+        answered: bool = False,
     ) -> None:
         self.conn.register("_decisions", rows)
         try:
@@ -184,9 +191,14 @@ class FeaturesTx:
         finally:
             self.conn.unregister("_decisions")
         self.conn.execute(
-            "INSERT INTO _decision_batches VALUES (?, ?, ?, ?, ?)",
-            [batch_id, at, rows.num_rows, requests, records_sha256],
+            "INSERT INTO _decision_batches VALUES (?, ?, ?, ?, ?, ?)",
+            [batch_id, at, rows.num_rows, requests, records_sha256, answered],
         )
+
+    def undo_decisions(self, batch_id: str) -> None:
+        """Remove a batch whose decisions were never answered."""
+        self.conn.execute("DELETE FROM _predictions WHERE batch_id = ?", [batch_id])
+        self.conn.execute("DELETE FROM _decision_batches WHERE batch_id = ?", [batch_id])
 
 
 class FeatureStore:

@@ -5,8 +5,10 @@ this layer keeps all the SQL. Row numbers are 1-based, in file order.
 
 from __future__ import annotations
 
+import duckdb
 import pyarrow as pa
 
+from appliance.errors import BadInput
 from appliance.stores.features import connect_memory, ident
 
 ROW = "_row"
@@ -40,6 +42,15 @@ class Staging:
         rows = pa.array(range(1, table.num_rows + 1), pa.int64())
         self.con.register("src", table.append_column(ROW, rows))
 
+    def _execute(self, sql: str, params: list | None = None) -> duckdb.DuckDBPyConnection:
+        try:
+            return self.con.execute(sql, params or [])
+        except duckdb.OutOfMemoryException as exc:
+            raise BadInput(
+                f"the input does not fit in memory to be validated ({str(exc).splitlines()[0]}); "
+                "split it into smaller files"
+            ) from None
+
     def __enter__(self) -> Staging:
         return self
 
@@ -47,7 +58,7 @@ class Staging:
         self.con.close()
 
     def source_types(self) -> dict[str, str]:
-        return {r[0]: r[1] for r in self.con.execute("DESCRIBE src").fetchall()}
+        return {r[0]: r[1] for r in self._execute("DESCRIBE src").fetchall()}
 
     def text_counts(self) -> list[tuple[int, int, int]]:
         """Per column: values present, values that are whole numbers, that are numbers."""
@@ -56,7 +67,7 @@ class Staging:
             f"count(TRY_CAST({ident(c)} AS DOUBLE))"
             for c in self.columns
         )
-        counts = self.con.execute(f"SELECT {probes} FROM src").fetchone()
+        counts = self._execute(f"SELECT {probes} FROM src").fetchone()
         return [tuple(counts[3 * i : 3 * i + 3]) for i in range(len(self.columns))]
 
     def first_unconvertible(self, types: dict[str, str]) -> dict[str, int | None]:
@@ -66,22 +77,20 @@ class Staging:
             f"min(CASE WHEN {ident(c)} IS NOT NULL AND {casts[c]} IS NULL THEN {ROW} END)"
             for c in self.columns
         )
-        firsts = self.con.execute(f"SELECT {checks} FROM src").fetchone()
+        firsts = self._execute(f"SELECT {checks} FROM src").fetchone()
         return dict(zip(self.columns, firsts, strict=True))
 
     def value(self, col: str, row: int) -> str:
-        return self.con.execute(
+        return self._execute(
             f"SELECT {ident(col)}::VARCHAR FROM src WHERE {ROW} = ?", [row]
         ).fetchone()[0]
 
     def first_null(self, col: str) -> int | None:
-        return self.con.execute(
-            f"SELECT min({ROW}) FROM src WHERE {ident(col)} IS NULL"
-        ).fetchone()[0]
+        return self._execute(f"SELECT min({ROW}) FROM src WHERE {ident(col)} IS NULL").fetchone()[0]
 
     def typed(self, types: dict[str, str]) -> pa.Table:
         select = ", ".join(
             f"{cast_expr(c, types[c], self.is_text)} AS {ident(c)}" for c in self.columns
         )
-        typed = self.con.execute(f"SELECT {select} FROM src ORDER BY {ROW}").arrow()
+        typed = self._execute(f"SELECT {select} FROM src ORDER BY {ROW}").arrow()
         return typed.read_all() if isinstance(typed, pa.RecordBatchReader) else typed
