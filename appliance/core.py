@@ -153,9 +153,13 @@ class Appliance:
         """Create the home, key and stores; a second run changes nothing."""
         require(actor, "home.init")
         control_path, features_path = self.home / CONTROL_FILE, self.home / FEATURES_FILE
-        # an empty file is no store (a truncated one is refused when opened)
-        existing = [p.name for p in (control_path, features_path)
-                    if p.exists() and p.stat().st_size > 0]  # fmt: skip
+        sizes = {p: p.stat().st_size for p in (control_path, features_path) if p.exists()}
+        existing = [p.name for p, size in sizes.items() if size > 0]
+        for p, size in sizes.items():
+            if size == 0 and existing:  # a truncated store beside a real one: never re-create
+                raise StoreDamaged(
+                    f"{p.name}: damaged: {p} is empty (0 bytes); restore it from a backup"
+                )
         if existing == [CONTROL_FILE] and self._unfinished_init(control_path):
             existing = []  # a first init killed before features.duckdb existed: finish it
         if len(existing) == 1:
