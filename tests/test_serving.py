@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from appliance.core import Appliance
-from appliance.errors import BundleTampered
+from appliance.errors import BundleTampered, NotFound
 from tests.conftest import ACTOR, FEATURES, RECORD
 
 
@@ -324,22 +324,23 @@ def test_orphan_decision_batches_are_settled_by_whether_they_were_answered(train
     from appliance.serving.decision_log import records_sha256
 
     trained.serving.deploy("credit", 1, ACTOR)
-    ids = [trained.serving.predict("credit", [RECORD], ACTOR)["request_id"] for _ in range(2)]
-    batches = {r["request_id"]: r["batch_id"] for r in trained.features.query(
-        "SELECT request_id, batch_id FROM _predictions")}  # fmt: skip
-    # re-file each request's records as a batch whose audit event never committed
+    answer = trained.serving.predict("credit", [RECORD], ACTOR)
+    # two more batches whose records committed but whose audit events never did
     at = datetime.now(UTC).replace(tzinfo=None)
-    for request_id, answered in zip(ids, (False, True), strict=True):
-        rows = pa.Table.from_pylist(trained.features.decisions(request_id))
-        rows = rows.drop_columns(["batch_id"])
+    for answered in (False, True):
+        rows = pa.Table.from_pylist(trained.features.decisions(answer["request_id"]))
+        rows = rows.drop_columns(["batch_id"]).set_column(
+            1, "request_id", pa.array([f"req-{answered}"], pa.string())
+        )
         with trained.features.transaction() as tx:
-            tx.undo_decisions(batches[request_id])
             tx.append_decisions(rows, f"orphan-{answered}", 1, records_sha256(rows), at, answered)
     trained.close()
     again = Appliance.open({"home": str(home)})
     try:
-        assert again.serving.decision_count(ACTOR) == 1  # the unanswered one is gone
-        assert again.serving.decision(ids[1], ACTOR)["verified"]
+        assert again.serving.decision_count(ACTOR) == 2  # the unanswered one is gone
+        assert again.serving.decision("req-True", ACTOR)["verified"]
+        with pytest.raises(NotFound):
+            again.serving.decision("req-False", ACTOR)
         tail = again.audit.tail(2, ACTOR)
         got = sorted((e["action"], e["subject"], e["details"].get("recovered")) for e in tail)
         assert got == [("decisions.logged", "orphan-True", True),

@@ -172,6 +172,11 @@ class DecisionLog:
         """Settle batches whose records committed but whose audit event did not: those
         answered before the commit (async mode) are completed, since their decisions
         were given; the others were never answered, and are removed."""
+        # Events commit only after their batch, so equal counts mean nothing to settle.
+        if self.features.change_counts()["decisions"] == self.control.audit_action_count(
+            "decisions.logged"
+        ):
+            return []
         audited = self._audited()
         settled = []
         for batch_id in self.features.decision_batch_ids():

@@ -358,6 +358,10 @@ class ControlStore:
     def audit_count(self) -> int:
         return self.query("SELECT count(*) AS n FROM audit_events")[0]["n"]
 
+    def audit_action_count(self, action: str) -> int:
+        rows = self.query("SELECT count(*) AS n FROM audit_events WHERE action = ?", (action,))
+        return rows[0]["n"]
+
     def unused(self) -> bool:
         """True while no event was ever recorded (a first init that did not finish)."""
         tables = self.query("SELECT name FROM sqlite_master WHERE name = 'audit_events'")

@@ -405,6 +405,13 @@ class FeatureStore:
                 table = table.read_all()
         return (rows[0] if rows else None), table
 
+    def change_counts(self) -> dict[str, int]:
+        """How many ingest and decision batches the store holds."""
+        return self.query(
+            "SELECT (SELECT count(*) FROM _ingests) AS ingests, "
+            "(SELECT count(*) FROM _decision_batches) AS decisions"
+        )[0]
+
     def decision_batch_ids(self) -> list[str]:
         return [r["batch_id"] for r in self.query("SELECT batch_id FROM _decision_batches")]
 
