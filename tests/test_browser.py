@@ -58,6 +58,33 @@ def test_dashboard_shows_the_demo_model_serving(home, start_server, browser, mon
     assert all(u.startswith(server.url) for u in requests), requests  # nothing from the internet
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
+    # a decision: answered over the API, then found and proved from the dashboard
+    record = {"age": 35, "income": 14000, "employment_years": 4, "loan_amount": 60000,
+              "debt_to_income": 0.3, "credit_utilization": 0.4, "num_credit_lines": 4,
+              "num_late_payments": 0}  # fmt: skip
+    status, answer = server.request(
+        "POST", "/api/v1/models/credit_risk/predict", {"records": [record, record]}
+    )
+    assert status == 200
+    page.goto(server.url + "/")
+    recent = page.locator("#recent tbody tr").first
+    assert answer["request_id"] in recent.inner_text() and "2" in recent.inner_text()
+    page.fill("#decision-id", answer["request_id"])
+    page.click("#decisions button")
+    found = page.locator("#decision").inner_text()
+    assert "proved" in found and "NOT" not in found and "credit_risk v1" in found
+    assert f"{answer['predictions'][0]:.6f}" in found
+    page.fill("#decision-id", "no-such-request")
+    page.click("#decisions button")
+    assert (
+        "no decision with request id 'no-such-request'"
+        in page.locator("#decision-missing").inner_text()
+    )
+
+    # the store check, from the footer link
+    page.click("#check-link")
+    assert page.locator("#check-result").inner_text() == "Both stores read clean."
+
     page.goto(server.url + "/no/such/page")
     assert page.locator("h1").inner_text() == "Error 404"
     page.close()

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
 
+from appliance.errors import NotFound, StoreDamaged
 from webui.api import appliance, request_actor
 
 bp = Blueprint("dashboard", __name__)
+
+MAX_ID = 128  # request ids are 32 hex digits; anything much longer is not one
 
 
 @bp.get("/")
 def index():
     app, actor = appliance(), request_actor()
+    wanted = request.args.get("decision", "").strip()[:MAX_ID]
+    decision, missing = None, None
+    if wanted:
+        try:
+            decision = app.serving.decision(wanted, actor)
+        except NotFound as exc:
+            missing = exc.message
     return render_template(
         "index.html",
         home=app.home,
@@ -19,6 +29,21 @@ def index():
         models=app.registry.versions(actor),
         deployments=app.serving.deployments(actor),
         predictions=app.serving.decision_count(actor),
+        recent=app.serving.recent_decisions(actor, app.settings["audit_tail"]),
+        wanted=wanted,
+        decision=decision,
+        missing=missing,
         audit=app.audit.verify(actor),
         events=app.audit.tail(app.settings["audit_tail"], actor),
     )
+
+
+@bp.get("/check")
+def check():
+    """Read every page of both stores, as `falaj check` does."""
+    app = appliance()
+    try:
+        app.check(request_actor())
+        return render_template("check.html", damage=None), 200
+    except StoreDamaged as exc:
+        return render_template("check.html", damage=exc.message), 503

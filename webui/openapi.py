@@ -478,8 +478,22 @@ REQUEST_ID = {"name": "request_id", "in": "path", "required": True,
               "description": "The request_id a prediction answered with",
               "schema": {"type": "string"}}  # fmt: skip
 
+DECISION = {
+    "name": "decision",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 128},
+}
+
 PATHS: dict[str, Any] = {
-    "/": _get("The dashboard (HTML)", "Dashboard", _text("The page", "text/html"), None),
+    "/": _get("The dashboard (HTML); ?decision=ID shows one decision and its proof",
+              "Dashboard", _text("The page", "text/html"), None, [DECISION]),
+    "/check": {"get": {
+        "summary": "Read every page of both stores (HTML), as `falaj check`",
+        "tags": ["Dashboard"],
+        "responses": {"200": _text("Both stores read clean", "text/html"),
+                      "503": _text("A store is damaged; the page names it", "text/html")},
+    }},
     "/static/{filename}": _get("The dashboard's static files", "Dashboard",
                                _text("The file", "text/css"), None, [FILENAME]),
     "/healthz": {"get": {

@@ -207,6 +207,11 @@ class Serving:
             "verified": proved,
         }
 
+    def recent_decisions(self, actor: Actor, n: int = 10) -> list[dict[str, Any]]:
+        require(actor, "decision.read")
+        self._log().flush()
+        return self._features().recent_decisions(n)
+
     def decision_count(self, actor: Actor, model: str | None = None) -> int:
         require(actor, "decision.read")
         self._log().flush()

@@ -386,6 +386,15 @@ class FeatureStore:
             return self.query("SELECT count(*) AS n FROM _predictions")[0]["n"]
         return self.query("SELECT count(*) AS n FROM _predictions WHERE model = ?", [model])[0]["n"]
 
+    def recent_decisions(self, n: int) -> list[dict[str, Any]]:
+        """The latest ``n`` requests: id, time, model, version, slot and record count."""
+        return self.query(
+            "SELECT request_id, max(ts) AS ts, any_value(model) AS model, "
+            "any_value(version) AS version, any_value(slot) AS slot, count(*) AS records "
+            "FROM _predictions GROUP BY request_id ORDER BY max(ts) DESC, request_id LIMIT ?",
+            [n],
+        )
+
     def decisions(self, request_id: str) -> list[dict[str, Any]]:
         return self.query(
             "SELECT * FROM _predictions WHERE request_id = ? ORDER BY row_in_request",
