@@ -67,8 +67,12 @@ def test_v2_infer_one_matrix_tensor_flat_or_nested(client, expected):
         (lambda t: t.pop(), "inputs: no tensor for the model input 'num_late_payments'"),
         (lambda t: t[0].update(data=[1.0]), "inputs[0] (age): shape [2] needs 2 values, got 1"),
         (
-            lambda t: t[0].update(datatype="BYTES"),
-            "inputs[0].datatype: 'BYTES' is not a numeric type",
+            lambda t: t[0].update(datatype="COMPLEX64"),
+            "inputs[0].datatype: 'COMPLEX64' is not a numeric type or BYTES",
+        ),
+        (
+            lambda t: t[0].update(datatype="BYTES", data=["1.5", "old"]),
+            "inputs[0]: BYTES element 'old' is not a number",
         ),
         (lambda t: t[1].update(data=[1.0, "x"]), 'inputs[1].income: expected a number, got "x"'),
         (lambda t: t[0].update(name="colour"), "inputs[0]: 'colour' is not an input of this model"),
@@ -184,8 +188,8 @@ def strict_json(data: bytes):
     "mutate,message",
     [
         # an unhashable datatype could not be looked up in the set of types
-        (lambda t: t[0].update(datatype=["FP64"]), 'inputs[0].datatype: expected a string naming a numeric type, got ["FP64"]'),
-        (lambda t: t[0].update(datatype={}), "inputs[0].datatype: expected a string naming a numeric type, got {}"),
+        (lambda t: t[0].update(datatype=["FP64"]), 'inputs[0].datatype: expected a string naming a tensor type, got ["FP64"]'),
+        (lambda t: t[0].update(datatype={}), "inputs[0].datatype: expected a string naming a tensor type, got {}"),
         (lambda t: t[0].update(name=["age"]), 'inputs[0].name: expected a string, got ["age"]'),
         (lambda t: t.append(dict(t[0])), "inputs[8]: a second tensor for the model input 'age'"),
     ],

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 import appliance as appliance_pkg
-from webui.protocols import NUMERIC_TYPES, OUTPUT
+from webui.protocols import OUTPUT, TYPES
 
 bp = Blueprint("openapi", __name__)
 
@@ -237,19 +237,28 @@ SCHEMAS: dict[str, Any] = {
     },
     "V2Tensor": {
         "type": "object",
-        "required": ["name", "shape", "datatype", "data"],
+        "description": "Values in data, or (binary tensor data extension) parameters."
+        "binary_data_size bytes of the binary part after the JSON header",
+        "required": ["name", "shape", "datatype"],
         "properties": {
             "name": {
                 "type": "string",
                 "description": "A model input, or any name for one [N, d] tensor",
             },
             "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-            "datatype": {"type": "string", "enum": sorted(NUMERIC_TYPES)},
+            "datatype": {"type": "string", "enum": sorted(TYPES)},
             "parameters": {"type": "object"},
             "data": {
                 "type": "array",
                 "description": "Row-major values, flat or nested by shape",
-                "items": {"oneOf": [{"type": "number"}, {"type": "boolean"}, {"type": "array"}]},
+                "items": {
+                    "oneOf": [
+                        {"type": "number"},
+                        {"type": "boolean"},
+                        {"type": "string", "description": "BYTES: a number as text"},
+                        {"type": "array"},
+                    ]
+                },
             },
         },
     },
@@ -265,7 +274,13 @@ SCHEMAS: dict[str, Any] = {
                 "items": {
                     "type": "object",
                     "required": ["name"],
-                    "properties": {"name": {"type": "string", "enum": [OUTPUT]}},
+                    "properties": {
+                        "name": {"type": "string", "enum": [OUTPUT]},
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"binary_data": {"type": "boolean"}},
+                        },
+                    },
                 },
             },
         },
@@ -281,12 +296,16 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["name", "shape", "datatype", "data"],
+                    "required": ["name", "shape", "datatype"],
                     "properties": {
                         "name": {"type": "string"},
                         "shape": {"type": "array", "items": {"type": "integer"}},
                         "datatype": {"type": "string"},
                         "data": {"type": "array", "items": {"type": "number"}},
+                        "parameters": {
+                            "type": "object",
+                            "description": "binary_data_size when the output is binary",
+                        },
                     },
                 },
             },
@@ -424,15 +443,44 @@ def _v2_model(ready: bool, versioned: bool) -> dict:
     return _get(summary, V2, _json(_ref(schema), "Found"), "V2Error", params)
 
 
+HEADER_LENGTH = {
+    "name": "Inference-Header-Content-Length",
+    "in": "header",
+    "required": False,
+    "description": "Binary tensor data: the length of the JSON header that starts the body",
+    "schema": {"type": "integer", "minimum": 0},
+}
+
+
 def _v2_infer(versioned: bool) -> dict:
     return {
         "post": {
             "summary": "Score tensors: one per model input ([N] or [N, 1]), or one [N, d]",
+            "description": "JSON whatever the Content-Type. With the binary tensor data "
+            "extension the body is the JSON header (Inference-Header-Content-Length bytes) "
+            "then the tensors' little-endian bytes; an output asked for with "
+            "parameters.binary_data (or request parameters.binary_data_output) comes back "
+            "the same way, as application/octet-stream.",
             "tags": [V2],
-            "parameters": [NAME, VERSION] if versioned else [NAME],
+            "parameters": [*([NAME, VERSION] if versioned else [NAME]), HEADER_LENGTH],
             "requestBody": V2_BODY,
             "responses": {
-                "200": _json(_ref("V2InferenceResponse"), "Predictions, P(label = 1)"),
+                "200": {
+                    "description": "Predictions, P(label = 1)",
+                    "content": {
+                        JSON: {"schema": _ref("V2InferenceResponse")},
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"},
+                            "description": "The JSON header, then the binary outputs",
+                        },
+                    },
+                    "headers": {
+                        "Inference-Header-Content-Length": {
+                            "description": "Binary outputs: the length of the JSON header",
+                            "schema": {"type": "integer"},
+                        }
+                    },
+                },
                 **_errors("V2Error"),
             },
         }

@@ -16,7 +16,8 @@ import io
 import json
 import math
 
-from flask import Blueprint, jsonify, request
+import numpy as np
+from flask import Blueprint, Response, current_app, jsonify, request
 
 import appliance as appliance_pkg
 from appliance.errors import BadInput, NotDeployed
@@ -24,60 +25,125 @@ from webui.api import appliance, json_body, request_actor
 
 bp = Blueprint("protocols", __name__)
 
-NUMERIC_TYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-                 "FP16", "FP32", "FP64"}  # fmt: skip
 OUTPUT = "probability"
 
 
 # -- Open Inference Protocol (KServe V2) -------------------------------------
+#
+# The tensor logic below is shared with the gRPC service (webui/grpc_server.py): a
+# request's inputs become ``(name, shape, values)`` triples, whatever carried them (JSON
+# arrays, the binary tensor data extension, gRPC contents or raw bytes), and then one
+# function turns them into records for ``serving.predict``.
+
+# The element type of each binary (raw) tensor: little-endian, as the protocol says.
+DTYPES = {"BOOL": "|b1", "UINT8": "|u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
+          "INT8": "|i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
+          "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}  # fmt: skip
+TYPES = frozenset(DTYPES) | {"BYTES"}  # BYTES: numbers written as text, e.g. b"1.5"
+OUTPUT_DATATYPE = "FP64"
+PLATFORM = "falaj-logistic-regression"
+
+Tensor = tuple[str, list[int], list]
 
 
-@bp.get("/v2")
-def v2_server():
-    return jsonify({"name": "falaj", "version": appliance_pkg.__version__, "extensions": []})
-
-
-@bp.get("/v2/health/live")
-def v2_live():
-    return jsonify({"live": True})
-
-
-@bp.get("/v2/health/ready")
-def v2_ready():
-    appliance().serving.server.refresh()  # raises (503) if the stores cannot be read
-    return jsonify({"ready": True})
-
-
-def _live(name: str, version: str | None):
-    deployment = appliance().serving.server.get(name)
-    model = deployment.live
-    if version is not None and version != str(model.version):
+def live_model(server, name: str, version: str | None):
+    """The live model of deployment ``name``; 404 when ``version`` is given and is not
+    the live one."""
+    model = server.get(name).live
+    if version and version != str(model.version):
         raise NotDeployed(
             f"model {name!r} version {version} is not live (the live version is {model.version})"
         )
     return model
 
 
-@bp.get("/v2/models/<name>")
-@bp.get("/v2/models/<name>/versions/<version>")
-def v2_model(name: str, version: str | None = None):
-    model = _live(name, version)
-    return jsonify(
-        {
-            "name": name,
-            "versions": [str(model.version)],
-            "platform": "falaj-logistic-regression",
-            "inputs": [{"name": f, "datatype": "FP64", "shape": [-1]} for f in model.features],
-            "outputs": [{"name": OUTPUT, "datatype": "FP64", "shape": [-1]}],
-        }
-    )
+def model_metadata(name: str, model) -> dict:
+    return {
+        "name": name,
+        "versions": [str(model.version)],
+        "platform": PLATFORM,
+        "inputs": [{"name": f, "datatype": "FP64", "shape": [-1]} for f in model.features],
+        "outputs": [{"name": OUTPUT, "datatype": OUTPUT_DATATYPE, "shape": [-1]}],
+    }
 
 
-@bp.get("/v2/models/<name>/ready")
-@bp.get("/v2/models/<name>/versions/<version>/ready")
-def v2_model_ready(name: str, version: str | None = None):
-    _live(name, version)
-    return jsonify({"name": name, "ready": True})
+def check_datatype(datatype, where: str) -> str:
+    if not isinstance(datatype, str):  # a list or object cannot even be looked up
+        raise BadInput(
+            f"{where}.datatype: expected a string naming a tensor type, got {json.dumps(datatype)}"
+        )
+    if datatype not in TYPES:
+        raise BadInput(
+            f"{where}.datatype: {datatype!r} is not a numeric type or BYTES ({', '.join(sorted(TYPES))})"
+        )
+    return datatype
+
+
+def check_shape(shape, where: str) -> list[int]:
+    if not isinstance(shape, list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
+    ):
+        raise BadInput(f"{where}.shape: expected a list of non-negative integers")
+    return shape
+
+
+def _text_number(value, where: str):
+    """A BYTES element (text) as a number; bad text is a 400 naming the tensor."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        try:
+            value = bytes(value).decode()
+        except UnicodeDecodeError:
+            raise BadInput(f"{where}: a BYTES element is not UTF-8 text") from None
+    if not isinstance(value, str):
+        return value  # a number given as such: predict checks it like any other
+    shown = value if len(value) <= 40 else value[:40] + "…"
+    try:
+        return float(value)
+    except ValueError:
+        raise BadInput(f"{where}: BYTES element {shown!r} is not a number") from None
+
+
+def decode_raw(datatype: str, raw: bytes | memoryview, count: int, where: str) -> list:
+    """The values of a binary tensor of ``count`` elements: row-major, little-endian;
+    BYTES elements each prefixed by their length (4 bytes, little-endian)."""
+    if datatype == "BYTES":
+        values, pos, raw = [], 0, memoryview(raw)
+        while pos < len(raw):
+            if pos + 4 > len(raw):
+                raise BadInput(f"{where}: BYTES data ends inside an element's length prefix")
+            size = int.from_bytes(raw[pos : pos + 4], "little")
+            if pos + 4 + size > len(raw):
+                raise BadInput(f"{where}: BYTES element {len(values)} runs past the data")
+            values.append(_text_number(raw[pos + 4 : pos + 4 + size], where))
+            pos += 4 + size
+        if len(values) != count:
+            raise BadInput(
+                f"{where}: shape needs {count} BYTES elements, the data holds {len(values)}"
+            )
+        return values
+    dtype = np.dtype(DTYPES[datatype])
+    if len(raw) != count * dtype.itemsize:
+        raise BadInput(
+            f"{where}: shape needs {count} {datatype} elements ({count * dtype.itemsize} bytes), "
+            f"got {len(raw)} bytes"
+        )
+    array = np.frombuffer(raw, dtype=dtype)
+    if datatype == "BOOL":
+        return array.astype(np.int8).tolist()
+    return array.tolist()
+
+
+def tensor(name, shape, datatype: str, values: list, where: str) -> Tensor:
+    """Checks a decoded tensor: its element count matches its shape."""
+    if len(values) != math.prod(shape):
+        raise BadInput(
+            f"{where} ({name}): shape {shape} needs {math.prod(shape)} values, got {len(values)}"
+        )
+    if datatype == "BYTES":
+        values = [_text_number(v, where) for v in values]
+    elif datatype == "BOOL":
+        values = [int(v) if isinstance(v, bool) else v for v in values]
+    return name, shape, values
 
 
 def _flatten(data, where: str) -> list:
@@ -94,43 +160,64 @@ def _flatten(data, where: str) -> list:
     return flat
 
 
-def _tensor(t, i: int) -> tuple[str, list[int], list]:
+class _Binary:
+    """The binary tensor data after the JSON header, handed out in input order."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = memoryview(data), 0
+
+    def take(self, size, where: str) -> memoryview:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadInput(f"{where}.parameters.binary_data_size: expected a non-negative integer")
+        if self.pos + size > len(self.data):
+            raise BadInput(
+                f"{where}: binary_data_size {size} runs past the binary data "
+                f"({len(self.data) - self.pos} bytes left)"
+            )
+        chunk = self.data[self.pos : self.pos + size]
+        self.pos += size
+        return chunk
+
+
+def _parameters(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadInput(f"{where}.parameters: expected an object, got {json.dumps(value)}")
+    return value
+
+
+def _tensor(t, i: int, binary: _Binary | None) -> Tensor:
     where = f"inputs[{i}]"
     if not isinstance(t, dict):
         raise BadInput(f"{where}: expected an object with name, shape, datatype and data")
-    for field in ("name", "shape", "datatype", "data"):
+    size = _parameters(t.get("parameters"), where).get("binary_data_size")
+    for field in (
+        ("name", "shape", "datatype") if size is not None else ("name", "shape", "datatype", "data")
+    ):
         if field not in t:
             raise BadInput(f"{where}: missing field {field!r}")
     if not isinstance(t["name"], str):
         raise BadInput(f"{where}.name: expected a string, got {json.dumps(t['name'])}")
-    shape = t["shape"]
-    if not isinstance(shape, list) or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
-    ):
-        raise BadInput(f"{where}.shape: expected a list of non-negative integers")
-    if not isinstance(t["datatype"], str):  # a list or object cannot even be looked up
-        raise BadInput(
-            f"{where}.datatype: expected a string naming a numeric type, got {json.dumps(t['datatype'])}"
-        )
-    if t["datatype"] not in NUMERIC_TYPES:
-        raise BadInput(
-            f"{where}.datatype: {t['datatype']!r} is not a numeric type ({', '.join(sorted(NUMERIC_TYPES))})"
-        )
-    data = _flatten(t["data"], where)
-    if len(data) != math.prod(shape):
-        raise BadInput(
-            f"{where} ({t['name']}): shape {shape} needs {math.prod(shape)} values, got {len(data)}"
-        )
-    if t["datatype"] == "BOOL":
-        data = [int(v) if isinstance(v, bool) else v for v in data]
-    return t["name"], shape, data
+    shape = check_shape(t["shape"], where)
+    datatype = check_datatype(t["datatype"], where)
+    if size is not None:
+        if binary is None:
+            raise BadInput(
+                f"{where}: binary_data_size given, but the request has no binary data "
+                "(no Inference-Header-Content-Length header)"
+            )
+        values = decode_raw(datatype, binary.take(size, where), math.prod(shape), where)
+    else:
+        values = _flatten(t["data"], where)
+    return tensor(t["name"], shape, datatype, values, where)
 
 
-def v2_records(body: dict, features: list[str]) -> list[dict]:
-    inputs = body.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
+def tensor_records(tensors: list[Tensor], features: list[str]) -> list[dict]:
+    """Records for ``serving.predict``: one [N, n_features] tensor (columns in the
+    model's input order), or one [N] or [N, 1] tensor per input, named for it."""
+    if not tensors:
         raise BadInput('request body: "inputs" must be a non-empty list of tensors')
-    tensors = [_tensor(t, i) for i, t in enumerate(inputs)]
     if len(tensors) == 1 and len(tensors[0][1]) == 2 and tensors[0][1][1] == len(features):
         _, (n, d), data = tensors[0]  # one [N, d] tensor, columns in the model's input order
         return [dict(zip(features, data[r * d : (r + 1) * d], strict=True)) for r in range(n)]
@@ -155,39 +242,144 @@ def v2_records(body: dict, features: list[str]) -> list[dict]:
     return [{f: columns[f][r] for f in features} for r in range(n)]
 
 
+def v2_records(body: dict, features: list[str], binary: bytes | None = None) -> list[dict]:
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise BadInput('request body: "inputs" must be a non-empty list of tensors')
+    reader = _Binary(binary) if binary is not None else None
+    records = tensor_records([_tensor(t, i, reader) for i, t in enumerate(inputs)], features)
+    if reader is not None and reader.pos != len(reader.data):
+        raise BadInput(
+            f"request body: {len(reader.data) - reader.pos} bytes of binary data after the "
+            "last tensor's binary_data_size"
+        )
+    return records
+
+
+def check_output(name, i: int) -> None:
+    if name != OUTPUT:
+        raise BadInput(f"outputs[{i}]: this model has one output, {OUTPUT!r}")
+
+
+@bp.get("/v2")
+def v2_server():
+    return jsonify(
+        {
+            "name": "falaj",
+            "version": appliance_pkg.__version__,
+            "extensions": ["binary_tensor_data"],
+        }
+    )
+
+
+@bp.get("/v2/health/live")
+def v2_live():
+    return jsonify({"live": True})
+
+
+@bp.get("/v2/health/ready")
+def v2_ready():
+    appliance().serving.server.refresh()  # raises (503) if the stores cannot be read
+    return jsonify({"ready": True})
+
+
+def _live(name: str, version: str | None):
+    return live_model(appliance().serving.server, name, version)
+
+
+@bp.get("/v2/models/<name>")
+@bp.get("/v2/models/<name>/versions/<version>")
+def v2_model(name: str, version: str | None = None):
+    return jsonify(model_metadata(name, _live(name, version)))
+
+
+@bp.get("/v2/models/<name>/ready")
+@bp.get("/v2/models/<name>/versions/<version>/ready")
+def v2_model_ready(name: str, version: str | None = None):
+    _live(name, version)
+    return jsonify({"name": name, "ready": True})
+
+
+def _v2_body() -> tuple[dict, bytes | None]:
+    """The JSON header and, with the binary tensor data extension, the bytes after it.
+    JSON whatever the Content-Type: the protocol does not ask for one, and Triton's
+    client sends none."""
+    data = request.get_data()
+    length = request.headers.get("Inference-Header-Content-Length")
+    binary = None
+    if length is not None:
+        if not length.isdigit() or int(length) > len(data):
+            raise BadInput(
+                f"Inference-Header-Content-Length: {length!r} is not a length within the "
+                f"body's {len(data)} bytes"
+            )
+        data, binary = data[: int(length)], data[int(length) :]
+    body = current_app.json.loads(data)
+    if not isinstance(body, dict):
+        raise BadInput("request body: expected a JSON object")
+    return body, binary
+
+
+def _flag(params: dict, key: str, where: str) -> bool | None:
+    value = params.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise BadInput(f"{where}.parameters.{key}: expected true or false, got {json.dumps(value)}")
+    return value
+
+
 @bp.post("/v2/models/<name>/infer")
 @bp.post("/v2/models/<name>/versions/<version>/infer")
 def v2_infer(name: str, version: str | None = None):
-    body = json_body()
+    body, binary = _v2_body()
     model = _live(name, version)
+    binary_default = bool(
+        _flag(
+            _parameters(body.get("parameters"), "request body"),
+            "binary_data_output",
+            "request body",
+        )
+    )
     outputs = body.get("outputs")
     if outputs is not None and not isinstance(outputs, list):
         raise BadInput(
             f'request body: "outputs" must be a list of {{"name": ...}} objects, got {json.dumps(outputs)}'
         )
+    binary_out = binary_default if not outputs else False
     for i, out in enumerate(outputs or []):
-        if not isinstance(out, dict) or out.get("name") != OUTPUT:
+        if not isinstance(out, dict):
             raise BadInput(f"outputs[{i}]: this model has one output, {OUTPUT!r}")
+        check_output(out.get("name"), i)
+        params = _parameters(out.get("parameters"), f"outputs[{i}]")
+        if params.get("classification"):
+            raise BadInput(
+                f"outputs[{i}].parameters.classification: not supported; the output is a probability"
+            )
+        flag = _flag(params, "binary_data", f"outputs[{i}]")
+        binary_out = binary_default if flag is None else flag
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadInput(f'request body: "id" must be a string, got {json.dumps(request_id)}')
     result = appliance().serving.predict(
-        name, v2_records(body, model.features), request_actor(), where="inputs"
+        name, v2_records(body, model.features, binary), request_actor(), where="inputs"
     )
-    return jsonify(
-        {
-            "model_name": name,
-            "model_version": str(result["version"]),
-            "id": request_id or result["request_id"],
-            "outputs": [
-                {
-                    "name": OUTPUT,
-                    "shape": [len(result["predictions"])],
-                    "datatype": "FP64",
-                    "data": result["predictions"],
-                }
-            ],
-        }  # fmt: skip
+    predictions = result["predictions"]
+    out = {"name": OUTPUT, "shape": [len(predictions)], "datatype": OUTPUT_DATATYPE}
+    answer = {
+        "model_name": name,
+        "model_version": str(result["version"]),
+        "id": request_id or result["request_id"],
+        "outputs": [out],
+    }
+    if not binary_out:
+        out["data"] = predictions
+        return jsonify(answer)
+    raw = np.asarray(predictions, dtype=DTYPES[OUTPUT_DATATYPE]).tobytes()
+    out["parameters"] = {"binary_data_size": len(raw)}
+    header = current_app.json.dumps(answer).encode()
+    return Response(
+        header + raw,
+        content_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(header))},
     )
 
 
