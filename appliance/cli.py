@@ -153,7 +153,9 @@ def init(app: Appliance, as_json: bool) -> None:
 
 
 @cli.command()
-@overriding("host", "port", "threads", "device", "decision_log", "check_on_start", "demo_rows")
+@overriding(
+    "host", "port", "grpc_port", "threads", "device", "decision_log", "check_on_start", "demo_rows"
+)
 @click.option(
     "--demo", is_flag=True, help="On an empty home, load the credit-risk demo and deploy a model."
 )

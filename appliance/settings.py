@@ -33,6 +33,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", 8080, "TCP port the dashboard and API listen on."),
     Setting("threads", 8, "Worker threads of the WSGI server."),
     Setting(
+        "grpc_port",
+        0,
+        "TCP port of the Open Inference Protocol's gRPC service (as Triton's 8001); 0: off.",
+    ),
+    Setting(
         "master_key_file",
         "",
         "File holding the 32-byte master key (else systemd credential or keys/master.key).",

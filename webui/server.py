@@ -1,6 +1,7 @@
-"""``falaj run``: bind the port, create the home if needed, check both stores, load the
-demo if asked, then serve the dashboard, API and models with waitress (a production
-WSGI server) until SIGTERM or Ctrl-C."""
+"""``falaj run``: bind the port(s), create the home if needed, check both stores, load
+the demo if asked, then serve the dashboard, API and models with waitress (a production
+WSGI server), and the Open Inference Protocol over gRPC when ``grpc_port`` is set, until
+SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
@@ -28,7 +29,14 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
         ) from None
 
     say = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    grpc_server = None
     try:
+        if app.settings["grpc_port"]:
+            from webui import grpc_server as grpc_module  # grpcio loads only when asked for
+
+            grpc_server, grpc_port = grpc_module.create_server(
+                app, host, app.settings["grpc_port"], app.settings["threads"]
+            )
         result = app.init(actor)
         if result["created_key"]:
             say(f"created a new home in {app.home}; master key in {app.key_path} (back it up)")
@@ -39,6 +47,8 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
         app.serving.server.refresh(force=True)  # load and verify every deployed bundle
     except BaseException:
         server.close()
+        if grpc_server is not None:
+            grpc_server.stop(None)
         raise
 
     def stop(signum, frame):  # SIGTERM (systemd, docker stop) or Ctrl-C: stop once, cleanly
@@ -49,6 +59,9 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     say(f"Falaj serving on http://{host}:{server.effective_port}")
+    if grpc_server is not None:
+        grpc_server.start()
+        say(f"Open Inference Protocol (gRPC) on {host}:{grpc_port}")
     sys.stderr.flush()
     try:
         server.run()  # returns on the KeyboardInterrupt that stop() raises
@@ -56,4 +69,6 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
         pass
     finally:
         say("stopping")
+        if grpc_server is not None:
+            grpc_server.stop(grace=5).wait()  # in-flight calls finish, new ones are refused
         server.close()
