@@ -1,6 +1,7 @@
 """The Open Inference Protocol (KServe V2) and MLflow's scoring format, against the
 same model and the same prediction log as the native API."""
 
+import gzip
 import json
 
 import numpy as np
@@ -384,3 +385,87 @@ def test_error_messages_never_show_server_paths(failing, url):
     r = failing.get(url.format("unreadable"))
     message = "cannot read FALAJ_HOME/control.db (see x.log); POST to /models/NAME/invocations"
     assert r.status_code == 503 and strict_json(r.data) == SHAPES[url]("StoreError", message)
+
+
+def binary_request(rows, dtype="<f8", datatype="FP64", extra=b"", sizes=None):
+    """A V2 request in the binary tensor data extension: one tensor per input."""
+    chunks = [np.array([r[f] for r in rows], dtype=dtype).tobytes() for f in FEATURES]
+    inputs = [
+        {"name": f, "shape": [len(rows)], "datatype": datatype,
+         "parameters": {"binary_data_size": len(c) if sizes is None else sizes[j]}}
+        for j, (f, c) in enumerate(zip(FEATURES, chunks, strict=True))
+    ]  # fmt: skip
+    header = json.dumps({"inputs": inputs, "outputs": [{"name": "probability"}]}).encode()
+    return header, b"".join(chunks) + extra
+
+
+def test_v2_binary_inputs_without_a_content_type(client, expected):
+    header, data = binary_request(ROWS, "<f4", "FP32")
+    r = client.post(
+        "/v2/models/credit/infer",
+        data=header + data,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert r.status_code == 200, r.data
+    np.testing.assert_allclose(r.get_json()["outputs"][0]["data"], expected, rtol=1e-6)
+    # asked for binary outputs, the answer is the JSON header then little-endian FP64
+    body = json.loads(header) | {"parameters": {"binary_data_output": True}}
+    body.pop("outputs")
+    header = json.dumps(body).encode()
+    r = client.post(
+        "/v2/models/credit/infer",
+        data=header + data,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert r.status_code == 200 and r.mimetype == "application/octet-stream"
+    raw = r.data
+    n = int(r.headers["Inference-Header-Content-Length"])
+    (out,) = json.loads(raw[:n])["outputs"]
+    assert out["parameters"] == {"binary_data_size": 8 * len(ROWS)} and "data" not in out
+    np.testing.assert_allclose(np.frombuffer(raw[n:], "<f8"), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make,headers,message",
+    [
+        (lambda: binary_request(ROWS), lambda h: {"Inference-Header-Content-Length": "x"}, "Inference-Header-Content-Length: 'x' is not a length"),
+        (lambda: binary_request(ROWS), lambda h: {"Inference-Header-Content-Length": "999999"}, "is not a length within the body's"),
+        (lambda: binary_request(ROWS), lambda h: {}, "request body: expected JSON"),
+        (lambda: binary_request(ROWS, extra=b"\0" * 3), None, "3 bytes of binary data after the last tensor"),
+        (lambda: binary_request(ROWS, sizes=[16] * 7 + [17]), None, "binary_data_size 17 runs past the binary data (16 bytes left)"),
+        (lambda: binary_request(ROWS, sizes=[15] + [16] * 7), None, "inputs[0]: shape needs 2 FP64 elements (16 bytes), got 15 bytes"),
+        (lambda: binary_request(ROWS, sizes=[-1] * 8), None, "inputs[0].parameters.binary_data_size: expected a non-negative integer"),
+    ],
+)  # fmt: skip
+def test_v2_malformed_binary_requests_are_400(client, trained, make, headers, message):
+    header, data = make()
+    hdrs = (
+        {"Inference-Header-Content-Length": str(len(header))}
+        if headers is None
+        else headers(header)
+    )
+    r = client.post("/v2/models/credit/infer", data=header + data, headers=hdrs)
+    assert r.status_code == 400 and message in r.get_json()["error"], r.data
+    assert trained.serving.decision_count(ACTOR) == 0
+
+
+def test_v2_binary_size_without_binary_data_is_400(client):
+    tensors = column_tensors(ROWS)
+    tensors[0] = {k: v for k, v in tensors[0].items() if k != "data"} | {
+        "parameters": {"binary_data_size": 16}
+    }
+    r = client.post("/v2/models/credit/infer", json={"inputs": tensors})
+    assert r.status_code == 400 and "no Inference-Header-Content-Length" in r.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    "encoding,data,message",
+    [
+        ("gzip", b"not gzip", "request body: not valid gzip data"),
+        ("gzip", gzip.compress(b'{"inputs": []}')[:-12], "the gzip data is cut short"),
+        ("br", b"{}", "Content-Encoding: 'br' is not supported"),
+    ],
+)
+def test_v2_bad_content_encoding_is_400(client, encoding, data, message):
+    r = client.post("/v2/models/credit/infer", data=data, headers={"Content-Encoding": encoding})
+    assert r.status_code == 400 and message in r.get_json()["error"], r.data

@@ -143,6 +143,21 @@ def test_http_outputs_default_to_binary_and_versions_are_honoured(http, expected
     assert result.as_numpy("probability").dtype == np.float64
 
 
+@pytest.mark.parametrize("compression", ["gzip", "deflate"])
+def test_http_compressed_requests(http, expected, compression):
+    """Compressed requests are inflated; answers come back uncompressed, which the
+    client reads whatever it asked for."""
+    for binary in (True, False):
+        result = http.infer(
+            MODEL,
+            inputs_for(httpclient, MATRIX, "FP64", "columns", binary),
+            outputs=[httpclient.InferRequestedOutput("probability", binary_data=binary)],
+            request_compression_algorithm=compression,
+            response_compression_algorithm=compression,
+        )
+        np.testing.assert_allclose(result.as_numpy("probability"), expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize(
     "call,message",
     [

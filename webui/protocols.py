@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import math
+import zlib
 
 import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -300,11 +301,36 @@ def v2_model_ready(name: str, version: str | None = None):
     return jsonify({"name": name, "ready": True})
 
 
+MAX_INFLATED = 64 * 1024 * 1024  # bytes a compressed request body may grow to
+
+
+def _inflate(data: bytes) -> bytes:
+    """A request body sent with Content-Encoding gzip or deflate (tritonclient's
+    request_compression_algorithm), refused past ``MAX_INFLATED`` bytes."""
+    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib, told apart by the header
+    try:
+        out = inflater.decompress(data, MAX_INFLATED + 1)
+    except zlib.error as e:
+        raise BadInput(f"request body: not valid {request.content_encoding} data ({e})") from None
+    if len(out) > MAX_INFLATED or inflater.unconsumed_tail:
+        raise BadInput(f"request body: inflates to more than {MAX_INFLATED} bytes")
+    if not inflater.eof:
+        raise BadInput(f"request body: the {request.content_encoding} data is cut short")
+    return out
+
+
 def _v2_body() -> tuple[dict, bytes | None]:
     """The JSON header and, with the binary tensor data extension, the bytes after it.
     JSON whatever the Content-Type: the protocol does not ask for one, and Triton's
     client sends none."""
     data = request.get_data()
+    encoding = (request.content_encoding or "identity").strip().lower()
+    if encoding in ("gzip", "deflate"):
+        data = _inflate(data)
+    elif encoding != "identity":
+        raise BadInput(
+            f"Content-Encoding: {encoding!r} is not supported (gzip, deflate or identity)"
+        )
     length = request.headers.get("Inference-Header-Content-Length")
     binary = None
     if length is not None:
@@ -372,7 +398,7 @@ def v2_infer(name: str, version: str | None = None):
     }
     if not binary_out:
         out["data"] = predictions
-        return jsonify(answer)
+        return jsonify(answer)  # uncompressed, whatever Accept-Encoding allows
     raw = np.asarray(predictions, dtype=DTYPES[OUTPUT_DATATYPE]).tobytes()
     out["parameters"] = {"binary_data_size": len(raw)}
     header = current_app.json.dumps(answer).encode()
