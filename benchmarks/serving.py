@@ -13,6 +13,12 @@ keep-alive requests, one at a time per connection, at concurrency 1 and 8 and ba
 sizes 1, 100 and 1000 records per request. In each cell the three are measured back to
 back, so a change in the machine's load between cells does not skew their ratios.
 
+Then the same model over each protocol, on the durable server, one connection,
+single-row and 1,000-row requests: the native JSON API (plain HTTP), the Open
+Inference Protocol over HTTP with JSON and with binary tensors (tritonclient.http) and
+over gRPC (tritonclient.grpc), with their ratio to the native API and the targets
+(binary and gRPC within 20% of it at one row, faster at 1,000 rows).
+
 Reported per cell: requests/s, p50 and p99 latency; durable / async (the cost of
 durability: < 1 on requests/s, > 1 on latency) and baseline p50 / Falaj durable p50 (> 1:
 Falaj is faster). A full run writes benchmarks/results/serving.json.
@@ -98,19 +104,24 @@ class Baseline:
         self.proc.join(30)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class Falaj:
     """`falaj run` on the home, with the decision log in the given mode."""
 
     def __init__(self, home: Path, mode: str) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port, self.grpc_port = _free_port(), _free_port()
         self.path = PATH
         self.log = home.parent / f"falaj-{mode}.log"
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "appliance", "--home", str(home), "run",
-                 "--port", str(self.port), "--threads", str(THREADS), "--decision-log", mode],
+                 "--port", str(self.port), "--threads", str(THREADS), "--decision-log", mode,
+                 "--grpc-port", str(self.grpc_port)],
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.time() + 120
@@ -209,6 +220,77 @@ def load(port: int, path: str, body: bytes, concurrency: int, n: int) -> dict[st
     }
 
 
+# -- the same model over each protocol -----------------------------------------------
+
+PROTOCOLS = ("native JSON", "V2 JSON", "V2 binary", "V2 gRPC")
+
+
+def protocol_calls(server: Falaj, X: np.ndarray, features: list[str], batch: int) -> dict:
+    """One call per protocol scoring the same ``batch`` rows, each with a client a user
+    of that protocol would use: plain HTTP for the native API, tritonclient for V2."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    M = np.ascontiguousarray(X[np.arange(batch) % len(X)], dtype=np.float64)
+    body = body_of(X, features, batch)
+    native = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    h = httpclient.InferenceServerClient(f"127.0.0.1:{server.port}")
+    g = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+
+    def call_native():
+        native.request("POST", PATH, body, {"Content-Type": "application/json"})
+        resp = native.getresponse()
+        return np.asarray(json.loads(resp.read())["predictions"])
+
+    def call_http(binary: bool):
+        t = httpclient.InferInput("input-0", list(M.shape), "FP64")
+        t.set_data_from_numpy(M, binary_data=binary)
+        out = httpclient.InferRequestedOutput("probability", binary_data=binary)
+        return h.infer("credit", [t], outputs=[out]).as_numpy("probability")
+
+    def call_grpc():
+        t = grpcclient.InferInput("input-0", list(M.shape), "FP64")
+        t.set_data_from_numpy(M)
+        return g.infer("credit", [t]).as_numpy("probability")
+
+    return {"native JSON": call_native, "V2 JSON": lambda: call_http(False),
+            "V2 binary": lambda: call_http(True), "V2 gRPC": call_grpc}  # fmt: skip
+
+
+def compare_protocols(server: Falaj, X: np.ndarray, features: list[str], n: int) -> list[dict]:
+    """Single-row and 1,000-row requests, one connection, each protocol back to back;
+    requests/s and the ratio to the native API (target: binary and gRPC within 20% of
+    it at one row, faster at 1,000)."""
+    rows = []
+    print(f"\n{'batch':>6}  {'protocol':<12} {'req/s':>9} {'p50':>11}  vs native (req/s)")
+    for batch in (1, 1000):
+        calls = protocol_calls(server, X, features, batch)
+        answers = {p: calls[p]() for p in PROTOCOLS}  # warm-up, and the same answers
+        for p in PROTOCOLS:
+            np.testing.assert_allclose(answers[p], answers["native JSON"], rtol=1e-12)
+        got = {}
+        for p in PROTOCOLS:
+            times = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                calls[p]()
+                times.append(time.perf_counter() - t0)
+            got[p] = {"rps": len(times) / sum(times), "p50_s": float(np.median(times))}
+        native = got["native JSON"]["rps"]
+        missed = [p for p in ("V2 binary", "V2 gRPC")
+                  if got[p]["rps"] < (0.8 if batch == 1 else 1.0) * native]  # fmt: skip
+        for p in PROTOCOLS:
+            print(f"{batch:>6}  {p:<12} {got[p]['rps']:>9.1f} {got[p]['p50_s'] * 1e3:>9.2f}ms  "
+                  f"x{got[p]['rps'] / native:.2f}")  # fmt: skip
+        target = "binary and gRPC >= 0.8x native" if batch == 1 else "binary and gRPC > native"
+        print(f"{'':>8}target: {target}: {'MISSED ' + ', '.join(missed) if missed else 'ok'}")
+        rows.append({"kernel": "serving_protocols", "rows": batch, "concurrency": 1,
+                     "systems": got, "vs_native": {p: got[p]["rps"] / native for p in PROTOCOLS},
+                     "target": target, "missed": missed,
+                     "load_avg_1m": os.getloadavg()[0]})  # fmt: skip
+    return rows
+
+
 # -- the run -------------------------------------------------------------------------
 
 
@@ -275,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             for b, c in cells:
                 got = {s: load(servers[s].port, servers[s].path, bodies[b], c, n) for s in SYSTEMS}
                 rows.append(report(b, c, got, os.getloadavg()[0]))
+            # the protocols on the durable server, the default configuration
+            rows += compare_protocols(servers["falaj durable"], X, features, n // 2 or 1)
         finally:
             for server in servers.values():
                 server.stop()
