@@ -118,6 +118,9 @@ class Registry:
                 if folder.is_dir() and rel not in registered:
                     shutil.rmtree(folder, ignore_errors=True)
                     removed.append(rel)
+            for model in self.artifacts.iterdir():  # a first version that never committed
+                if model.is_dir() and not any(model.iterdir()):
+                    model.rmdir()
             if removed:
                 tx.append_audit(SYSTEM, "reconcile.rollback", "artifacts",
                                 {"change": "model.register", "removed": removed})  # fmt: skip
