@@ -106,10 +106,10 @@ class Appliance:
     def _reconcile_features(self) -> None:
         """Finish or undo what a crash left between the two stores' commits."""
         undone = self.ingestion.reconcile()
-        completed = self.decision_log.reconcile()
-        if undone or completed:
+        settled = self.decision_log.reconcile()
+        if undone or settled:
             log.warning("reconciled: %d ingest batches rolled back, %d decision batches "
-                        "completed", len(undone), len(completed))  # fmt: skip
+                        "settled", len(undone), len(settled))  # fmt: skip
 
     # -- services, one per layer -------------------------------------------------
 
@@ -229,8 +229,7 @@ class Appliance:
             store = self.control if name == CONTROL_FILE else self.features
             found = problems[name] = store.integrity_problems()
             if found:
-                more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-                raise StoreDamaged(f"{name}: damaged: {found[0]}{more}; restore it from a backup")
+                raise StoreDamaged.naming(name, found)
         return problems
 
     def load_demo(self, actor: Actor, say=lambda msg: None) -> dict[str, Any]:

@@ -46,6 +46,12 @@ class StoreBusy(StoreError):
 class StoreDamaged(StoreError):
     """A store's pages or blocks fail their checksums or cannot be read."""
 
+    @classmethod
+    def naming(cls, store: str, problems: list[str]) -> StoreDamaged:
+        """One line: the store, its first problem and how many more."""
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return cls(f"{store}: damaged: {problems[0]}{more}; restore it from a backup")
+
 
 class Unavailable(FalajError):
     """A service cannot do its work now (a decision that cannot be logged is not given)."""

@@ -210,7 +210,7 @@ def _check_decisions(app: Appliance, events: list[dict]) -> int:
         assert (d["rows"], d["requests"], d["records_sha256"]) == (
             b["rows"], b["requests"], b["records_sha256"]
         )  # fmt: skip
-        _, records = app.features.decision_batch(batch_id)
+        records = app.features.decision_batch_rows(batch_id)
         assert records_sha256(records) == b["records_sha256"], batch_id
     return sum(r["n"] for r in counts)
 

@@ -21,10 +21,15 @@ from appliance.auth import Actor, require
 from appliance.errors import BundleTampered, CheckFailed, NotDeployed, NotFound
 from appliance.registry import Registry
 from appliance.serving.decision_log import DecisionLog, records_sha256
-from appliance.serving.slots import Deployment, ModelServer, Slot, other
+from appliance.serving.slots import SLOTS, Deployment, ModelServer, Slot, other
 from appliance.stores import ControlStore, FeatureStore
 
 __all__ = ["Deployment", "ModelServer", "Serving"]
+
+
+def slot_versions(row: dict[str, Any]) -> dict[str, int | None]:
+    """The version each slot holds, from a deployments row."""
+    return {s: row[f"{s}_version"] for s in SLOTS}
 
 
 class Serving:
@@ -68,18 +73,20 @@ class Serving:
             else:
                 slot = other(current["live_slot"])
                 previous = current[f"{current['live_slot']}_version"]
-                versions = {s: current[f"{s}_version"] for s in ("blue", "green")} | {slot: version}
+                versions = slot_versions(current) | {slot: version}
             tx.put_deployment(name, slot, versions["blue"], versions["green"], actor)
             tx.append_audit(actor, "model.deploy", f"{name}@{version}",
                             {"slot": slot, "previous_version": previous})  # fmt: skip
         faults.point("deploy.committed")
-        self._install(name, slot, versions, slot, model)
+        self._install(name, slot, versions, model)
         return {"name": name, "version": version, "slot": slot, "previous_version": previous}
 
     def rollback(self, name: str, actor: Actor) -> dict[str, Any]:
         """Send traffic back to the other slot, which holds the previously live version."""
         require(actor, "model.deploy")
-        row = self.control_deployment(name)
+        row = self.control.deployment(name)
+        if row is None:
+            raise NotDeployed(f"model {name!r} is not deployed")
         slot = other(row["live_slot"])
         version, current = row[f"{slot}_version"], row[f"{row['live_slot']}_version"]
         if version is None:
@@ -95,18 +102,12 @@ class Serving:
             tx.append_audit(actor, "model.rollback", f"{name}@{version}",
                             {"slot": slot, "from_version": current})  # fmt: skip
         faults.point("rollback.committed")
-        versions = {s: row[f"{s}_version"] for s in ("blue", "green")}
-        self._install(name, slot, versions, slot, model)
+        self._install(name, slot, slot_versions(row), model)
         return {"name": name, "version": version, "slot": slot, "previous_version": current}
 
-    def control_deployment(self, name: str) -> dict[str, Any]:
-        for d in self.control.deployments():
-            if d["name"] == name:
-                return d
-        raise NotDeployed(f"model {name!r} is not deployed")
-
-    def _install(self, name: str, live: str, versions: dict, slot: str, model) -> None:
-        """Switch this process's slots to the committed state, keeping loaded models."""
+    def _install(self, name: str, slot: str, versions: dict, model) -> None:
+        """Switch this process's slots to the committed state: ``slot`` is live with
+        ``model``; the other keeps its loaded model if its version did not change."""
         old = self.server.loaded(name)
         slots = {}
         for s, v in versions.items():
@@ -117,7 +118,7 @@ class Serving:
                 slots[s] = kept
             else:
                 slots[s] = Slot(v)  # loaded when a rollback needs it
-        self.server.install(Deployment(name, live, slots))
+        self.server.install(Deployment(name, slot, slots))
 
     def deployments(self, actor: Actor) -> dict[str, Deployment]:
         require(actor, "model.read")
@@ -187,7 +188,7 @@ class Serving:
         if not rows:
             raise NotFound(f"no decision with request id {request_id!r}")
         batch_id = rows[0]["batch_id"]
-        _, batch_rows = features.decision_batch(batch_id)
+        batch_rows = features.decision_batch_rows(batch_id)
         events = self.control.audit_find("decisions.logged", batch_id)
         event = events[0] if events else None
         proved = bool(event) and event["details"]["records_sha256"] == records_sha256(batch_rows)

@@ -179,19 +179,19 @@ class DecisionLog:
             return []
         audited = self._audited()
         settled = []
-        for batch_id in self.features.decision_batch_ids():
+        for batch in self.features.decision_batches():
+            batch_id = batch["batch_id"]
             if batch_id in audited:
                 continue
-            record, rows = self.features.decision_batch(batch_id)
-            if record["answered"]:
-                self._audit(batch_id, rows.num_rows, record["requests"], records_sha256(rows),
+            if batch["answered"]:  # the event it would have had, from its stored hash
+                self._audit(batch_id, batch["rows"], batch["requests"], batch["records_sha256"],
                             recovered=True)  # fmt: skip
             else:
                 with self.features.transaction() as tx:
                     tx.undo_decisions(batch_id)
                 with self.control.transaction() as tx:
                     tx.append_audit(SYSTEM, "reconcile.rollback", batch_id,
-                                    {"change": "decisions.logged", "rows": rows.num_rows,
+                                    {"change": "decisions.logged", "rows": batch["rows"],
                                      "answered": False})  # fmt: skip
             settled.append(batch_id)
         return settled

@@ -116,10 +116,7 @@ def _cipher_problems(conn: Any) -> list[str]:
 
 
 def _damaged(problems: list[str], text: str) -> StoreDamaged:
-    if not problems:
-        return StoreDamaged(f"{FILENAME}: damaged: {text}; restore it from a backup")
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return StoreDamaged(f"{FILENAME}: damaged: {problems[0]}{more}; restore it from a backup")
+    return StoreDamaged.naming(FILENAME, problems or [text])
 
 
 def _open_error(conn: Any, path: Path, exc: sqlcipher3.Error) -> StoreError:
@@ -387,6 +384,10 @@ class ControlStore:
             "SELECT * FROM model_versions WHERE name = ? AND version = ?", (name, version)
         )
         return _decode(rows[0], "metrics", "features") if rows else None
+
+    def deployment(self, name: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM deployments WHERE name = ?", (name,))
+        return rows[0] if rows else None
 
     def deployments(self) -> list[dict[str, Any]]:
         return self.query("SELECT * FROM deployments ORDER BY name")

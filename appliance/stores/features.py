@@ -401,9 +401,8 @@ class FeatureStore:
             [request_id],
         )
 
-    def decision_batch(self, batch_id: str) -> tuple[dict[str, Any] | None, pa.Table]:
-        """A batch's record and its rows, in the order its hash covers."""
-        rows = self.query("SELECT * FROM _decision_batches WHERE batch_id = ?", [batch_id])
+    def decision_batch_rows(self, batch_id: str) -> pa.Table:
+        """A batch's records, in the order its hash covers."""
         with self._reading() as cur:
             table = cur.execute(
                 f"SELECT {', '.join(DECISION_COLUMNS)} FROM _predictions WHERE batch_id = ? "
@@ -412,7 +411,7 @@ class FeatureStore:
             ).arrow()
             if isinstance(table, pa.RecordBatchReader):
                 table = table.read_all()
-        return (rows[0] if rows else None), table
+        return table
 
     def change_counts(self) -> dict[str, int]:
         """How many ingest and decision batches the store holds."""
@@ -421,8 +420,9 @@ class FeatureStore:
             "(SELECT count(*) FROM _decision_batches) AS decisions"
         )[0]
 
-    def decision_batch_ids(self) -> list[str]:
-        return [r["batch_id"] for r in self.query("SELECT batch_id FROM _decision_batches")]
+    def decision_batches(self) -> list[dict[str, Any]]:
+        """Every batch's record: id, time, rows, requests, records' hash, answered."""
+        return self.query("SELECT * FROM _decision_batches ORDER BY committed_at")
 
     # -- integrity -------------------------------------------------------------
 
@@ -649,8 +649,7 @@ def _mapped(exc: duckdb.Error) -> StoreError | Unavailable | None:
 
 
 def _damaged(problems: list[str]) -> StoreDamaged:
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return StoreDamaged(f"{FILENAME}: damaged: {problems[0]}{more}; restore it from a backup")
+    return StoreDamaged.naming(FILENAME, problems)
 
 
 def _open_error(path: Path, key: bytes, exc: duckdb.Error) -> StoreError:
