@@ -23,7 +23,11 @@ from appliance.audit import AuditService
 from appliance.auth import SYSTEM, Actor, require
 from appliance.errors import StoreDamaged, StoreError
 from appliance.features import FeatureCatalog
+from appliance.features.online import OnlineStore
+from appliance.features.training_sets import TrainingSets
+from appliance.features.views import FeatureViews
 from appliance.ingest import IngestService
+from appliance.ingest.quarantine import Quarantine
 from appliance.registry import Registry
 from appliance.serving import Serving
 from appliance.serving.decision_log import DecisionLog
@@ -118,8 +122,24 @@ class Appliance:
         return IngestService(self.features, self.control)
 
     @cached_property
+    def quarantine(self) -> Quarantine:
+        return Quarantine(self.features, self.control)
+
+    @cached_property
     def catalog(self) -> FeatureCatalog:
         return FeatureCatalog(self.features)
+
+    @cached_property
+    def views(self) -> FeatureViews:
+        return FeatureViews(self.control, self.features)
+
+    @cached_property
+    def training_sets(self) -> TrainingSets:
+        return TrainingSets(self.views, self.features, self.control)
+
+    @cached_property
+    def online(self) -> OnlineStore:
+        return OnlineStore(self.views, self.features, self.control)
 
     @cached_property
     def registry(self) -> Registry:

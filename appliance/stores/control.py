@@ -23,6 +23,12 @@ import sqlcipher3
 from appliance.audit.chain import GENESIS, canonical_json, event_hash
 from appliance.errors import StoreBusy, StoreDamaged, StoreError, WrongKey
 from appliance.stores import migrations
+from appliance.stores.table_specs import MIGRATIONS as TABLE_SPEC_MIGRATIONS
+from appliance.stores.table_specs import TableSpecReads, TableSpecTx
+from appliance.stores.training_sets import MIGRATIONS as TRAINING_SET_MIGRATIONS
+from appliance.stores.training_sets import TrainingSetReads, TrainingSetTx
+from appliance.stores.views import MIGRATIONS as VIEW_MIGRATIONS
+from appliance.stores.views import ViewReads, ViewTx
 
 FILENAME = "control.db"
 
@@ -90,6 +96,9 @@ MIGRATIONS = [
         CREATE INDEX audit_by_action ON audit_events (action, subject)
         """,
     ),
+    *TABLE_SPEC_MIGRATIONS,
+    *VIEW_MIGRATIONS,
+    *TRAINING_SET_MIGRATIONS,
 ]
 
 
@@ -143,7 +152,7 @@ def _decode(row: dict[str, Any], *fields: str) -> dict[str, Any]:
     return row
 
 
-class ControlTx:
+class ControlTx(TableSpecTx, ViewTx, TrainingSetTx):
     """The writes of one open control.db transaction."""
 
     def __init__(self, conn: Any) -> None:
@@ -222,7 +231,7 @@ class ControlTx:
         )
 
 
-class ControlStore:
+class ControlStore(TableSpecReads, ViewReads, TrainingSetReads):
     def __init__(self, path: Path, key: bytes, create: bool = False) -> None:
         self.path = Path(path)
         exists = self.path.exists()

@@ -34,6 +34,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from appliance.errors import StoreBusy, StoreDamaged, StoreError, Unavailable, WrongKey
 from appliance.stores import migrations
+from appliance.stores.online import MIGRATIONS as ONLINE_MIGRATIONS
+from appliance.stores.online import OnlineReads, OnlineTx
+from appliance.stores.quality import MIGRATIONS as QUALITY_MIGRATIONS
+from appliance.stores.quality import QualityReads, QualityTx
+from appliance.stores.sqltext import ident, literal
 
 FILENAME = "features.duckdb"
 ALIAS = "fs"
@@ -84,20 +89,13 @@ MIGRATIONS = [
         )
         """,
     ),
+    *QUALITY_MIGRATIONS,
+    *ONLINE_MIGRATIONS,
 ]
 
 # The decision log's columns, in order; what a batch's hash commits to.
 DECISION_COLUMNS = ("ts", "request_id", "row_in_request", "actor", "model", "version", "slot",
                     "input_fingerprint", "output", "latency_ms")  # fmt: skip
-
-
-def ident(name: str) -> str:
-    """An identifier quoted for DuckDB: any characters, double quotes doubled."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def extension_directory() -> str:
@@ -122,7 +120,7 @@ def connect_memory(temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
     return con
 
 
-class FeaturesTx:
+class FeaturesTx(QualityTx, OnlineTx):
     """The writes of one open features.duckdb transaction."""
 
     def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
@@ -201,7 +199,7 @@ class FeaturesTx:
         self.conn.execute("DELETE FROM _decision_batches WHERE batch_id = ?", [batch_id])
 
 
-class FeatureStore:
+class FeatureStore(QualityReads, OnlineReads):
     def __init__(
         self, path: Path, key: bytes, create: bool = False, temp_dir: Path | None = None
     ) -> None:

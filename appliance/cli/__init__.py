@@ -223,26 +223,6 @@ def status(app: Appliance, as_json: bool) -> None:
     emit(as_json, data, "\n".join(lines))
 
 
-@cli.command("ingest")
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option("--table", required=True, help="Table to create or append to.")
-@click.option("--entity", required=True, help="Column holding the entity key.")
-@click.option("--timestamp", required=True, help="Column holding the event time.")
-@json_option
-@service
-def ingest_cmd(
-    app: Appliance, file: Path, table: str, entity: str, timestamp: str, as_json: bool
-) -> None:
-    """Load a CSV or Parquet file into a feature table, all rows or none.
-
-    \b
-    Example:
-        falaj ingest loans.csv --table loans --entity customer_id --timestamp event_time
-    """
-    r = app.ingestion.ingest(file, table, entity, timestamp, cli_actor())
-    emit(as_json, r, f"ingested {r['rows']} rows into {r['table']} ({r['total_rows']} rows in all)")
-
-
 @cli.command()
 @click.option("--table", required=True, help="Feature table to train from.")
 @click.option("--label", required=True, help="0/1 label column.")
@@ -556,6 +536,11 @@ def bench(args: tuple[str, ...]) -> None:
     from benchmarks.__main__ import main as bench_main
 
     sys.exit(bench_main(list(args)))
+
+
+# Each module below adds its commands to ``cli``; imported last, after the helpers above.
+import appliance.cli.data_commands  # noqa: E402, F401
+import appliance.cli.feature_commands  # noqa: E402, F401
 
 
 def main() -> None:
