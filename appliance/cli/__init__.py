@@ -541,6 +541,7 @@ def bench(args: tuple[str, ...]) -> None:
 # Each module below adds its commands to ``cli``; imported last, after the helpers above.
 import appliance.cli.data_commands  # noqa: E402, F401
 import appliance.cli.feature_commands  # noqa: E402, F401
+import appliance.cli.online_commands  # noqa: E402, F401
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ from appliance.stores.online import OnlineReads, OnlineTx
 from appliance.stores.quality import MIGRATIONS as QUALITY_MIGRATIONS
 from appliance.stores.quality import QualityReads, QualityTx
 from appliance.stores.sqltext import ident, literal
+from appliance.stores.view_rows import ViewRowReads
 
 FILENAME = "features.duckdb"
 ALIAS = "fs"
@@ -199,7 +200,7 @@ class FeaturesTx(QualityTx, OnlineTx):
         self.conn.execute("DELETE FROM _decision_batches WHERE batch_id = ?", [batch_id])
 
 
-class FeatureStore(QualityReads, OnlineReads):
+class FeatureStore(QualityReads, OnlineReads, ViewRowReads):
     def __init__(
         self, path: Path, key: bytes, create: bool = False, temp_dir: Path | None = None
     ) -> None:
