@@ -36,12 +36,19 @@ class IngestService:
         timestamp: str,
         actor: Actor,
         label: str | None = None,
+        *,
+        created: str | None = None,
     ) -> dict[str, Any]:
         """Append a CSV/Parquet file or an Arrow table to a table, all rows or none."""
         require(actor, "data.ingest")
         check_name("table", table)
         existing = self.features.column_types(table)
         known_keys = self.features.table_keys(table)
+        if existing is not None and created != self.features.created_column(table):
+            raise BadInput(
+                f"table {table!r} has created-time column "
+                f"{self.features.created_column(table)!r}, not {created!r}"
+            )
         if known_keys is not None and known_keys != (entity, timestamp):
             raise BadInput(
                 f"table {table!r} has entity {known_keys[0]!r} and timestamp {known_keys[1]!r}, "
@@ -53,6 +60,8 @@ class IngestService:
         else:
             where = str(Path(source).resolve())
             prepared = prepare(Path(source), entity, timestamp, existing)
+        if created is not None and created not in prepared.types:
+            raise BadInput(f"{where}: the created-time column {created!r} is missing")
         batch_id = uuid.uuid4().hex
         now = datetime.now(UTC).replace(tzinfo=None)
         rows = prepared.table.append_column(
@@ -60,7 +69,7 @@ class IngestService:
         ).append_column("_ingested_at", pa.array([now] * prepared.rows, pa.timestamp("us")))
         with self.features.transaction() as tx:
             if existing is None:
-                tx.create_table(table, prepared.types, entity, timestamp, now)
+                tx.create_table(table, prepared.types, entity, timestamp, now, created)
             tx.append(table, rows)
             tx.record_ingest(batch_id, table, where, prepared.rows, now, actor)
             total = tx.row_count(table)

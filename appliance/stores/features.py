@@ -128,20 +128,40 @@ class FeaturesTx(QualityTx, OnlineTx):
         self.conn = conn
 
     def create_table(
-        self, table: str, types: dict[str, str], entity: str, timestamp: str, at: datetime
+        self,
+        table: str,
+        types: dict[str, str],
+        entity: str,
+        timestamp: str,
+        at: datetime,
+        created: str | None = None,
     ) -> None:
         cols = ", ".join(f"{ident(c)} {t}" for c, t in types.items())
         self.conn.execute(
-            f"CREATE TABLE {ident(table)} ({cols}, _batch_id VARCHAR, _ingested_at TIMESTAMP)"
+            f"CREATE TABLE {ident(table)} ({cols}, _batch_id VARCHAR, _ingested_at TIMESTAMP, "
+            "_seq BIGINT)"
         )
-        self.conn.execute("INSERT INTO _tables VALUES (?, ?, ?, ?)", [table, entity, timestamp, at])
+        self.conn.execute(
+            "INSERT INTO _tables (table_name, entity_col, timestamp_col, created_at, created_col) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [table, entity, timestamp, at, created],
+        )
 
-    def append(self, table: str, rows: pa.Table | pa.RecordBatchReader) -> None:
+    def append(self, table: str, rows: pa.Table | pa.RecordBatch) -> tuple[int, int]:
+        """Append rows, numbering them with the next ``_seq`` values in their order
+        (a ``_seq`` column already given is kept); (first ``_seq``, rows)."""
+        n = rows.num_rows
+        first = 0
+        if "_seq" not in rows.schema.names:
+            first = self.reserve_seq(n)
+            seq = pa.array(np.arange(first, first + n, dtype=np.int64))
+            rows = rows.append_column("_seq", seq)
         self.conn.register("_rows", rows)
         try:
             self.conn.execute(f"INSERT INTO {ident(table)} BY NAME SELECT * FROM _rows")
         finally:
             self.conn.unregister("_rows")
+        return first, n
 
     def record_ingest(
         self, batch_id: str, table: str, source: str, rows: int, at: datetime, actor: object
@@ -161,6 +181,7 @@ class FeaturesTx(QualityTx, OnlineTx):
         table = row[0]
         self.conn.execute(f"DELETE FROM {ident(table)} WHERE _batch_id = ?", [batch_id])
         self.conn.execute("DELETE FROM _ingests WHERE batch_id = ?", [batch_id])
+        self.forget_batch_quality(batch_id)
         left = self.conn.execute(
             "SELECT count(*) FROM _ingests WHERE table_name = ?", [table]
         ).fetchone()[0]
@@ -268,13 +289,31 @@ class FeatureStore(QualityReads, OnlineReads, ViewRowReads):
 
     def migrate(self) -> list[str]:
         with self._lock, self._guard():
-            return migrations.apply(
+            applied = migrations.apply(
                 self.conn,
                 MIGRATIONS,
                 begin=self.conn.begin,
                 commit=self.conn.commit,
                 rollback=self.conn.rollback,
             )
+        self.number_old_tables()
+        return applied
+
+    def number_old_tables(self) -> list[str]:
+        """Give every table made before ``_seq`` existed its ``_seq`` column, rows
+        numbered in stored order, oldest table first; idempotent. The tables upgraded."""
+        upgraded = []
+        old = self.query(
+            "SELECT table_name FROM _tables t WHERE NOT EXISTS (SELECT 1 FROM "
+            "information_schema.columns c WHERE c.table_name = t.table_name "
+            "AND c.table_catalog = current_database() AND c.column_name = '_seq') "
+            "ORDER BY created_at, table_name"
+        )
+        for t in old:
+            with self.transaction() as tx:
+                if tx.number_rows(t["table_name"]):
+                    upgraded.append(t["table_name"])
+        return upgraded
 
     def migrations(self) -> list[str]:
         with self._lock, self._guard():
@@ -329,7 +368,8 @@ class FeatureStore(QualityReads, OnlineReads, ViewRowReads):
     def tables(self) -> list[dict[str, Any]]:
         """Every feature table with its keys and ingest history."""
         return self.query(
-            "SELECT t.table_name, t.entity_col, t.timestamp_col, max(i.ingested_at) AS last, "
+            "SELECT t.table_name, t.entity_col, t.timestamp_col, t.created_col, "
+            "max(i.ingested_at) AS last, "
             "count(i.batch_id) AS batches FROM _tables t LEFT JOIN _ingests i USING (table_name) "
             "GROUP BY ALL ORDER BY t.table_name"
         )

@@ -1,20 +1,234 @@
-"""features.duckdb: ingest quality reports and quarantined rows.
+"""features.duckdb: row identity, ingest quality reports and quarantined rows.
 
 A mixin pair: ``QualityTx`` methods join ``FeaturesTx`` (they run inside its transaction,
 through ``self.conn``); ``QualityReads`` methods join ``FeatureStore`` (through ``self.query``).
 Its migrations are appended to the store's list, in the order the store names them.
+
+- ``_row_seq`` holds the next ``_seq``: every row of every feature table gets one, unique
+  and increasing across the store in ingest order, reserved inside the ingest's
+  transaction (a rolled-back ingest gives its numbers back). A quarantined row keeps the
+  number it was given as its quarantine id.
+- ``_tables.created_col`` names a table's created-time column (None: the ingest time).
+- ``_quality_reports``: one per ingest or release batch, in the same transaction as it.
+- ``_quarantine``: rows that broke a ``quarantine`` contract, with their original values
+  (JSON, as text) and every reason. A release or drop first marks its rows with an
+  operation id (``_quarantine_ops`` holds it while pending), then its audit event
+  commits, then the marked rows are deleted: ``reconcile`` finishes an audited operation
+  and undoes one whose event never committed.
 """
 
 from __future__ import annotations
 
-from appliance.stores import migrations
+import json
+from datetime import datetime
+from typing import Any
 
-MIGRATIONS: list[migrations.Migration] = []
+import pyarrow as pa
+
+from appliance.stores import migrations
+from appliance.stores.sqltext import ident
+
+MIGRATIONS: list[migrations.Migration] = [
+    migrations.Migration(
+        "0003_quality",
+        """
+        ALTER TABLE _tables ADD COLUMN created_col TEXT;
+        CREATE TABLE _row_seq (next_seq BIGINT NOT NULL);
+        INSERT INTO _row_seq VALUES (1);
+        CREATE TABLE _quality_reports (
+            batch_id TEXT PRIMARY KEY,
+            table_name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            source TEXT NOT NULL,
+            reported_at TIMESTAMP NOT NULL,
+            policy TEXT,
+            rows_in BIGINT NOT NULL,
+            rows_landed BIGINT NOT NULL,
+            rows_quarantined BIGINT NOT NULL,
+            rules TEXT NOT NULL,
+            newest_event TIMESTAMP,
+            freshness_seconds DOUBLE
+        );
+        CREATE TABLE _quarantine (
+            id BIGINT PRIMARY KEY,
+            batch_id TEXT NOT NULL,
+            table_name TEXT NOT NULL,
+            source TEXT NOT NULL,
+            row_number BIGINT NOT NULL,
+            quarantined_at TIMESTAMP NOT NULL,
+            row_values TEXT NOT NULL,
+            reasons TEXT NOT NULL,
+            op_id TEXT
+        );
+        CREATE TABLE _quarantine_ops (
+            op_id TEXT PRIMARY KEY,
+            action TEXT NOT NULL,
+            table_name TEXT NOT NULL,
+            batch_id TEXT,
+            started_at TIMESTAMP NOT NULL,
+            rows BIGINT NOT NULL
+        )
+        """,
+    ),
+]
+
+REPORT_COLUMNS = ("batch_id", "table_name", "kind", "source", "reported_at", "policy", "rows_in",
+                  "rows_landed", "rows_quarantined", "rules", "newest_event",
+                  "freshness_seconds")  # fmt: skip
 
 
 class QualityTx:
-    conn: object
+    conn: Any
+
+    # -- row identity ----------------------------------------------------------
+
+    def reserve_seq(self, n: int) -> int:
+        """Reserve ``n`` consecutive ``_seq`` numbers; the first."""
+        first = self.conn.execute("SELECT next_seq FROM _row_seq").fetchone()[0]
+        self.conn.execute("UPDATE _row_seq SET next_seq = ?", [first + n])
+        return first
+
+    def number_rows(self, table: str) -> bool:
+        """Give a table made before ``_seq`` existed the column, its rows numbered in
+        their stored order; False (and nothing done) when it has it already."""
+        cols = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = ? AND table_catalog = current_database()",
+                [table],
+            ).fetchall()
+        }
+        if "_seq" in cols:
+            return False
+        q = ident(table)
+        n = self.conn.execute(f"SELECT count(*) FROM {q}").fetchone()[0]
+        first = self.reserve_seq(n)
+        self.conn.execute(f"ALTER TABLE {q} ADD COLUMN _seq BIGINT")
+        self.conn.execute(
+            f"UPDATE {q} SET _seq = s.n FROM (SELECT rowid AS r, ? - 1 + row_number() "
+            f"OVER (ORDER BY rowid) AS n FROM {q}) s WHERE {q}.rowid = s.r",
+            [first],
+        )
+        return True
+
+    # -- quality reports -------------------------------------------------------
+
+    def record_report(self, report: dict[str, Any]) -> None:
+        values = [report.get(c) for c in REPORT_COLUMNS]
+        values[REPORT_COLUMNS.index("rules")] = json.dumps(report.get("rules") or {})
+        marks = ", ".join("?" for _ in REPORT_COLUMNS)
+        self.conn.execute(
+            f"INSERT INTO _quality_reports ({', '.join(REPORT_COLUMNS)}) VALUES ({marks})",
+            values,
+        )
+
+    # -- quarantine ------------------------------------------------------------
+
+    def quarantine_rows(self, rows: pa.Table) -> None:
+        """Insert quarantined rows: id, batch_id, table_name, source, row_number,
+        quarantined_at, row_values (JSON), reasons (JSON)."""
+        self.conn.register("_qrows", rows)
+        try:
+            self.conn.execute("INSERT INTO _quarantine BY NAME SELECT * FROM _qrows")
+        finally:
+            self.conn.unregister("_qrows")
+
+    def start_quarantine_op(
+        self, op_id: str, action: str, table: str, ids: list[int], batch_id: str | None,
+        at: datetime,
+    ) -> None:  # fmt: skip
+        """Mark rows as taken by a pending release or drop."""
+        self.conn.execute(
+            "INSERT INTO _quarantine_ops VALUES (?, ?, ?, ?, ?, ?)",
+            [op_id, action, table, batch_id, at, len(ids)],
+        )
+        self.conn.execute(
+            "UPDATE _quarantine SET op_id = ? WHERE id IN (SELECT unnest(?::BIGINT[]))",
+            [op_id, ids],
+        )
+
+    def finish_quarantine_op(self, op_id: str) -> int:
+        """Delete the rows an audited operation took; how many."""
+        n = self.conn.execute(
+            "SELECT count(*) FROM _quarantine WHERE op_id = ?", [op_id]
+        ).fetchone()[0]
+        self.conn.execute("DELETE FROM _quarantine WHERE op_id = ?", [op_id])
+        self.conn.execute("DELETE FROM _quarantine_ops WHERE op_id = ?", [op_id])
+        return n
+
+    def undo_quarantine_op(self, op_id: str) -> None:
+        """Give back the rows of an operation whose event never committed."""
+        self.conn.execute("UPDATE _quarantine SET op_id = NULL WHERE op_id = ?", [op_id])
+        self.conn.execute("DELETE FROM _quarantine_ops WHERE op_id = ?", [op_id])
+
+    def forget_batch_quality(self, batch_id: str) -> None:
+        """Remove a batch's report and the rows it quarantined (its ingest is undone)."""
+        self.conn.execute("DELETE FROM _quality_reports WHERE batch_id = ?", [batch_id])
+        self.conn.execute("DELETE FROM _quarantine WHERE batch_id = ?", [batch_id])
 
 
 class QualityReads:
-    pass
+    def query(self, sql: str, params: list | tuple = ()) -> list[dict[str, Any]]: ...
+
+    def created_column(self, table: str) -> str | None:
+        """The column holding a table's created time, or None (the ingest time)."""
+        rows = self.query("SELECT created_col FROM _tables WHERE table_name = ?", [table])
+        return rows[0]["created_col"] if rows else None
+
+    def quality_reports(self, table: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        where, params = ("WHERE table_name = ?", [table]) if table else ("", [])
+        rows = self.query(
+            f"SELECT * FROM _quality_reports {where} ORDER BY reported_at DESC, batch_id LIMIT ?",
+            [*params, limit],
+        )
+        for r in rows:
+            r["rules"] = json.loads(r["rules"])
+        return rows
+
+    def quality_report(self, batch_id: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM _quality_reports WHERE batch_id = ?", [batch_id])
+        if not rows:
+            return None
+        rows[0]["rules"] = json.loads(rows[0]["rules"])
+        return rows[0]
+
+    def quarantine_batches(
+        self, table: str | None = None, batch: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per batch with held rows: table, source, time, rows and the reasons' JSON."""
+        conds, params = ["op_id IS NULL"], []
+        if table:
+            conds.append("table_name = ?")
+            params.append(table)
+        if batch:
+            conds.append("batch_id = ?")
+            params.append(batch)
+        return self.query(
+            "SELECT batch_id, table_name, any_value(source) AS source, "
+            "min(quarantined_at) AS quarantined_at, count(*) AS rows, "
+            "list(reasons ORDER BY id) AS reasons, min(id) AS first_id, max(id) AS last_id "
+            f"FROM _quarantine WHERE {' AND '.join(conds)} "
+            "GROUP BY batch_id, table_name ORDER BY min(quarantined_at) DESC, batch_id",
+            params,
+        )
+
+    def quarantined(
+        self, ids: list[int] | None = None, batch: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Held rows (by ids or batch), in id order, values and reasons decoded."""
+        if ids is not None:
+            cond, params = "id IN (SELECT unnest(?::BIGINT[]))", [ids]
+        else:
+            cond, params = "batch_id = ?", [batch]
+        rows = self.query(
+            f"SELECT * FROM _quarantine WHERE op_id IS NULL AND {cond} ORDER BY id", params
+        )
+        for r in rows:
+            r["row_values"] = json.loads(r["row_values"])
+            r["reasons"] = json.loads(r["reasons"])
+        return rows
+
+    def quarantine_ops(self) -> list[dict[str, Any]]:
+        """Releases and drops still pending (only after a crash)."""
+        return self.query("SELECT * FROM _quarantine_ops ORDER BY started_at")
