@@ -1,0 +1,258 @@
+"""The point-in-time join: for each spine row, the feature values known at its time.
+
+``point_in_time_join`` is the Arrow-level API the training sets build on. The contract
+(``design.md``, issue 7 item 3): for each spine row, the latest feature row of the same
+entity with ``_event_time <= spine time`` and, with a TTL, ``_event_time >= spine time -
+ttl`` (both edges included); ties on event time go to the latest ``_created_time``, then
+the highest ``_seq``; with ``created_cutoff``, rows created after the spine time are not
+seen (the backfill-leakage guard). No match gives nulls.
+
+It runs in two steps, which callers may also use apart to keep memory low:
+``point_in_time_index`` reads only the key columns (entity, event and created times,
+sequence) and gives, per spine row, the index of the feature row it sees (null for none);
+``take_features`` gathers feature columns by that index, one column at a time, keeping
+their Arrow types and nulls.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from appliance.errors import BadInput
+from kernels.pit import asof_index
+
+EVENT = "_event_time"
+CREATED = "_created_time"
+SEQ = "_seq"
+
+_TICKS_PER_US = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+def _column(table: pa.Table, name: str, what: str) -> pa.ChunkedArray:
+    if name not in table.column_names:
+        raise BadInput(
+            f"{what} has no column {name!r} (columns: {', '.join(table.column_names) or 'none'})"
+        )
+    col = table.column(name)
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    return col
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _is_int(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t)
+
+
+def _ticks(col: pa.ChunkedArray, what: str, unit: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """int64 ticks of ``unit`` ('us' or 'ns') since the epoch, UTC, and the null mask (None
+    without nulls). Timestamps of any unit, tz-aware (already UTC in Arrow) or naive
+    (taken as UTC), and dates (midnight UTC)."""
+    t = col.type
+    if pa.types.is_timestamp(t):
+        from_unit = t.unit
+    elif pa.types.is_date32(t):
+        from_unit = "D"
+    elif pa.types.is_date64(t):
+        from_unit = "ms"
+    else:
+        raise BadInput(
+            f"{what} must hold timestamps or dates, got {t} (cast it, e.g. to timestamp[us])"
+        )
+    mask = None
+    if col.null_count:
+        mask = col.is_null().to_numpy(zero_copy_only=False)
+        col = col.fill_null(pa.scalar(0, type=pa.int64()).cast(t) if from_unit != "D" else 0)
+    raw = col.cast(pa.int32() if from_unit == "D" else pa.int64())
+    values = raw.to_numpy().astype(np.int64, copy=False)
+    if from_unit == "D":
+        factor = 86_400_000_000
+    elif from_unit == "ns":
+        factor = 1
+    else:
+        factor = _TICKS_PER_US[from_unit]
+    if unit == "ns" and from_unit != "ns":
+        factor *= 1000
+    elif unit == "us" and from_unit == "ns":
+        raise AssertionError("nanosecond times are joined in ns")  # _unit_for sees to it
+    if factor != 1:
+        values = values * factor
+    return values, mask
+
+
+def _entity_codes(
+    spine_entity: pa.ChunkedArray,
+    spine_name: str,
+    row_entity: pa.ChunkedArray,
+    rows_name: str,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Dense int64 codes for both sides' entities (-1: null, or not among the rows')."""
+    st, rt = spine_entity.type, row_entity.type
+    if _is_int(st) and _is_int(rt):
+        common = pa.int64() if st != rt else st
+    elif _is_text(st) and _is_text(rt):
+        common = pa.large_string() if st != rt else st
+    elif st == rt and not pa.types.is_floating(st):
+        common = st
+    else:
+        raise BadInput(
+            f"the spine's entity column {spine_name!r} ({st}) and the feature rows' entity "
+            f"column {rows_name!r} ({rt}) cannot be compared: both must hold integers or "
+            "both text"
+        )
+    try:
+        spine_entity = spine_entity.cast(common)
+        row_entity = row_entity.cast(common)
+    except pa.ArrowInvalid as exc:  # uint64 beyond int64
+        raise BadInput(
+            f"entity columns {spine_name!r} and {rows_name!r} cannot be compared: {exc}"
+        ) from None
+    uniques = pc.unique(row_entity).drop_null()
+    row_code = pc.index_in(row_entity, value_set=uniques)
+    spine_code = pc.index_in(spine_entity, value_set=uniques)
+    return _codes(row_code), _codes(spine_code), len(uniques)
+
+
+def _codes(codes: pa.ChunkedArray) -> np.ndarray:
+    return codes.fill_null(-1).to_numpy().astype(np.int64, copy=False)
+
+
+def _unit_for(spine_time: pa.ChunkedArray) -> str:
+    t = spine_time.type
+    return "ns" if pa.types.is_timestamp(t) and t.unit == "ns" else "us"
+
+
+def point_in_time_index(
+    spine: pa.Table,
+    spine_entity: str,
+    spine_time: str,
+    rows: pa.Table,
+    rows_entity: str,
+    ttl: datetime.timedelta | None = None,
+    created_cutoff: bool = False,
+) -> pa.Array:
+    """An int64 array, one per spine row: the index into ``rows`` of the feature row that
+    spine row sees, null where none. ``rows`` needs only its entity column, ``_event_time``,
+    ``_created_time`` and ``_seq``; see ``point_in_time_join`` for the rest."""
+    if ttl is not None:
+        if not isinstance(ttl, datetime.timedelta):
+            raise BadInput(f"ttl must be a timedelta or None, got {ttl!r}")
+        if ttl < datetime.timedelta(0):
+            raise BadInput(f"ttl must not be negative, got {ttl}")
+    s_entity = _column(spine, spine_entity, "the spine")
+    s_time = _column(spine, spine_time, "the spine")
+    r_entity = _column(rows, rows_entity, "the feature rows")
+    unit = _unit_for(s_time)
+    where_s = f"the spine's time column {spine_time!r}"
+    s_ticks, s_null = _ticks(s_time, where_s, unit)
+    events, e_null = _ticks(_column(rows, EVENT, "the feature rows"), f"the feature rows' {EVENT}",
+                            unit)  # fmt: skip
+    created, c_null = _ticks(
+        _column(rows, CREATED, "the feature rows"), f"the feature rows' {CREATED}", unit
+    )
+    seq_col = _column(rows, SEQ, "the feature rows")
+    if not _is_int(seq_col.type):
+        raise BadInput(f"the feature rows' {SEQ} must hold integers, got {seq_col.type}")
+    if seq_col.null_count:
+        raise BadInput(f"the feature rows' {SEQ} has {seq_col.null_count} null(s)")
+    seq = seq_col.cast(pa.int64()).to_numpy()
+    row_code, spine_code, n_entities = _entity_codes(s_entity, spine_entity, r_entity, rows_entity)
+    if s_null is not None:
+        spine_code[s_null] = -1
+    if e_null is not None:
+        row_code[e_null] = -1  # a row without an event time is never seen
+    if c_null is not None:
+        created[c_null] = np.iinfo(np.int64).min  # unknown creation: loses every tie
+    ttl_ticks = None
+    if ttl is not None:
+        ttl_ticks = (ttl // datetime.timedelta(microseconds=1)) * (1000 if unit == "ns" else 1)
+    index = asof_index(
+        spine_code, s_ticks, row_code, events, created, seq, n_entities, ttl_ticks, created_cutoff
+    )
+    valid = index >= 0
+    if valid.all():
+        return pa.array(index)
+    return pa.Array.from_buffers(
+        pa.int64(),
+        len(index),
+        [pa.py_buffer(np.packbits(valid, bitorder="little")), pa.py_buffer(index)],
+        null_count=int(len(index) - np.count_nonzero(valid)),
+    )
+
+
+def take_features(
+    rows: pa.Table,
+    index: pa.Array,
+    features: Sequence[str],
+    names: Sequence[str] | None = None,
+) -> pa.Table:
+    """The feature columns of ``rows`` picked by ``index`` (from ``point_in_time_index``),
+    named ``names`` (default: the features' own), types and nulls kept."""
+    names = _names(features, names)
+    columns = []
+    for feature in features:
+        col = _column(rows, feature, "the feature rows")
+        if col.num_chunks > 1:
+            col = col.combine_chunks()
+        columns.append(col.take(index))
+    return pa.table(columns, names=names)
+
+
+def _names(features: Sequence[str], names: Sequence[str] | None) -> list[str]:
+    if isinstance(features, str):
+        raise BadInput(f"features must be a list of column names, got the string {features!r}")
+    if names is None:
+        names = list(features)
+    elif isinstance(names, str) or len(names) != len(features):
+        raise BadInput(f"names must be a list as long as features ({len(features)}), got {names!r}")
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise BadInput(f"the output column {name!r} is named twice")
+        seen.add(name)
+    return list(names)
+
+
+def point_in_time_join(
+    spine: pa.Table,
+    spine_entity: str,
+    spine_time: str,
+    rows: pa.Table,
+    rows_entity: str,
+    features: list[str],
+    ttl: datetime.timedelta | None = None,
+    names: list[str] | None = None,
+    created_cutoff: bool = False,
+) -> pa.Table:
+    """The features each spine row sees: one column per feature (named ``names[i]`` or the
+    feature's name), one row per spine row, in spine order, Arrow types kept, nulls where
+    nothing matches.
+
+    ``rows`` holds one view's feature rows: ``rows_entity``, ``_event_time``,
+    ``_created_time`` (timestamps), ``_seq`` (int64, unique) and the feature columns.
+    Entities are integers or text on both sides (int against text is a BadInput). The
+    spine's time is a timestamp of any unit, tz-aware (compared in UTC) or naive (taken as
+    UTC), or a date (midnight UTC). A null spine entity or time matches nothing. The
+    caller appends the result's columns to the spine.
+
+    Example::
+
+        feats = point_in_time_join(spine, "customer_id", "event_timestamp", rows,
+                                   "customer_id", ["spend"], ttl=timedelta(days=30))
+        spine = spine.append_column("spend_30d", feats["spend"])
+    """
+    _names(features, names)
+    for feature in features:
+        _column(rows, feature, "the feature rows")
+    index = point_in_time_index(
+        spine, spine_entity, spine_time, rows, rows_entity, ttl=ttl, created_cutoff=created_cutoff
+    )
+    return take_features(rows, index, features, names)
