@@ -32,7 +32,7 @@ def test_train_prints_version_and_registers(falaj, credit_csv):
     shown = json.loads(falaj.ok("models", "show", "credit@2").output)
     assert shown["features"] == FEATURES
     assert falaj.ok("models", "verify", "credit@1").output.startswith(
-        "credit@1: bundle verified (5 files)"
+        "credit@1: bundle verified (6 files)"
     )
 
 
@@ -59,10 +59,10 @@ def test_bundle_contents_and_lineage(loaded):
     assert loaded.training.train("loans", "default", "credit", ACTOR)["version"] == 1
     path = loaded.home / "artifacts" / "credit" / "v1"
     names = sorted(p.name for p in path.iterdir())
-    assert names == sorted(["MANIFEST", "MANIFEST.sig", "lineage.json", "metrics.json", "model.json",
-                            "schema.json", "transform.json"])  # fmt: skip
+    assert names == sorted(["MANIFEST", "MANIFEST.sig", "impute.json", "lineage.json", "metrics.json",
+                            "model.json", "schema.json", "transform.json"])  # fmt: skip
     manifest = (path / "MANIFEST").read_text().splitlines()
-    assert len(manifest) == 5
+    assert len(manifest) == 6
     for line in manifest:
         digest, name = line.split("  ")
         assert bundles.sha256_bytes((path / name).read_bytes()) == digest
@@ -71,6 +71,12 @@ def test_bundle_contents_and_lineage(loaded):
     assert lineage["event_time_from_us"] < lineage["holdout_from_us"] <= lineage["event_time_to_us"]
     record = loaded.registry.version("credit", 1, ACTOR)
     assert record["data_fingerprint"] == lineage["data_fingerprint"]
+    # the fill values are the training rows' means, which serving uses for missing values
+    impute = json.loads((path / "impute.json").read_text())
+    assert [v["name"] for v in impute["values"]] == FEATURES
+    model = loaded.registry.load("credit", 1)
+    assert model.fill == [v["value"] for v in impute["values"]]
+    assert model.filled_matrix([{}])[0].tolist() == model.fill
     # the same data gives the same fingerprint
     loaded.training.train("loans", "default", "credit", ACTOR)
     assert (

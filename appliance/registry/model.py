@@ -1,15 +1,17 @@
 """A trained model as training writes it and serving loads it: the same code path.
 
 The bundle's documents: ``model.json`` (the estimator), ``transform.json`` (the fitted
-scaler), ``schema.json`` (input features, in order, and the output), ``metrics.json``
-and ``lineage.json``.
+scaler), ``impute.json`` (the training means that fill missing values), ``schema.json``
+(input features, in order, the output and, for a model trained on feature views, the
+entity columns and the view column of each feature), ``metrics.json`` and
+``lineage.json``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,9 @@ class Model:
     features: list[str]
     scaler: StandardScaler
     estimator: LogisticRegression
+    fill: list[float] | None = None  # training means; None in bundles that predate them
+    # {"entities": [column, ...], "features": {feature: "VIEW@N:COLUMN"}} when trained on views
+    online: dict[str, Any] | None = field(default=None)
 
     def predict_matrix(self, X: np.ndarray) -> np.ndarray:
         """P(label = 1) for rows of raw (unscaled) feature values in schema order."""
@@ -67,6 +72,18 @@ class Model:
                 X[i, j] = _number(rec[feat], f"{where}[{i}].{feat}")
         return X
 
+    def filled_matrix(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """A float matrix from feature values the online store gave (None where it had
+        none), missing ones filled with the training means."""
+        X = np.array(
+            [[np.nan if r.get(f) is None else r[f] for f in self.features] for r in rows],
+            dtype=np.float64,
+        )
+        if self.fill is not None:
+            rows_, cols = np.nonzero(np.isnan(X))
+            X[rows_, cols] = np.asarray(self.fill)[cols]
+        return X
+
     def check_outputs(self, proba: np.ndarray, where: str = "records") -> None:
         """Refuse a request whose prediction is not a finite number (values far outside
         anything the model was trained on can overflow its arithmetic)."""
@@ -82,24 +99,37 @@ class Model:
         return self.predict_matrix(self.matrix(records, where)).tolist()
 
     def documents(self) -> dict[str, Any]:
-        return {
+        schema: dict[str, Any] = {
+            "inputs": [{"name": f, "type": "double"} for f in self.features],
+            "output": {"name": "probability", "type": "double"},
+        }
+        if self.online is not None:
+            schema["online"] = self.online
+        docs = {
             "model.json": self.estimator.to_dict(),
             "transform.json": self.scaler.to_dict(),
-            "schema.json": {
-                "inputs": [{"name": f, "type": "double"} for f in self.features],
-                "output": {"name": "probability", "type": "double"},
-            },
+            "schema.json": schema,
         }
+        if self.fill is not None:
+            docs["impute.json"] = {
+                "strategy": "training mean",
+                "values": [{"name": f, "value": v} for f, v in zip(self.features, self.fill, strict=True)],
+            }
+        return docs
 
     @classmethod
     def from_files(cls, name: str, version: int, files: dict[str, bytes]) -> Model:
         docs = {k: json.loads(v) for k, v in files.items()}
+        features = [f["name"] for f in docs["schema.json"]["inputs"]]
+        impute = docs.get("impute.json")
         return cls(
             name=name,
             version=version,
-            features=[f["name"] for f in docs["schema.json"]["inputs"]],
+            features=features,
             scaler=StandardScaler.from_dict(docs["transform.json"]),
             estimator=LogisticRegression.from_dict(docs["model.json"]),
+            fill=[float(v["value"]) for v in impute["values"]] if impute else None,
+            online=docs["schema.json"].get("online"),
         )
 
 

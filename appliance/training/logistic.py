@@ -1,7 +1,7 @@
 """Training: rows from a feature table, a time-ordered hold-out, fit, evaluate, gate.
 
-Features are the table's numeric columns other than the entity, the timestamp and the
-label. The latest ``holdout_fraction`` of rows by event time is held out: the model is
+Features are the table's (or the training set's) numeric columns other than the
+entity, the timestamp and the label. The latest ``holdout_fraction`` of rows by event time is held out: the model is
 evaluated on data from after what it learned from, as it will be used. The model that
 is evaluated is the one that ships.
 """
@@ -62,17 +62,35 @@ def train(
     holdout_fraction: float = 0.2,
     C: float = 1.0,
 ) -> TrainingRun:
+    """Fit on a feature table's numeric columns."""
     features, keys = feature_columns(fs, table, label)
     X, y, times = fs.training_arrays(table, features, label, keys["timestamp"], keys["entity"])
+    return fit(X, y, times, features, name, f"table {table!r}", {"table": table, "label": label},
+               holdout_fraction=holdout_fraction, C=C)  # fmt: skip
+
+
+def fit(
+    X: np.ndarray,
+    y: np.ndarray,
+    times: np.ndarray,
+    features: list[str],
+    name: str,
+    where: str,
+    lineage: dict[str, Any],
+    *,
+    holdout_fraction: float = 0.2,
+    C: float = 1.0,
+    online: dict[str, Any] | None = None,
+) -> TrainingRun:
+    """Fit rows ordered by event time (``times`` in µs), hold out the latest, evaluate and
+    gate. ``where`` names the data in errors; ``online`` is the serving contract of a
+    model trained on feature views (entity columns and the view column of each feature)."""
     if len(y) < MIN_ROWS:
-        raise BadInput(
-            f"table {table!r} has {len(y)} labelled rows; training needs at least {MIN_ROWS}"
-        )
+        raise BadInput(f"{where} has {len(y)} labelled rows; training needs at least {MIN_ROWS}")
     bad = ~np.isin(y, (0.0, 1.0))
     if bad.any():
-        raise BadInput(
-            f"table {table!r}, column {label!r}: labels must be 0 or 1, found {y[bad][0]:g}"
-        )
+        raise BadInput(f"{where}, column {lineage['label']!r}: labels must be 0 or 1, "
+                       f"found {y[bad][0]:g}")  # fmt: skip
 
     n_train = int(round(len(y) * (1 - holdout_fraction)))
     if not 0 < n_train < len(y):
@@ -83,11 +101,13 @@ def train(
     for part, yy in (("training", y_train), ("hold-out", y_test)):
         if yy.min() == yy.max():
             raise BadInput(
-                f"table {table!r}: the {part} rows hold only label {yy[0]:g}; both classes are needed"
+                f"{where}: the {part} rows hold only label {yy[0]:g}; both classes are needed"
             )
 
-    # Missing feature values take the training mean (0 after scaling).
-    means = np.nanmean(X_train, axis=0)
+    # Missing feature values take the training mean (0 after scaling); the bundle keeps
+    # the means, so values the online store cannot give are filled the same way.
+    with np.errstate(all="ignore"):
+        means = np.nanmean(X_train, axis=0)
     means = np.where(np.isnan(means), 0.0, means)
     for M in (X_train, X_test):
         rows, cols_ = np.nonzero(np.isnan(M))
@@ -95,7 +115,8 @@ def train(
 
     scaler = StandardScaler().fit(X_train)
     estimator = LogisticRegression(C=C).fit(scaler.transform(X_train), y_train)
-    model = Model(name=name, version=0, features=features, scaler=scaler, estimator=estimator)
+    model = Model(name=name, version=0, features=features, scaler=scaler, estimator=estimator,
+                  fill=means.tolist(), online=online)  # fmt: skip
     p_test = model.predict_matrix(X_test)
     p_train = model.predict_matrix(X_train)
     baseline = log_loss(y_test, np.full_like(y_test, y_train.mean()))
@@ -119,9 +140,7 @@ def train(
         "roc_auc_above_chance": metrics["holdout"]["roc_auc"] > 0.5,
     }
     metrics["gates"]["passed"] = all(metrics["gates"].values())
-    lineage = {
-        "table": table,
-        "label": label,
+    lineage = lineage | {
         "features": features,
         "rows": int(len(y)),
         "event_time_from_us": int(times[0]),
