@@ -127,7 +127,7 @@ class Appliance:
 
     @cached_property
     def catalog(self) -> FeatureCatalog:
-        return FeatureCatalog(self.features)
+        return FeatureCatalog(self.features, self.control)
 
     @cached_property
     def views(self) -> FeatureViews:
