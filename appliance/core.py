@@ -150,7 +150,7 @@ class Appliance:
 
     @cached_property
     def training(self) -> TrainingService:
-        return TrainingService(self.features, self.registry, self.settings)
+        return TrainingService(self.features, self.registry, self.settings, self.training_sets)
 
     @cached_property
     def decision_log(self) -> DecisionLog:
@@ -161,7 +161,7 @@ class Appliance:
         # Deploys need only control.db: the feature store (and its decision log) opens
         # on the first prediction, so `falaj deploy` works beside a running `falaj run`.
         return Serving(self.control, lambda: self.features, self.registry,
-                       lambda: self.decision_log)  # fmt: skip
+                       lambda: self.decision_log, lambda: self.online)  # fmt: skip
 
     @cached_property
     def audit(self) -> AuditService:

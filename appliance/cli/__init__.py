@@ -224,23 +224,40 @@ def status(app: Appliance, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--table", required=True, help="Feature table to train from.")
+@click.option("--table", help="Feature table to train from.")
+@click.option("--training-set", "training_set",
+              help="Registered training set (its id or its file) to train from.")  # fmt: skip
 @click.option("--label", required=True, help="0/1 label column.")
 @click.option("--name", required=True, help="Model name to register the version under.")
 @overriding("holdout_fraction", "l2_c")
 @json_option
 @service
-def train(app: Appliance, table: str, label: str, name: str, as_json: bool) -> None:
+def train(
+    app: Appliance,
+    table: str | None,
+    training_set: str | None,
+    label: str,
+    name: str,
+    as_json: bool,
+) -> None:
     """Train a logistic regression, evaluate it on a time-ordered hold-out and register it.
 
+    Trains on a feature table's numeric columns, or on a point-in-time training set built
+    from feature views; a model trained on views is served by entity id.
     Prints the new version number. Exits 1 if the model failed its gates (it is
     registered all the same, and deploy refuses it).
 
     \b
-    Example:
+    Examples:
         falaj train --table loans --label default --name credit
+        falaj train --training-set 3f2a9c1d --label default --name credit
     """
-    r = app.training.train(table, label, name, cli_actor())
+    if (table is None) == (training_set is None):
+        raise BadInput("give either --table or --training-set")
+    if table is not None:
+        r = app.training.train(table, label, name, cli_actor())
+    else:
+        r = app.training.train_on_set(training_set, label, name, cli_actor())
     if as_json:
         emit(True, r, "")
     else:
@@ -368,6 +385,9 @@ def rollback(app: Appliance, name: str, as_json: bool) -> None:
 def predict(app: Appliance, name: str, input_file: Path) -> None:
     """Score records with the live version of a deployed model (prints JSON).
 
+    The input holds {"records": [{feature: value}, ...]}, or, for a model trained on
+    feature views, {"entities": [{"customer_id": "c1"}, ...]}.
+
     \b
     Example:
         falaj predict credit --input applicants.json
@@ -378,6 +398,9 @@ def predict(app: Appliance, name: str, input_file: Path) -> None:
         raise BadInput(f"{input_file}: no such file") from None
     except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise BadInput(f"{input_file}: not valid JSON: {exc}") from None
+    if isinstance(body, dict) and "entities" in body:
+        click.echo(json.dumps(app.serving.predict_entities(name, body["entities"], cli_actor())))
+        return
     records = body.get("records") if isinstance(body, dict) else body
     click.echo(json.dumps(app.serving.predict(name, records, cli_actor())))
 

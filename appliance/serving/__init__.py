@@ -18,7 +18,8 @@ import pyarrow as pa
 
 from appliance import faults
 from appliance.auth import Actor, require
-from appliance.errors import BundleTampered, CheckFailed, NotDeployed, NotFound
+from appliance.errors import BadInput, BundleTampered, CheckFailed, NotDeployed, NotFound
+from appliance.features.online import OnlineStore
 from appliance.registry import Registry
 from appliance.serving.decision_log import DecisionLog, records_sha256
 from appliance.serving.slots import SLOTS, Deployment, ModelServer, Slot, other
@@ -39,10 +40,12 @@ class Serving:
         features: Callable[[], FeatureStore],
         registry: Registry,
         decision_log: Callable[[], DecisionLog],
+        online: Callable[[], OnlineStore] | None = None,
     ) -> None:
         self.control = control
         self._features = features  # opened on first use: deploys need only control.db
         self._log = decision_log
+        self._online = online
         self.registry = registry
         self.server = ModelServer(control, registry.load)
 
@@ -147,6 +150,48 @@ class Serving:
         model = deployment.live  # this request finishes on this model, whatever swaps meanwhile
         t0 = time.perf_counter()
         X = model.matrix(records, where)
+        return self._answer(name, deployment.live_slot, model, X, t0, actor, where)
+
+    def predict_entities(
+        self, name: str, entities: Any, actor: Actor, where: str = "entities"
+    ) -> dict[str, Any]:
+        """Score entities (``[{"customer_id": "c1"}, ...]``) with a model trained on
+        feature views: their features come from the online store, values it lacks or
+        that outlived their view's TTL take the training means. An entity the store
+        does not hold is a ``BadInput`` naming it."""
+        require(actor, "model.predict")
+        deployment = self.server.get(name)
+        model = deployment.live
+        if model.online is None:
+            raise BadInput(f"{where}: model {name}@{model.version} was not trained on feature "
+                           "views; send records with its features instead")  # fmt: skip
+        if not isinstance(entities, list) or not entities:
+            raise BadInput(
+                f'{where}: expected a non-empty list of objects like {{"{model.online["entities"][0]}": "..."}}'
+            )
+        if self._online is None:
+            raise BadInput(f"{where}: no online store here")
+        t0 = time.perf_counter()
+        refs = [model.online["features"][f] for f in model.features]
+        got = self._online().get_online_features(refs, entities, actor, full_names=True)
+        rows = []
+        for i, result in enumerate(got["results"]):
+            for ref, at in result["event_times"].items():
+                if at is None:
+                    keys = ", ".join(f"{k}={v!r}" for k, v in result["entity"].items())
+                    raise BadInput(f"{where}[{i}]: entity {keys} has no features in view {ref} "
+                                   "(not in its online store: materialize it, or check the id)")  # fmt: skip
+            rows.append(dict(zip(model.features, (result["values"][n] for n in got["features"]),
+                                 strict=True)))  # fmt: skip
+        X = model.filled_matrix(rows)
+        return self._answer(name, deployment.live_slot, model, X, t0, actor, where) | {
+            "statuses": [
+                {f: r["statuses"][n] for f, n in zip(model.features, got["features"], strict=True)}
+                for r in got["results"]
+            ]
+        }
+
+    def _answer(self, name, slot, model, X, t0, actor, where) -> dict[str, Any]:
         proba = model.predict_matrix(X)
         model.check_outputs(proba, where)
         latency_ms = (time.perf_counter() - t0) * 1e3
@@ -164,7 +209,7 @@ class Serving:
                 "actor": pa.array([str(actor)] * n, pa.string()),
                 "model": pa.array([name] * n, pa.string()),
                 "version": pa.array(np.full(n, model.version, dtype=np.int32)),
-                "slot": pa.array([deployment.live_slot] * n, pa.string()),
+                "slot": pa.array([slot] * n, pa.string()),
                 "input_fingerprint": pa.array(prints, pa.string()),
                 "output": pa.array(proba),
                 "latency_ms": pa.array(np.full(n, latency_ms)),
