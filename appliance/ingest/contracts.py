@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from appliance.durations import format_duration, parse_duration
@@ -173,3 +173,110 @@ class TableSpec:
         if self.contract is not None:
             d["contract"] = self.contract.to_dict()
         return d
+
+
+# -- evaluation ----------------------------------------------------------------------
+#
+# Every row of every batch is checked against these rules; a rule a row breaks is a
+# reason, written "column: what is wrong" ("amount: 1200000 > max 1000000").
+#
+# - type: a value that does not convert to the column's type (the table's type, or for
+#   a new table the contract's declared type, else the inferred one);
+# - missing: no entity or event time (always checked, contract or not);
+# - nullable: no value where the contract says ``nullable: false``;
+# - min / max: a number below ``min`` or above ``max`` (both bounds allowed);
+# - allowed: a value not among ``allowed`` (compared after conversion to the type);
+# - freshness: an event time older than the ingest time minus ``freshness`` (a row that
+#   arrives later than the bound after its event is stale);
+# - unique_key: an (entity, event time) seen before, in the same input or stored; the
+#   first one stays, the later ones break the rule.
+#
+# Policy ``refuse`` refuses the whole input at the first row that breaks any rule,
+# naming file, row (and line for CSV), column and rule; ``quarantine`` lands the rows
+# that break none and keeps the others, with every reason, in the quarantine.
+# Tables with no contract get type and missing only, with policy refuse.
+
+RULES = ("type", "missing", "nullable", "min", "max", "allowed", "freshness", "unique_key")
+CONTRACT_RULES = {"nullable", "min", "max", "allowed", "freshness", "unique_key"}
+
+
+@dataclass(frozen=True)
+class Check:
+    column: str
+    rule: str
+    arg: Any = None  # the column type, a bound, the allowed values, the oldest event time
+
+    @property
+    def name(self) -> str:
+        """The key this check is counted under in a quality report."""
+        return f"{self.rule}:{self.column}"
+
+
+def build_checks(
+    contract: Contract | None,
+    types: dict[str, str],
+    entity: str,
+    timestamp: str,
+    now: datetime,
+    where: str,
+    numeric: Any = None,
+) -> list[Check]:
+    """The checks for rows of a table with these column types, in the order a row's
+    reasons are listed. ``numeric(type)`` says whether min/max apply to a type."""
+    checks = []
+    for col, type_ in types.items():
+        checks.append(Check(col, "type", type_))
+        if col in (entity, timestamp):
+            checks.append(Check(col, "missing"))
+        rule = contract.columns.get(col) if contract else None
+        if rule is None:
+            continue
+        if not rule.nullable and col not in (entity, timestamp):
+            checks.append(Check(col, "nullable"))
+        for bound in ("min", "max"):
+            value = getattr(rule, bound)
+            if value is None:
+                continue
+            if numeric is not None and not numeric(type_):
+                raise BadInput(f"{where}: the contract gives column {col!r} a {bound}, "
+                               f"but it holds {type_}, not numbers")  # fmt: skip
+            checks.append(Check(col, bound, value))
+        if rule.allowed is not None:
+            checks.append(Check(col, "allowed", rule.allowed))
+    if contract is not None:
+        missing = [c for c in contract.columns if c not in types]
+        if missing:
+            raise BadInput(f"{where}: the contract names column {missing[0]!r}, which the "
+                           f"table does not have (columns: {', '.join(types)})")  # fmt: skip
+        if contract.freshness is not None:
+            checks.append(Check(timestamp, "freshness", now - contract.freshness))
+    return checks
+
+
+def show(value: Any) -> str:
+    """A value as a reason shows it: numbers plainly, text quoted."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def reason(check: Check, raw: Any, value: Any) -> str:
+    """What is wrong with a value (``raw`` as given, ``value`` converted)."""
+    if check.rule == "type":
+        what = "timestamp" if check.arg == "TIMESTAMP" else check.arg
+        return f"{show(raw if isinstance(raw, str) else str(raw))} is not a valid {what}"
+    if check.rule in ("missing", "nullable"):
+        return "the value is missing"
+    if check.rule == "min":
+        return f"{show(value)} < min {show(check.arg)}"
+    if check.rule == "max":
+        return f"{show(value)} > max {show(check.arg)}"
+    if check.rule == "allowed":
+        return f"{show(value)} is not one of {', '.join(str(v) for v in check.arg)}"
+    if check.rule == "freshness":
+        return f"{show(value)} is older than the freshness bound ({show(check.arg)})"
+    raise ValueError(check.rule)

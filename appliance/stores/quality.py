@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from appliance.stores import migrations
-from appliance.stores.sqltext import ident
+from appliance.stores.sqltext import ident, literal
 
 MIGRATIONS: list[migrations.Migration] = [
     migrations.Migration(
@@ -111,6 +111,72 @@ class QualityTx:
             [first],
         )
         return True
+
+    # -- uniqueness of (entity, event time) -------------------------------------
+
+    def find_duplicates(self, table: str, entity: str, timestamp: str, batch_id: str) -> int:
+        """Collect (in the temporary table ``_dups``) the rows of a batch whose entity and
+        event time an earlier row (by ``_seq``: stored, or earlier in the batch) has;
+        how many. ``first_seq`` and ``first_batch`` name that earlier row."""
+        t, e, ts = ident(table), ident(entity), ident(timestamp)
+        self.conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _dups AS SELECT _seq, first_seq, first_batch, "
+            f"{e}::VARCHAR AS entity, {ts}::VARCHAR AS event_time FROM ("
+            f"SELECT _seq, _batch_id, {e}, {ts}, "
+            "first_value(_seq) OVER w AS first_seq, first_value(_batch_id) OVER w AS first_batch "
+            f"FROM {t} SEMI JOIN (SELECT DISTINCT {e}, {ts} FROM {t} WHERE _batch_id = ?) k "
+            f"USING ({e}, {ts}) WINDOW w AS (PARTITION BY {e}, {ts} ORDER BY _seq)) "
+            "WHERE _batch_id = ? AND _seq > first_seq",
+            [batch_id, batch_id],
+        )
+        return self.conn.execute("SELECT count(*) FROM temp._dups").fetchone()[0]
+
+    def duplicates(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The rows ``find_duplicates`` collected, in ``_seq`` order."""
+        cur = self.conn.execute(
+            "SELECT * FROM temp._dups ORDER BY _seq" + (" LIMIT ?" if limit else ""),
+            [limit] if limit else [],
+        )
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    def quarantine_duplicates(
+        self, table: str, columns: list[str], key: str, rule: str, seq0: int, source: str,
+        at: datetime,
+    ) -> int:  # fmt: skip
+        """Move the collected duplicates from the table into the quarantine, each with
+        its reason (``key`` names the key columns, ``rule`` the rule); how many. ``seq0`` is the ``_seq``
+        of the input's row 1."""
+        t = ident(table)
+        values = ", ".join(f"{literal(c)}, {ident(c)}::VARCHAR" for c in columns)
+        self.conn.execute(
+            "INSERT INTO _quarantine (id, batch_id, table_name, source, row_number, "
+            "quarantined_at, row_values, reasons) "
+            f"SELECT d._seq, r._batch_id, ?, ?, d._seq - ? + 1, ?, json_object({values})::VARCHAR, "
+            "json_array(json_object('rule', ?, 'message', "
+            "? || ': (' || d.entity || ', ' || d.event_time || ') ' || "
+            "CASE WHEN d.first_seq >= ? THEN 'repeats row ' || (d.first_seq - ? + 1) "
+            "ELSE 'is already stored (batch ' || d.first_batch || ')' END))::VARCHAR "
+            f"FROM {t} r JOIN temp._dups d USING (_seq)",
+            [table, source, seq0, at, rule, key, seq0, seq0],
+        )
+        n = self.conn.execute("SELECT count(*) FROM temp._dups").fetchone()[0]
+        self.conn.execute(f"DELETE FROM {t} WHERE _seq IN (SELECT _seq FROM temp._dups)")
+        return n
+
+    def remove_rows(self, table: str, seqs: list[int]) -> None:
+        self.conn.execute(
+            f"DELETE FROM {ident(table)} WHERE _seq IN (SELECT unnest(?::BIGINT[]))", [seqs]
+        )
+
+    def drop_duplicates(self) -> None:
+        self.conn.execute("DROP TABLE IF EXISTS temp._dups")
+
+    def newest_event(self, table: str, timestamp: str, batch_id: str) -> datetime | None:
+        return self.conn.execute(
+            f"SELECT max({ident(timestamp)}) FROM {ident(table)} WHERE _batch_id = ?",
+            [batch_id],
+        ).fetchone()[0]
 
     # -- quality reports -------------------------------------------------------
 
