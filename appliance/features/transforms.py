@@ -78,7 +78,7 @@ def parse_transform(d: Any, where: str) -> dict[str, Any]:
     try:
         name = check_name("feature", d["name"])
     except BadInput as exc:
-        raise BadInput(f"{where}: name: {exc.message}") from None
+        raise type(exc)(f"{where}: name: {exc.message}") from None
     out: dict[str, Any] = {"name": name, "column": column}
     if kind == "rolling":
         if d["rolling"] not in ROLLING_AGGREGATES:

@@ -106,7 +106,7 @@ def _name(kind: str, name: Any, where: str) -> str:
     try:
         return check_name(kind, name)
     except BadInput as exc:
-        raise BadInput(f"{where}: {exc.message}") from None
+        raise type(exc)(f"{where}: {exc.message}") from None
 
 
 def column_name(value: Any, where: str) -> str:

@@ -70,6 +70,8 @@ def parse_view_sql(sql: str, where: str) -> list[str]:
         tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
     finally:
         con.close()
+    if tree.get("error") and "Only SELECT" in str(tree.get("error_message")):
+        raise BadInput(f"{where}: must be a SELECT statement (DuckDB reads this as another kind)")
     if tree.get("error"):
         raise BadInput(f"{where}: does not parse: {tree.get('error_message', 'unknown error')}")
     nodes = list(_nodes(tree))
