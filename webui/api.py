@@ -1,5 +1,5 @@
-"""The native JSON API: health, prediction, decisions, and read-only views of the
-registry and the audit chain."""
+"""The native JSON API: health, prediction, decisions, online features, and read-only
+views of the registry and the audit chain."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, jsonify, request
 from appliance.auth import Actor
 from appliance.core import Appliance
 from appliance.errors import BadInput
+from appliance.features.online import to_json
 
 bp = Blueprint("api", __name__)
 
@@ -71,3 +72,29 @@ def audit_verify():
     v = appliance().audit.verify(request_actor(), full=request.args.get("full") == "1")
     return jsonify({"checked": v.checked, "hashed": v.hashed, "ok": v.ok,
                     "first_bad": v.first_bad, "reason": v.reason})  # fmt: skip
+
+
+@bp.post("/api/v1/features/online")
+def online_features():
+    """The latest materialized feature values of entities, as ``get_online_features``."""
+    body = json_body()
+    features, entities = body.get("features"), body.get("entities")
+    if not isinstance(features, list) or not features:
+        raise BadInput('request body: field "features" must be a non-empty list of "VIEW:COLUMN"')
+    for i, f in enumerate(features):
+        if not isinstance(f, str):
+            raise BadInput(f'request body: field "features[{i}]" must be a string "VIEW:COLUMN"')
+    if not isinstance(entities, list):
+        raise BadInput(
+            'request body: field "entities" must be a list of objects like {"customer_id": "c1"}'
+        )
+    for i, e in enumerate(entities):
+        if not isinstance(e, dict):
+            raise BadInput(f'request body: field "entities[{i}]" must be an object')
+    full_names = body.get("full_names", False)
+    if not isinstance(full_names, bool):
+        raise BadInput('request body: field "full_names" must be true or false')
+    result = appliance().online.get_online_features(
+        features, entities, request_actor(), full_names=full_names
+    )
+    return jsonify(to_json(result))

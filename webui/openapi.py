@@ -114,6 +114,62 @@ SCHEMAS: dict[str, Any] = {
             "request_id": {"type": "string"},
         },
     },
+    "OnlineFeaturesRequest": {
+        "type": "object",
+        "required": ["features", "entities"],
+        "properties": {
+            "features": {
+                "type": "array",
+                "minItems": 1,
+                "description": "Feature references: VIEW:COLUMN, VIEW@VERSION:COLUMN or VIEW:*",
+                "items": {"type": "string"},
+            },
+            "entities": {
+                "type": "array",
+                "description": "One object per entity: each view's entity column to its key",
+                "items": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
+            },
+            "full_names": {"type": "boolean", "description": "Name the values VIEW__COLUMN"},
+        },
+    },
+    "OnlineFeaturesResponse": {
+        "type": "object",
+        "required": ["features", "results"],
+        "properties": {
+            "features": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The output names, in request order",
+            },
+            "results": {
+                "type": "array",
+                "description": "One per requested entity, in request order",
+                "items": {
+                    "type": "object",
+                    "required": ["entity", "values", "statuses", "event_times"],
+                    "properties": {
+                        "entity": {"type": "object"},
+                        "values": {
+                            "type": "object",
+                            "description": "Output name to value (null unless PRESENT)",
+                        },
+                        "statuses": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": "string",
+                                "enum": ["PRESENT", "NOT_FOUND", "OUTSIDE_MAX_AGE"],
+                            },
+                        },
+                        "event_times": {
+                            "type": "object",
+                            "description": "Per view version, the event time of the row read",
+                            "additionalProperties": {"type": ["string", "null"]},
+                        },
+                    },
+                },
+            },
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status", "deployments"],
@@ -388,6 +444,12 @@ PREDICT_BODY = {
     "required": True,
     "content": _body(JSON, _ref("PredictRequest"), records={"records": [EXAMPLE_RECORD]}),
 }
+ONLINE_BODY = {
+    "required": True,
+    "content": _body(JSON, _ref("OnlineFeaturesRequest"),
+                     one_entity={"features": ["loans:income", "loans:age"],
+                                 "entities": [{"customer_id": "c1"}]}),
+}  # fmt: skip
 V2_BODY = {
     "required": True,
     "content": _body(
@@ -568,6 +630,15 @@ PATHS: dict[str, Any] = {
         "requestBody": PREDICT_BODY,
         "responses": {
             "200": _json(_ref("PredictResponse"), "Predictions, P(label = 1)"),
+            **_errors("Error"),
+        },
+    }},
+    "/api/v1/features/online": {"post": {
+        "summary": "The latest materialized feature values of entities (the online store)",
+        "tags": [NATIVE],
+        "requestBody": ONLINE_BODY,
+        "responses": {
+            "200": _json(_ref("OnlineFeaturesResponse"), "Values and a status per value"),
             **_errors("Error"),
         },
     }},
