@@ -11,22 +11,11 @@ from typing import Any
 
 import click
 
-from appliance.cli import cli, cli_actor, emit, feature_commands, json_option, service
+from appliance.cli import cli, cli_actor, emit, json_option, service
+from appliance.cli.feature_commands import features as features_group
 from appliance.core import Appliance
 from appliance.errors import BadInput
 from appliance.features.online import to_json
-
-features_group: click.Group | None = getattr(feature_commands, "features", None)
-if features_group is None:  # until feature_commands declares the group
-
-    @cli.group("features")
-    def features_group() -> None:
-        """Feature views, training sets and online features.
-
-        \b
-        Example:
-            falaj features online --features loans:income --entity customer_id=c1
-        """
 
 
 @contextmanager
