@@ -267,3 +267,26 @@ def test_to_json_carries_what_json_cannot():
     assert out["results"][0]["values"] == {"x": None, "t": "2024-01-02T03:00:00.000000Z"}
     assert out["results"][0]["event_times"] == {"v@1": "2024-01-01T00:00:00.000000Z"}
     json.dumps(out, allow_nan=False)
+
+
+def test_a_materialization_here_updates_what_is_held_in_place(loans, monkeypatch):
+    app, rows = loans
+    app.online.materialize("loans", ACTOR)
+    app.online.get_online_features(["loans:age"], [{"customer_id": "c2"}], ACTOR)  # loaded
+
+    def no_reload(*args, **kwargs):
+        raise AssertionError("the whole view was read again")
+
+    monkeypatch.setattr(app.features, "online_rows", no_reload)
+    ingest(app, "loans", "customer_id", [
+        {"customer_id": "c2", "event_time": NOW, "income": 1.0, "age": 99, "score": 0.5},
+        {"customer_id": "c60", "event_time": NOW, "income": 2.0, "age": 77, "score": 0.5},
+        {"customer_id": "c3", "event_time": ago(40), "income": 3.0, "age": 1, "score": 0.5},
+    ])  # fmt: skip
+    r = app.online.materialize("loans", ACTOR)
+    assert (r["rows_written"], r["entities"]) == (2, 51)
+    got = app.online.get_online_features(
+        ["loans:age"], [{"customer_id": k} for k in ("c2", "c60", "c3")], ACTOR
+    )
+    want_c3 = latest(rows, "customer_id")["c3"]["age"]
+    assert [x["values"]["age"] for x in got["results"]] == [99, 77, want_c3]

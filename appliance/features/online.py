@@ -10,8 +10,8 @@ time, then ingest sequence) into the view version's online table in features.duc
 guarded by event time: a row older than the one already there never replaces it.
 
 Reads do no SQL: each materialized view version is held in memory as a dict from entity
-key to its row, loaded at first use and reloaded after every materialization in this
-process. Another process cannot materialize while this one holds features.duckdb open
+key to its row, loaded at first use; a materialization in this process puts the rows it
+wrote into what is held. Another process cannot materialize while this one holds features.duckdb open
 (DuckDB's lock keeps it out), but a counter beside the online rows is compared at most
 once every ``recheck_s`` seconds all the same, so a store changed underneath is noticed.
 A value older than its view's TTL reads as null with the status ``OUTSIDE_MAX_AGE``, the
@@ -153,7 +153,7 @@ class OnlineStore:
                        "since": time_text(since_dt)}  # fmt: skip
             with self.control.transaction() as tx:
                 tx.append_audit(actor, "features.materialize", view.ref, details)
-            self._forget()
+            self._written(view.name, view.version, r)
         return {
             "view": view.ref,
             "rows_read": rows.num_rows,
@@ -163,6 +163,20 @@ class OnlineStore:
             "since": time_text(since_dt),
             "materialized_at": time_text(at),
         }
+
+    def _written(self, view: str, version: int, r: dict[str, Any]) -> None:
+        """After this process materialized (under the lock): the rows written go into
+        what is held of that view; had another writer changed the store since it was
+        loaded, everything is dropped instead, to be loaded again."""
+        held = self._held.get((view, version))
+        if self._meta is None or r["counter"] != self._counter + 1:
+            self._forget()
+            return
+        if held is not None:
+            held.rows.update(_rows_of(r["rows"], held.entity, held.columns))
+        self._plans.clear()  # a new version online changes what "VIEW" reads
+        self._meta = {(v["view"], v["version"]): v for v in self.features.online_views()}
+        self._counter = r["counter"]
 
     def _forget(self) -> None:
         """Drop what is held, to be loaded again at the next read (under the lock)."""
@@ -200,11 +214,7 @@ class OnlineStore:
                 return None
             entity = meta["entity_col"]
             columns = [c for c in meta["columns"] if c in table.column_names]
-            keys = table.column(entity).to_pylist()
-            values = [table.column("_event_time").to_pylist()]
-            values += [table.column(c).to_pylist() for c in columns]
-            rows = dict(zip(keys, zip(*values, strict=True), strict=True))
-            held = _Held(view, version, entity, columns, rows,
+            held = _Held(view, version, entity, columns, _rows_of(table, entity, columns),
                          _key_kind(table.schema.field(entity).type))  # fmt: skip
             self._held[key] = held
             return held
@@ -332,6 +342,14 @@ class OnlineStore:
         if row is None:
             raise NotFound(f"view {view.ref}: no online row for {view.entity} = {key!r}")
         return row
+
+
+def _rows_of(table: pa.Table, entity: str, columns: list[str]) -> dict[Any, tuple]:
+    """Online rows as held in memory: entity key -> (event time, *values)."""
+    keys = table.column(entity).to_pylist()
+    values = [table.column("_event_time").to_pylist()]
+    values += [table.column(c).to_pylist() for c in columns]
+    return dict(zip(keys, zip(*values, strict=True), strict=True))
 
 
 def _convert(key: Any, kind: type | None, i: int, entity: str) -> Any:

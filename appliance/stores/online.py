@@ -70,7 +70,8 @@ class OnlineTx:
         """Write each entity's latest row of ``rows`` (entity, ``_event_time``,
         ``_created_time``, ``_seq``, features) into the view version's online table,
         unless the row already there is newer or the same; record the materialization.
-        Returns rows written, entities held, newest event time and the new counter."""
+        Returns rows written (and the rows themselves), entities held, the newest event
+        time and the new counter."""
         table = online_table(view, version)
         ent = ident(entity)
         order = ", ".join(f"{ident(k)} DESC NULLS LAST" for k in KEYS)
@@ -91,7 +92,10 @@ class OnlineTx:
             f"LEFT JOIN {ident(table)} o ON n.{ent} = o.{ent} "
             f"WHERE o.{ent} IS NULL OR {_newer('n', 'o')}"
         )
-        written = self.conn.execute("SELECT count(*) FROM _online_new").fetchone()[0]
+        new = self.conn.execute("SELECT * FROM _online_new").arrow()
+        if isinstance(new, pa.RecordBatchReader):
+            new = new.read_all()
+        written = new.num_rows
         if written:
             self.conn.execute(
                 f"DELETE FROM {ident(table)} WHERE {ent} IN (SELECT {ent} FROM _online_new)"
@@ -114,7 +118,7 @@ class OnlineTx:
             [view, version, ref, table, entity, json.dumps(columns), at, newest, entities, counter],
         )
         return {"written": written, "entities": entities, "newest_event": newest,
-                "counter": counter}  # fmt: skip
+                "counter": counter, "rows": new}  # fmt: skip
 
 
 class OnlineReads:
