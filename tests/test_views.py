@@ -373,3 +373,28 @@ def test_feature_rows_of_a_table_without_data_fail_clearly(app):
     s = app.views.resolve("s", ACTOR)
     assert s.features == {"amount": "DOUBLE"}
     assert app.views.feature_rows(s, ACTOR).num_rows == 20
+
+
+def test_a_created_time_column_is_the_rows_created_time(app):
+    t = batch(4, 20)
+    t = t.append_column(
+        "created_at", pa.array([T0 + timedelta(days=50, minutes=i) for i in range(20)])
+    )
+    app.ingestion.ingest(t, "late", "customer_id", "event_time", ACTOR, created="created_at")
+    app.views.define("late_all", "late", ACTOR)
+    view = app.views.resolve("late_all", ACTOR)
+    assert list(view.features) == ["amount", "channel"]  # the keys are not features
+    assert view.definition["created_time"] == "created_at"
+    rows = app.views.feature_rows(view, ACTOR)
+    assert sorted(rows.column("_created_time").to_pylist()) == sorted(
+        t.column("created_at").to_pylist()
+    )
+    path = app.home / "falaj.yaml"
+    path.write_text(
+        "tables:\n  late: {entity: customer_id, event_time: event_time}\n"
+        "views:\n  v: {table: late}\n"
+    )
+    with pytest.raises(BadInput, match="declared with created time None, but was ingested with "
+                       "'created_at'"):  # fmt: skip
+        app.views.apply(path, ACTOR)
+    assert [v["view"] for v in app.views.list(ACTOR)] == ["late_all"]

@@ -216,15 +216,16 @@ class FeatureViews:
                     f"event time {spec.event_time!r}, but was ingested with {ingested[0]!r} "
                     f"and {ingested[1]!r}"
                 )
+            stored = self.features.created_column(table) if ingested is not None else None
+            if ingested is not None and stored != spec.created_time:
+                raise BadInput(
+                    f"{where}: table {table!r} is declared with created time "
+                    f"{spec.created_time!r}, but was ingested with {stored!r}"
+                )
             return spec.entity, spec.event_time, spec.created_time, spec
         if ingested is not None:
-            return ingested[0], ingested[1], self._created_column(table), None
+            return ingested[0], ingested[1], self.features.created_column(table), None
         raise BadInput(f"{where}: table {table!r} is neither declared (tables:) nor ingested")
-
-    def _created_column(self, table: str) -> str | None:
-        """A table's created-time column as ingest recorded it (None: the ingest time)."""
-        created = getattr(self.features, "created_column", None)
-        return created(table) if created is not None else None
 
     def _known_types(self, table: str, spec: TableSpec | None) -> dict[str, str | None] | None:
         """A table's user columns and types: the ingested table's, else the contract's

@@ -29,7 +29,7 @@ import pyarrow as pa
 from appliance.errors import BadInput
 from appliance.stores.sqltext import ident
 
-# The ingest sequence column; until every table has it, DuckDB's rowid stands in.
+# The ingest sequence: a unique, increasing number per row, in ingest order.
 SEQ_COLUMN = "_seq"
 INGESTED = "_ingested_at"
 ENTITY_KEYS = "_view_entities"
@@ -119,10 +119,6 @@ class ViewRowReads:
         )
         return {r["column_name"]: r["data_type"] for r in rows}
 
-    def _seq_expr(self, table: str) -> str:
-        """SQL for a table's ingest sequence: its ``_seq`` column, else its rowid."""
-        return ident(SEQ_COLUMN) if SEQ_COLUMN in self.all_columns(table) else "rowid"
-
     def _filters(
         self,
         cur: Any,
@@ -173,7 +169,7 @@ class ViewRowReads:
         ent, ev = ident(entity), f"{ident(event_time)}::TIMESTAMP"
         created = f"{ident(created_time)}::TIMESTAMP" if created_time else INGESTED
         select = [ent, f"{ev} AS _event_time", f"{created} AS _created_time",
-                  f"{self._seq_expr(table)}::BIGINT AS _seq"]  # fmt: skip
+                  f"{ident(SEQ_COLUMN)}::BIGINT AS _seq"]  # fmt: skip
         select += [f"{ident(src)} AS {ident(out)}" for out, src in columns.items()]
         with self._reading() as cur:
             where, params = self._filters(cur, ent, ev, as_of, since, entities, types[entity])
