@@ -88,3 +88,86 @@ def test_dashboard_shows_the_demo_model_serving(home, start_server, browser, mon
     page.goto(server.url + "/no/such/page")
     assert page.locator("h1").inner_text() == "Error 404"
     page.close()
+
+
+WORKSPACE = """
+entities:
+  customer: {join_key: customer_id}
+tables:
+  payments:
+    entity: customer_id
+    event_time: event_time
+    contract:
+      policy: quarantine
+      columns:
+        amount: {type: DOUBLE, nullable: false, min: 0, max: 1000}
+views:
+  spend:
+    table: payments
+    columns: [amount]
+"""
+
+
+def test_the_data_page(home, tmp_path, start_server, browser):
+    """Tables with contracts, views and versions, quality reports, the quarantine with
+    release and drop, the online store with materialize, training sets: all on /data."""
+    import pyarrow as pa
+
+    from appliance.core import Appliance
+    from tests.conftest import ACTOR
+
+    app = Appliance.open({"home": str(home)})
+    app.init(ACTOR)
+    (tmp_path / "falaj.yaml").write_text(WORKSPACE)
+    app.views.apply(tmp_path / "falaj.yaml", ACTOR)
+    t = pa.array([f"2024-01-0{d} 10:00:00" for d in range(1, 7)]).cast(pa.timestamp("us"))
+    batch = pa.table({"customer_id": ["c1", "c2", "c3", "c1", "c2", "c4"], "event_time": t,
+                      "amount": [10.0, 2000.0, 30.0, -5.0, 20.0, 40.0]})  # fmt: skip
+    r = app.ingestion.ingest(batch, "payments", "customer_id", "event_time", ACTOR)
+    assert (r["report"]["rows_landed"], r["report"]["rows_quarantined"]) == (4, 2)
+    app.views.define("spend", "payments", ACTOR, columns=["amount"], ttl="3650d")  # v2
+    spine = pa.table({"customer_id": ["c1", "c3"], "event_timestamp": t.take([5, 5])})
+    built = app.training_sets.build(spine, ["spend:amount"], ACTOR, out=tmp_path / "s.parquet")
+    app.close()
+
+    server = start_server(home)
+    page = browser.new_page()
+    page.goto(server.url + "/")
+    page.click("#nav-data")
+    assert page.title() == "Data · Falaj"
+    tables = page.locator("#data-tables tbody tr").first.inner_text()
+    assert "payments" in tables and "quarantine: amount" in tables and "spend" in tables
+    views = page.locator("#views tbody tr").first.inner_text()
+    assert "spend@2" in views and "v1, v2" in views and "3650d" in views
+    quality = page.locator("#quality tbody tr").first.inner_text()
+    assert "payments" in quality and "\t6\t4\t2\t" in quality
+    assert built["id"] in page.locator("#training-sets").inner_text()
+
+    # the quarantine: the held rows and their reasons, then release (forced) and drop
+    held = page.locator("#held-batches tbody tr")
+    assert held.count() == 1 and "2" in held.first.inner_text()
+    held.first.locator("a").click()
+    reasons = page.locator("#held-rows").inner_text()
+    assert "2000" in reasons and "-5" in reasons and "max 1000" in reasons
+    ids = [int(x) for x in page.locator("#held-rows tbody tr td:first-child").all_inner_texts()]
+    page.locator("#held-batches button.release").click()  # still breaks the contract
+    assert page.locator("#done").inner_text().startswith("released 0 rows into payments")
+    page.locator("#held-batches button.force").click()
+    assert page.locator("#done").inner_text().startswith("released 2 rows into payments")
+    assert page.locator("#held-batches").count() == 0
+    assert "\t6\t" in page.locator("#data-tables tbody tr").first.inner_text()  # 4 + 2 rows
+    page.goto(server.url + f"/data?quarantine={ids[0]}")
+    assert "no held row" in page.locator("#held-missing").inner_text()
+
+    # the online store: never materialized, then one click
+    online = page.locator("#online tbody tr").first
+    assert "never" in online.inner_text()
+    online.locator("button.materialize").click()
+    assert page.locator("#done").inner_text().startswith("materialized spend@2: 4 entities")
+    online = page.locator("#online tbody tr").first.inner_text()
+    assert "never" not in online and "\t4\t" in online
+    status, body = server.request("POST", "/api/v1/features/online",
+                                  {"features": ["spend:amount"],
+                                   "entities": [{"customer_id": "c2"}]})  # fmt: skip
+    assert status == 200 and body["results"][0]["values"]["amount"] == 20.0
+    page.close()

@@ -152,7 +152,7 @@ def test_the_cli_and_the_http_api_serve_by_entity(view_model, start_server):
     assert body["version"] == 1 and 0 < body["predictions"][0] < 1
     status, body = server.request("POST", "/api/v1/models/risk/predict",
                                   {"entities": [{"customer_id": "c9999"}]})  # fmt: skip
-    assert status == 400 and "c9999" in body["error"]
+    assert status == 400 and "c9999" in body["error"]["message"]
     status, body = server.request("POST", "/api/v1/models/risk/predict",
                                   {"entities": [{"customer_id": "c9"}], "records": [{}]})  # fmt: skip
-    assert status == 400 and "either" in body["error"]
+    assert status == 400 and "either" in body["error"]["message"]

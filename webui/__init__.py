@@ -16,12 +16,13 @@ def create_app(appliance: Appliance, test_config: dict[str, Any] | None = None) 
         app.config.update(test_config)
     app.extensions["falaj"] = appliance
 
-    from webui import api, dashboard, errors, openapi, protocols
+    from webui import api, dashboard, data, errors, openapi, protocols
 
     errors.register(app)  # also installs the strict JSON provider
     app.json.sort_keys = False  # answers keep the order the services give
     app.register_blueprint(api.bp)
     app.register_blueprint(protocols.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(data.bp)
     app.register_blueprint(openapi.bp)
     return app

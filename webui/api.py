@@ -45,9 +45,16 @@ def healthz():
 @bp.post("/api/v1/models/<name>/predict")
 def predict(name: str):
     body = json_body()
+    if "records" in body and "entities" in body:
+        raise BadInput('request body: give either "records" or "entities", not both')
+    if "entities" in body:
+        return jsonify(
+            appliance().serving.predict_entities(name, body["entities"], request_actor())
+        )
     if "records" not in body:
         raise BadInput(
-            'request body: missing field "records" (a list of {feature: number} objects)'
+            'request body: missing field "records" (a list of {feature: number} objects), '
+            'or "entities" for a model trained on feature views'
         )
     return jsonify(appliance().serving.predict(name, body["records"], request_actor()))
 

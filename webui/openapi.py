@@ -100,9 +100,33 @@ SCHEMAS: dict[str, Any] = {
         "example": EXAMPLE_RECORD,
     },
     "PredictRequest": {
-        "type": "object",
-        "required": ["records"],
-        "properties": {"records": {"type": "array", "minItems": 1, "items": _ref("Record")}},
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["records"],
+                "properties": {
+                    "records": {"type": "array", "minItems": 1, "items": _ref("Record")}
+                },
+            },
+            {
+                "type": "object",
+                "required": ["entities"],
+                "description": "For a model trained on feature views: its features come from "
+                "the online store",
+                "properties": {
+                    "entities": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "oneOf": [{"type": "string"}, {"type": "integer"}]
+                            },
+                        },
+                    }
+                },
+            },
+        ],
     },
     "PredictResponse": {
         "type": "object",
@@ -112,6 +136,12 @@ SCHEMAS: dict[str, Any] = {
             "version": {"type": "integer"},
             "predictions": {"type": "array", "items": {"type": "number"}},
             "request_id": {"type": "string"},
+            "statuses": {
+                "type": "array",
+                "description": "With entities: each feature's online status "
+                "(PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE); missing values take the training means",
+                "items": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
         },
     },
     "OnlineFeaturesRequest": {
@@ -442,7 +472,12 @@ def _body(media: str, schema: dict, **examples: Any) -> dict:
 
 PREDICT_BODY = {
     "required": True,
-    "content": _body(JSON, _ref("PredictRequest"), records={"records": [EXAMPLE_RECORD]}),
+    "content": _body(
+        JSON,
+        _ref("PredictRequest"),
+        records={"records": [EXAMPLE_RECORD]},
+        entities={"entities": [{"customer_id": "c1"}]},
+    ),
 }
 ONLINE_BODY = {
     "required": True,
@@ -595,6 +630,26 @@ DECISION = {
     "schema": {"type": "string", "maxLength": 128},
 }
 
+QUARANTINE_REF = {
+    "name": "quarantine",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 200},
+}
+
+
+def _form(summary: str, required: list[str], optional: tuple[str, ...] = ()) -> dict:
+    """A dashboard form post: answered with a redirect to the Data page and its outcome."""
+    fields = {f: {"type": "string", "maxLength": 200} for f in [*required, *optional]}
+    return {"post": {
+        "summary": f"{summary} (a dashboard form)",
+        "tags": ["Dashboard"],
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+            "schema": {"type": "object", "required": required, "properties": fields}}}},
+        "responses": {"302": {"description": "Back to the Data page, with the outcome"}},
+    }}  # fmt: skip
+
+
 PATHS: dict[str, Any] = {
     "/": _get("The dashboard (HTML); ?decision=ID shows one decision and its proof",
               "Dashboard", _text("The page", "text/html"), None, [DECISION]),
@@ -604,6 +659,13 @@ PATHS: dict[str, Any] = {
         "responses": {"200": _text("Both stores read clean", "text/html"),
                       "503": _text("A store is damaged; the page names it", "text/html")},
     }},
+    "/data": _get("The Data page (HTML): tables and contracts, views, quality reports, "
+                  "quarantine (?quarantine=BATCH or row ids shows its rows), online freshness",
+                  "Dashboard", _text("The page", "text/html"), None, [QUARANTINE_REF]),
+    "/data/quarantine/release": _form("Release held rows into their table (force=1: "
+                                      "whatever the contract says)", ["ref"], ["force"]),
+    "/data/quarantine/drop": _form("Drop held rows for good", ["ref"]),
+    "/data/materialize": _form("Materialize a view into the online store", ["view"]),
     "/static/{filename}": _get("The dashboard's static files", "Dashboard",
                                _text("The file", "text/css"), None, [FILENAME]),
     "/healthz": {"get": {
