@@ -25,7 +25,7 @@ from appliance.errors import StoreDamaged, StoreError
 from appliance.features import FeatureCatalog
 from appliance.features.online import OnlineStore
 from appliance.features.training_sets import TrainingSets
-from appliance.features.views import FeatureViews
+from appliance.features.views import WORKSPACE_FILE, FeatureViews
 from appliance.ingest import IngestService
 from appliance.ingest.quarantine import Quarantine
 from appliance.registry import Registry
@@ -40,6 +40,7 @@ log = logging.getLogger("falaj")
 
 DEMO_TABLE = "credit_applications"
 DEMO_MODEL = "credit_risk"
+DEMO_VIEW = "applicant"
 
 
 class Appliance:
@@ -253,18 +254,37 @@ class Appliance:
         return problems
 
     def load_demo(self, actor: Actor, say=lambda msg: None) -> dict[str, Any]:
-        """Ingest the synthetic credit-risk data (from memory: no plaintext copy is left
-        on disk), train a model and deploy it."""
+        """Declare the demo workspace, ingest the synthetic credit-risk data (from memory:
+        no plaintext copy is left on disk), materialize its view, build a point-in-time
+        training set from the applications' labels, train on it and deploy the model."""
+        workspace = self.home / WORKSPACE_FILE
+        if not workspace.exists():
+            workspace.write_text(demo.WORKSPACE)
+        self.views.apply(workspace, actor)
         data = demo.credit_risk(self.settings["demo_rows"])
         r = self.ingestion.ingest(data, DEMO_TABLE, "customer_id", "event_time", actor,
                                   label="demo credit-risk data")  # fmt: skip
         say(f"ingested {r['rows']} rows into {DEMO_TABLE}")
-        t = self.training.train(DEMO_TABLE, "default", DEMO_MODEL, actor)
+        m = self.online.materialize(DEMO_VIEW, actor)
+        say(f"materialized {m['view']} for {m['entities']} customers")
+        spine = data.select(["customer_id", "event_time", "default"]).rename_columns(
+            ["customer_id", "event_timestamp", "default"]
+        )
+        # The set's file is plaintext: it lives only while training reads it. Its record
+        # (fingerprint, views, as-of time) stays, and rebuilds it exactly.
+        scratch = self.home / "tmp" / f"demo-set-{os.getpid()}.parquet"
+        scratch.parent.mkdir(exist_ok=True)
+        try:
+            s = self.training_sets.build(spine, [f"{DEMO_VIEW}:*"], actor, out=scratch)
+            say(f"built training set {s['id']} ({s['rows']} rows, point in time)")
+            t = self.training.train_on_set(s["id"], "default", DEMO_MODEL, actor)
+        finally:
+            scratch.unlink(missing_ok=True)
         say(f"trained {DEMO_MODEL}@{t['version']} "
             f"(hold-out ROC AUC {t['metrics']['holdout']['roc_auc']:.3f})")  # fmt: skip
         d = self.serving.deploy(DEMO_MODEL, t["version"], actor)
         say(f"deployed {DEMO_MODEL}@{d['version']} in the {d['slot']} slot")
-        return {"ingest": r, "train": t, "deploy": d}
+        return {"ingest": r, "materialize": m, "training_set": s, "train": t, "deploy": d}
 
     def close(self) -> None:
         log_ = self.__dict__.pop("decision_log", None)

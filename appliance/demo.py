@@ -17,6 +17,32 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+# The demo's workspace: the applications table under a contract, and a view of the
+# applicant's numeric features (never the sensitive attribute) that models train on.
+WORKSPACE = """\
+# The demo workspace (falaj apply reads this file; see the README's tour)
+entities:
+  customer: {join_key: customer_id, description: a loan applicant}
+tables:
+  credit_applications:
+    entity: customer_id
+    event_time: event_time
+    contract:
+      policy: quarantine
+      unique_key: true
+      columns:
+        age: {nullable: false, min: 18, max: 100}
+        income: {nullable: false, min: 0}
+        debt_to_income: {min: 0, max: 1.5}
+        credit_utilization: {min: 0, max: 1}
+        default: {allowed: [0, 1]}
+views:
+  applicant:
+    table: credit_applications
+    columns: [age, income, employment_years, loan_amount, debt_to_income,
+              credit_utilization, num_credit_lines, num_late_payments]
+"""
+
 START = datetime(2025, 1, 1)
 YEAR_S = 365 * 24 * 3600
 DRIFT_FROM = 0.75  # share of the year after which the shock shows

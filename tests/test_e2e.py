@@ -122,6 +122,12 @@ def test_run_demo_serves_a_model(home, start_server, monkeypatch):
     log = server.log.read_text()
     assert "demo: ingested 5000 rows" in log and "Falaj serving on" in log
     assert body["version"] == 1
+    # the demo model was trained on the applicant view: it also answers by customer id
+    customer = table["customer_id"][0].as_py()
+    status, body = server.request("POST", "/api/v1/models/credit_risk/predict",
+                                  {"entities": [{"customer_id": customer}]})  # fmt: skip
+    assert status == 200 and 0 < body["predictions"][0] < 1, body
+    assert "demo: built training set" in log and "materialized applicant@1" in log
 
 
 def test_the_readme_tour(falaj, tmp_path):
