@@ -223,6 +223,8 @@ BAD = [
      "views:\n  v: {table: transactions}\n",
      "views: v: table 'transactions' is declared with entity 'merchant_id'"),
     ("view:\n  spend: {table: transactions}\n", "unknown key 'view'"),
+    ("views:\n  spend: {table: transactions}\n  spend: {table: transactions, ttl: 1d}\n",
+     "at line 3, column 3: the key 'spend' is given twice"),
     ("views: [1, 2]\n", "views: expected a mapping, got list"),
     ("views:\n  spend: {table: transactions\n", "not valid YAML at line"),
     ("views:\n  q: {sql: 'SELECT 1 AS x', entity: x, event_time: t}\n",

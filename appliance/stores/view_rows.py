@@ -12,8 +12,9 @@ An SQL view runs as ``WITH <table> AS (its user columns[, ingested by as_of]) ..
 SELECT ... FROM (<the view's SELECT>)``: every table it names is shadowed by a CTE of
 the same name, so it sees neither internal columns nor rows ingested after ``as_of``.
 Its ``_created_time`` is its declared created-time column, else its event time; its
-``_seq`` numbers its output rows in (entity, event time, created time, feature values)
-order, so the same data always gives the same sequence.
+``_seq`` numbers each entity's output rows from 1 in (event time, created time, feature
+values) order, so the same data always gives the same sequence, whatever the filters
+(``_seq`` only ever breaks ties between rows of one entity).
 """
 
 from __future__ import annotations
@@ -223,10 +224,10 @@ class ViewRowReads:
         """An SQL view's rows (see the module's docstring for its created time and seq)."""
         ent, ev = ident(entity), f"{ident(event_time)}::TIMESTAMP"
         created = f"{ident(created_time)}::TIMESTAMP" if created_time else ev
-        order = ", ".join([ent, ev, created, *map(ident, features)])
+        order = ", ".join([ev, created, *map(ident, features)])
         inner = (
             f"SELECT {ent}, {ev} AS _event_time, {created} AS _created_time, "
-            f"(row_number() OVER (ORDER BY {order}))::BIGINT AS _seq"
+            f"(row_number() OVER (PARTITION BY {ent} ORDER BY {order}))::BIGINT AS _seq"
             + "".join(f", {ident(f)}" for f in features)
             + f" FROM ({self._shadowed(sql, tables, as_of is not None)}) AS _out"
         )
