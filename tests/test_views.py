@@ -250,7 +250,7 @@ REFUSED = [
     ("DROP TABLE transactions", "not DROP"),
     ("COPY transactions TO 'out.csv'", "not COPY"),
     ("ATTACH 'other.duckdb' AS o", "not ATTACH"),
-    ("PRAGMA database_list", "must be a SELECT statement"),
+    ("PRAGMA database_list", "must be a plain SELECT statement"),
     ("SELECT * FROM transactions; DROP TABLE transactions", "exactly one SELECT statement, got 2"),
     ("SELECT * FROM _ingests", "may not read the internal table '_ingests'"),
     ("SELECT t.* FROM transactions t JOIN _tables USING (table_name)", "internal table '_tables'"),
@@ -262,12 +262,16 @@ REFUSED = [
      "WHERE customer_id IN (SELECT column0 FROM read_text('/etc/hostname'))", "read_text()"),
     ("SELECT * FROM '/etc/passwd'", "neither a declared nor an ingested feature table"),
     ("SELEC * FROM transactions", "does not parse"),
+    ("DESCRIBE transactions", "not DESCRIBE, SHOW or SUMMARIZE"),
+    ("SUMMARIZE transactions", "not DESCRIBE, SHOW or SUMMARIZE"),
+    ("SELECT * FROM (PIVOT transactions ON channel USING sum(amount))", "exactly one SELECT"),
+    ("SELECT * FROM transactions AT (VERSION => 1)", "AT (time travel) is not supported"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("sql,message", REFUSED, ids=[s[:30] for s, _ in REFUSED])
-def test_sql_views_only_read_feature_tables(loaded, sql, message):
-    app, _ = loaded
+def test_sql_views_only_read_feature_tables(app, sql, message):
+    app.ingestion.ingest(batch(1, 10), "transactions", "customer_id", "event_time", ACTOR)
     path = app.home / "bad.yaml"
     path.write_text(
         "views:\n  bad:\n    sql: " + json.dumps(sql) + "\n"

@@ -72,7 +72,10 @@ def parse_view_sql(sql: str, where: str) -> list[str]:
     finally:
         con.close()
     if tree.get("error") and "Only SELECT" in str(tree.get("error_message")):
-        raise BadInput(f"{where}: must be a SELECT statement (DuckDB reads this as another kind)")
+        raise BadInput(
+            f"{where}: must be a plain SELECT statement (this one, like PRAGMA or PIVOT, "
+            "cannot be checked to read only feature tables)"
+        )
     if tree.get("error"):
         raise BadInput(f"{where}: does not parse: {tree.get('error_message', 'unknown error')}")
     nodes = list(_nodes(tree))
@@ -85,6 +88,8 @@ def parse_view_sql(sql: str, where: str) -> list[str]:
             raise BadInput(
                 f"{where}: may read only feature tables, not the table function {name}()"
             )
+        if n.get("type") == "SHOW_REF":
+            raise BadInput(f"{where}: must be a SELECT statement, not DESCRIBE, SHOW or SUMMARIZE")
         if n.get("type") != "BASE_TABLE":
             continue
         name = n.get("table_name", "")
