@@ -10,7 +10,12 @@ Versions are never changed or removed, so ``VIEW@1`` gives what it gave when dec
 Rows (``feature_rows``) always start with the entity column, ``_event_time``,
 ``_created_time`` and ``_seq``, then the features in declared order. A table's created
 time is its declared created-time column, else the ingest time; its ``_seq`` is the
-ingest sequence (see ``appliance/stores/view_rows.py`` for SQL views).
+ingest sequence. An SQL view's created time is its declared ``created_time`` column,
+else its event time, and its ``_seq`` numbers each entity's output rows in (event time,
+created time, feature values) order: the same data always gives the same rows. Rows
+without an event time are left out (no point-in-time join could ever match them).
+Rows come in no particular order, except that a transforms view computes its windows
+over each entity's rows sorted by (event time, created time, sequence).
 """
 
 from __future__ import annotations
