@@ -404,3 +404,17 @@ def test_a_created_time_column_is_the_rows_created_time(app):
                        "'created_at'"):  # fmt: skip
         app.views.apply(path, ACTOR)
     assert [v["view"] for v in app.views.list(ACTOR)] == ["late_all"]
+
+
+def test_sql_view_rows_without_an_event_time_are_left_out(app):
+    app.ingestion.ingest(batch(5, 50), "transactions", "customer_id", "event_time", ACTOR)
+    path = app.home / "falaj.yaml"
+    path.write_text(
+        "views:\n  big:\n    sql: SELECT customer_id, CASE WHEN amount > 60 THEN event_time END"
+        " AS at, amount FROM transactions\n    entity: customer_id\n    event_time: at\n"
+    )
+    app.views.apply(path, ACTOR)
+    rows = app.views.feature_rows(app.views.resolve("big", ACTOR), ACTOR)
+    amounts = [a for a in batch(5, 50).column("amount").to_pylist() if a is not None and a > 60]
+    assert sorted(rows.column("amount").to_pylist()) == sorted(amounts)
+    assert rows.column("_event_time").null_count == 0

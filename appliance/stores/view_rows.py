@@ -240,7 +240,6 @@ class ViewRowReads:
             where, params = self._filters(cur, ent, "_event_time", None, since, entities, None)
             if as_of is not None:
                 params["as_of"] = as_of
-            outer = f"SELECT * FROM ({inner}) AS _rows"
-            if where:
-                outer += " WHERE " + " AND ".join(where)
+            where.insert(0, "_event_time IS NOT NULL")
+            outer = f"SELECT * FROM ({inner}) AS _rows WHERE " + " AND ".join(where)
             return _arrow(cur.execute(outer, params))
