@@ -248,7 +248,7 @@ def train(
     registered all the same, and deploy refuses it).
 
     \b
-    Examples:
+    Example:
         falaj train --table loans --label default --name credit
         falaj train --training-set 3f2a9c1d --label default --name credit
     """
