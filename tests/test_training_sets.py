@@ -159,10 +159,13 @@ def test_two_views_match_the_brute_force_reference(data, tmp_path):
     assert min(checked.values()) > 20, checked
 
 
-def test_full_names_and_all_columns(data, tmp_path):
+def test_full_names_all_columns_and_progress(data, tmp_path):
     app, spine, customers, merchants = data
     out = tmp_path / "train.parquet"
-    app.training_sets.build(spine, ["cust:*", "merch:*"], ACTOR, out=out, full_names=True)
+    steps = []
+    app.training_sets.build(spine, ["cust:*", "merch:*"], ACTOR, out=out, full_names=True,
+                            progress=lambda done, total, what: steps.append((done, total, what)))  # fmt: skip
+    assert steps == [(0, 2, "joining cust@1"), (1, 2, "joining merch@1"), (2, 2, "done")]
     got = pq.read_table(out)
     names = ["cust__spend", "cust__visits", "merch__risk", "merch__spend"]
     assert got.column_names == spine.column_names + names
@@ -366,3 +369,26 @@ def test_the_cli_builds_from_csv_lists_and_rebuilds(data, falaj, tmp_path):
     missing = falaj("features", "training-set", "--spine", tmp_path / "none.csv", "--features",
                     "cust:spend", "--out", tmp_path / "x.csv")  # fmt: skip
     assert missing.exit_code == 2 and "no such file" in missing.stderr
+
+
+def test_created_times_break_ties_and_the_cutoff_hides_backfills(app, tmp_path):
+    """A table naming its created-time column: equal event times go to the later created
+    time (whatever the ingest order), and created_cutoff hides rows created after the
+    spine time (a backfill) that would otherwise leak."""
+    rows = pa.table({
+        "customer_id": ["a", "a", "a", "b"],
+        "event_time": ts([hours(0), hours(10), hours(10), hours(0)]),
+        "created": ts([hours(0), hours(30), hours(12), hours(24 * 9)]),
+        "spend": [1.0, 2.0, 3.0, 4.0],
+    })  # fmt: skip
+    app.ingestion.ingest(rows, "customers", "customer_id", "event_time", ACTOR, created="created")
+    app.views.define("cust", "customers", ACTOR, columns=["spend"])
+    spine = pa.table({"customer_id": ["a", "a", "b", "b"],
+                      "event_timestamp": ts([hours(20), hours(40), hours(24), hours(24 * 10)])})  # fmt: skip
+    out = tmp_path / "t.parquet"
+    plain = app.training_sets.build(spine, ["cust:spend"], ACTOR, out=out)
+    assert pq.read_table(out).column("spend").to_pylist() == [2.0, 2.0, 4.0, 4.0]
+    cut = app.training_sets.build(spine, ["cust:spend"], ACTOR, out=out, created_cutoff=True)
+    assert pq.read_table(out).column("spend").to_pylist() == [3.0, 2.0, None, 4.0]
+    assert cut["flags"] == {"full_names": False, "created_cutoff": True}
+    assert cut["fingerprint"] != plain["fingerprint"]
