@@ -52,10 +52,28 @@ def _is_int(t: pa.DataType) -> bool:
     return pa.types.is_integer(t)
 
 
+def _raw(col: pa.ChunkedArray, view: pa.DataType) -> np.ndarray:
+    """The values of a fixed-width column as NumPy ``view`` values, without copying when it
+    is one chunk (read-only then); slots under nulls hold anything."""
+    if col.num_chunks == 1:
+        arr = col.chunk(0)
+    elif col.num_chunks == 0:
+        arr = pa.array([], col.type)
+    else:
+        arr = pa.concat_arrays(col.chunks)
+    arr = arr.view(view)
+    dtype = np.dtype(view.to_pandas_dtype())
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset)
+
+
+def _null_mask(col: pa.ChunkedArray) -> np.ndarray | None:
+    return col.is_null().to_numpy(zero_copy_only=False) if col.null_count else None
+
+
 def _ticks(col: pa.ChunkedArray, what: str, unit: str) -> tuple[np.ndarray, np.ndarray | None]:
     """int64 ticks of ``unit`` ('us' or 'ns') since the epoch, UTC, and the null mask (None
-    without nulls). Timestamps of any unit, tz-aware (already UTC in Arrow) or naive
-    (taken as UTC), and dates (midnight UTC)."""
+    without nulls; the ticks under it are meaningless). Timestamps of any unit, tz-aware
+    (already UTC in Arrow) or naive (taken as UTC), and dates (midnight UTC)."""
     t = col.type
     if pa.types.is_timestamp(t):
         from_unit = t.unit
@@ -67,12 +85,7 @@ def _ticks(col: pa.ChunkedArray, what: str, unit: str) -> tuple[np.ndarray, np.n
         raise BadInput(
             f"{what} must hold timestamps or dates, got {t} (cast it, e.g. to timestamp[us])"
         )
-    mask = None
-    if col.null_count:
-        mask = col.is_null().to_numpy(zero_copy_only=False)
-        col = col.fill_null(pa.scalar(0, type=pa.int64()).cast(t) if from_unit != "D" else 0)
-    raw = col.cast(pa.int32() if from_unit == "D" else pa.int64())
-    values = raw.to_numpy().astype(np.int64, copy=False)
+    values = _raw(col, pa.int32() if from_unit == "D" else pa.int64())
     if from_unit == "D":
         factor = 86_400_000_000
     elif from_unit == "ns":
@@ -83,9 +96,9 @@ def _ticks(col: pa.ChunkedArray, what: str, unit: str) -> tuple[np.ndarray, np.n
         factor *= 1000
     elif unit == "us" and from_unit == "ns":
         raise AssertionError("nanosecond times are joined in ns")  # _unit_for sees to it
-    if factor != 1:
-        values = values * factor
-    return values, mask
+    if factor != 1 or values.dtype != np.int64:
+        values = values.astype(np.int64) * factor
+    return values, _null_mask(col)
 
 
 def _entity_codes(
@@ -115,14 +128,58 @@ def _entity_codes(
         raise BadInput(
             f"entity columns {spine_name!r} and {rows_name!r} cannot be compared: {exc}"
         ) from None
-    uniques = pc.unique(row_entity).drop_null()
-    row_code = pc.index_in(row_entity, value_set=uniques)
+    if _is_int(common) and not pa.types.is_uint64(common):
+        direct = _direct_codes(spine_entity, row_entity)
+        if direct is not None:
+            return direct
+    # one hash pass over the rows; every chunk of the result shares the final dictionary
+    encoded = pc.dictionary_encode(row_entity)
+    if encoded.num_chunks == 0:
+        uniques = pa.array([], common)
+        row_code = pa.chunked_array([], pa.int32())
+    else:
+        uniques = encoded.chunk(0).dictionary
+        row_code = pa.chunked_array([c.indices for c in encoded.chunks], pa.int32())
     spine_code = pc.index_in(spine_entity, value_set=uniques)
     return _codes(row_code), _codes(spine_code), len(uniques)
 
 
+def _direct_codes(
+    spine_entity: pa.ChunkedArray, row_entity: pa.ChunkedArray
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Integer entities in a compact range: code = value - min, no hashing. None when the
+    range is too wide for an offsets array of that length."""
+    lo_hi = pc.min_max(row_entity)
+    lo, hi = lo_hi["min"].as_py(), lo_hi["max"].as_py()
+    if lo is None:
+        return None
+    span = hi - lo + 1
+    if span > max(4 * len(row_entity), 1 << 16):
+        return None
+    dtype = np.int32 if span < 2**31 else np.int64
+    row_code = _shifted(row_entity, lo, dtype)
+    values = _raw(spine_entity.cast(pa.int64()), pa.int64())
+    spine_code = np.subtract(values, lo, dtype=np.int64)
+    spine_code[(values < lo) | (values > hi)] = -1
+    spine_code = spine_code.astype(dtype, copy=False)
+    for codes, col in ((row_code, row_entity), (spine_code, spine_entity)):
+        mask = _null_mask(col)
+        if mask is not None:
+            codes[mask] = -1
+    return row_code, spine_code, span
+
+
+def _shifted(col: pa.ChunkedArray, lo: int, dtype: type) -> np.ndarray:
+    """value - lo as ``dtype``, for values known to lie in [lo, lo + span)."""
+    values = _raw(col.cast(pa.int64()), pa.int64())
+    out = np.empty(len(values), dtype=dtype)
+    np.subtract(values, lo, out=out, casting="unsafe")
+    return out
+
+
 def _codes(codes: pa.ChunkedArray) -> np.ndarray:
-    return codes.fill_null(-1).to_numpy().astype(np.int64, copy=False)
+    """index_in's int32 codes, nulls (absent or null entities) as -1."""
+    return np.array(_raw(codes.fill_null(-1), pa.int32()))
 
 
 def _unit_for(spine_time: pa.ChunkedArray) -> str:
@@ -163,13 +220,14 @@ def point_in_time_index(
         raise BadInput(f"the feature rows' {SEQ} must hold integers, got {seq_col.type}")
     if seq_col.null_count:
         raise BadInput(f"the feature rows' {SEQ} has {seq_col.null_count} null(s)")
-    seq = seq_col.cast(pa.int64()).to_numpy()
+    seq = _raw(seq_col.cast(pa.int64()), pa.int64())
     row_code, spine_code, n_entities = _entity_codes(s_entity, spine_entity, r_entity, rows_entity)
     if s_null is not None:
         spine_code[s_null] = -1
     if e_null is not None:
         row_code[e_null] = -1  # a row without an event time is never seen
     if c_null is not None:
+        created = np.array(created)
         created[c_null] = np.iinfo(np.int64).min  # unknown creation: loses every tie
     ttl_ticks = None
     if ttl is not None:

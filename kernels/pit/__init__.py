@@ -33,6 +33,13 @@ def _int64(a: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
+def _codes(a: Any, name: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype == np.int32 and a.ndim == 1:
+        return np.ascontiguousarray(a)  # half the memory of int64 codes, kept as they are
+    return _int64(a, name)
+
+
 def asof_index(
     spine_code: Any,
     spine_time: Any,
@@ -47,15 +54,15 @@ def asof_index(
 ) -> np.ndarray:
     """An int64 array, one per spine row: the index of the row it sees, or -1.
 
-    ``spine_code`` / ``row_code``: entity codes in ``[0, n_entities)``, ``-1`` for a row
+    ``spine_code`` / ``row_code``: int32 or int64 entity codes in ``[0, n_entities)``, ``-1`` for a row
     that matches nothing (a null or unknown entity, a null time). ``spine_time``,
     ``row_event``, ``row_created``: int64 ticks of the same unit; ``ttl``: a non-negative
     number of those ticks, or None for no limit. ``row_seq``: unique per row. ``backend``:
     ``reference`` or ``cpu`` (default).
     """
-    spine_code = _int64(spine_code, "spine_code")
+    spine_code = _codes(spine_code, "spine_code")
     spine_time = _int64(spine_time, "spine_time")
-    row_code = _int64(row_code, "row_code")
+    row_code = _codes(row_code, "row_code")
     row_event = _int64(row_event, "row_event")
     row_created = _int64(row_created, "row_created")
     row_seq = _int64(row_seq, "row_seq")

@@ -1,11 +1,12 @@
 """Numba CPU implementation of ``reference.asof_index``, same signature and result.
 
-1. Counting sort of the rows by entity code: ``offsets`` (n_entities + 1) and ``order``
-   (row indices grouped by entity, in input order within a group). Two passes over the
-   codes, in parallel over fixed chunks (per-chunk histograms), so the result does not
-   depend on the thread count.
+1. Counting sort of the rows by entity code: ``offsets`` (n_entities + 1), ``order``
+   (row indices grouped by entity, in input order within a group; int32 below 2**31
+   rows) and the event times in that layout. Two passes over the codes, in parallel over
+   fixed chunks (per-chunk histograms), so the result does not depend on the thread count.
 2. Each entity's rows sorted by (event, created, seq), in parallel over entities; a group
-   already in order (the usual case: tables are appended in time order) costs one pass.
+   already in order (the usual case: tables are appended in time order) costs one pass
+   over its event times, reading created and seq only where event times tie.
 3. One binary search per spine row in its entity's sorted event times, in parallel over
    spine rows, writing the answer in spine order: the spine is never sorted or copied.
 """
@@ -15,58 +16,73 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-_CHUNK = 1 << 16  # rows per histogram chunk in the counting sort
+_CHUNKS = 4  # row chunks counted apart in the counting sort (threads share them out)
+_MIN_CHUNK = 1 << 16  # rows per chunk at least
+_MAX_HIST = 1 << 24  # chunks x entities, at most (the per-chunk histograms' size)
 
 
 @njit(parallel=True, cache=True)
-def _group(row_code, n_entities):
+def _count(row_code, n_entities, n_chunks):
+    """Rows per (chunk, entity code); rows with code -1 are not counted."""
     n = len(row_code)
-    n_chunks = max(1, (n + _CHUNK - 1) // _CHUNK)
-    counts = (
-        np.zeros((n_chunks, n_entities), dtype=np.int64)
-        if n_chunks * n_entities <= (1 << 26)
-        else np.zeros((1, n_entities), dtype=np.int64)
-    )
-    if counts.shape[0] == n_chunks and n_chunks > 1:
-        for c in prange(n_chunks):
-            for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-                k = row_code[i]
-                if k >= 0:
-                    counts[c, k] += 1
-        offsets = np.zeros(n_entities + 1, dtype=np.int64)
-        # exclusive prefix over (entity, chunk): chunk c of entity k starts after every
-        # earlier entity and the earlier chunks of k
-        total = 0
-        for k in range(n_entities):
-            offsets[k] = total
-            for c in range(n_chunks):
-                here = counts[c, k]
-                counts[c, k] = total
-                total += here
-        offsets[n_entities] = total
-        order = np.empty(total, dtype=np.int64)
-        for c in prange(n_chunks):
-            for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-                k = row_code[i]
-                if k >= 0:
-                    order[counts[c, k]] = i
-                    counts[c, k] += 1
-        return offsets, order
-    # few rows, or too many entities for a histogram per chunk: one sequential pass
-    hist = np.zeros(n_entities + 1, dtype=np.int64)
-    for i in range(n):
-        k = row_code[i]
-        if k >= 0:
-            hist[k + 1] += 1
-    offsets = np.cumsum(hist)
-    cursor = offsets[:-1].copy()
-    order = np.empty(offsets[-1], dtype=np.int64)
-    for i in range(n):
-        k = row_code[i]
-        if k >= 0:
-            order[cursor[k]] = i
-            cursor[k] += 1
-    return offsets, order
+    size = (n + n_chunks - 1) // n_chunks
+    counts = np.zeros((n_chunks, n_entities), dtype=np.int64)
+    for c in prange(n_chunks):
+        for i in range(c * size, min(n, (c + 1) * size)):
+            k = row_code[i]
+            if k >= 0:
+                counts[c, k] += 1
+    return counts
+
+
+@njit(cache=True)
+def _starts(counts):
+    """Entity offsets; ``counts`` becomes each (chunk, entity)'s first slot: chunk c of
+    entity k comes after every earlier entity and k's earlier chunks."""
+    n_chunks, n_entities = counts.shape
+    offsets = np.empty(n_entities + 1, dtype=np.int64)
+    total = 0
+    for k in range(n_entities):
+        offsets[k] = total
+        for c in range(n_chunks):
+            here = counts[c, k]
+            counts[c, k] = total
+            total += here
+    offsets[n_entities] = total
+    return offsets
+
+
+@njit(parallel=True, cache=True)
+def _scatter(row_code, row_event, cursor, order, grouped_event):
+    """Row indices grouped by entity (input order within a group) and their event times
+    in that layout, scattered in one pass so that later phases read them contiguously."""
+    n = len(row_code)
+    n_chunks = cursor.shape[0]
+    size = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        for i in range(c * size, min(n, (c + 1) * size)):
+            k = row_code[i]
+            if k >= 0:
+                at = cursor[c, k]
+                order[at] = i
+                grouped_event[at] = row_event[i]
+                cursor[c, k] = at + 1
+
+
+def _group(row_code, row_event, n_entities):
+    """(offsets, order, grouped_event): the counting sort of the rows by entity code.
+    Fixed chunks, not one per thread: the layout does not depend on the thread count."""
+    n = len(row_code)
+    n_chunks = min(_CHUNKS, max(1, n // _MIN_CHUNK))
+    if n_chunks * n_entities > _MAX_HIST:
+        n_chunks = 1
+    cursor = _count(row_code, n_entities, n_chunks)
+    offsets = _starts(cursor)
+    total = int(offsets[-1])
+    order = np.empty(total, dtype=np.int32 if n < 2**31 else np.int64)
+    grouped_event = np.empty(total, dtype=np.int64)
+    _scatter(row_code, row_event, cursor, order, grouped_event)
+    return offsets, order, grouped_event
 
 
 @njit(inline="always")
@@ -91,30 +107,35 @@ def _insertion_sort(order, lo, hi, event, created, seq):
 
 
 @njit(parallel=True, cache=True)
-def _sort_groups(offsets, order, event, created, seq, sorted_event, sorted_created):
+def _sort_groups(offsets, order, grouped_event, event, created, seq, grouped_created):
+    """Sort each entity's rows by (event, created, seq), in place in ``order`` and
+    ``grouped_event``; fill ``grouped_created`` when it is not empty. Rows are read through
+    ``order`` only on equal event times (and for ``grouped_created``)."""
     n_entities = len(offsets) - 1
+    want_created = len(grouped_created) > 0
     for k in prange(n_entities):
         lo = offsets[k]
         hi = offsets[k + 1]
         in_order = True
         for i in range(lo + 1, hi):
-            if _before(order[i], order[i - 1], event, created, seq):
+            a = grouped_event[i - 1]
+            b = grouped_event[i]
+            if b < a or (b == a and _before(order[i], order[i - 1], event, created, seq)):
                 in_order = False
                 break
         if not in_order:
             if hi - lo > 32:
                 # by event first (stable, n log n), then insertion sort mends the ties
-                part = order[lo:hi].copy()
-                keys = np.empty(hi - lo, dtype=np.int64)
+                perm = np.argsort(grouped_event[lo:hi], kind="mergesort")
+                part = order[lo:hi][perm]
                 for i in range(hi - lo):
-                    keys[i] = event[part[i]]
-                perm = np.argsort(keys, kind="mergesort")
-                for i in range(hi - lo):
-                    order[lo + i] = part[perm[i]]
+                    order[lo + i] = part[i]
             _insertion_sort(order, lo, hi, event, created, seq)
-        for i in range(lo, hi):
-            sorted_event[i] = event[order[i]]
-            sorted_created[i] = created[order[i]]
+            for i in range(lo, hi):
+                grouped_event[i] = event[order[i]]
+        if want_created:
+            for i in range(lo, hi):
+                grouped_created[i] = created[order[i]]
 
 
 @njit(parallel=True, cache=True)
@@ -160,17 +181,11 @@ def asof_index(
     created_cutoff: bool,
 ) -> np.ndarray:
     n_entities = max(int(n_entities), 1)
-    offsets, order = _group(row_code, n_entities)
-    sorted_event = np.empty(len(order), dtype=np.int64)
-    sorted_created = np.empty(len(order) if created_cutoff else 0, dtype=np.int64)
-    if created_cutoff:
-        _sort_groups(offsets, order, row_event, row_created, row_seq, sorted_event, sorted_created)
-    else:
-        # the created times are needed to sort, not to probe: keep no copy of them
-        scratch = np.empty(len(order), dtype=np.int64)
-        _sort_groups(offsets, order, row_event, row_created, row_seq, sorted_event, scratch)
-        del scratch
+    offsets, order, grouped_event = _group(row_code, row_event, n_entities)
+    grouped_created = np.empty(len(order) if created_cutoff else 0, dtype=np.int64)
+    _sort_groups(offsets, order, grouped_event, row_event, row_created, row_seq, grouped_created)
+    del row_code  # the caller's; nothing below needs it
     out = np.empty(len(spine_code), dtype=np.int64)
-    _probe(spine_code, spine_time, offsets, order, sorted_event, sorted_created, ttl,
+    _probe(spine_code, spine_time, offsets, order, grouped_event, grouped_created, ttl,
            created_cutoff, out)  # fmt: skip
     return out
