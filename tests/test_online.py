@@ -10,7 +10,14 @@ import pyarrow as pa
 import pytest
 
 from appliance.errors import BadInput, NotFound
-from appliance.features.online import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, OnlineStore, to_json
+from appliance.features.online import (
+    NOT_FOUND,
+    NULL_VALUE,
+    OUTSIDE_MAX_AGE,
+    PRESENT,
+    OnlineStore,
+    to_json,
+)
 from tests.conftest import ACTOR
 
 NOW = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
@@ -69,8 +76,14 @@ def test_materialize_then_read_the_latest_row_per_entity(loans):
     for item, key in zip(got["results"], keys, strict=True):
         w = want[key["customer_id"]]
         assert item["values"] == {"income": w["income"], "age": w["age"], "score": w["score"]}
-        assert item["statuses"] == dict.fromkeys(("income", "age", "score"), PRESENT)
+        assert item["statuses"] == {f: PRESENT if w[f] is not None else NULL_VALUE
+                                    for f in ("income", "age", "score")}  # fmt: skip
         assert item["event_times"] == {"loans@1": w["event_time"]}
+    nulls = [k for k, w in want.items() if w["income"] is None]
+    assert nulls  # a null value of a row read is NULL_VALUE, not NOT_FOUND
+    got = app.online.get_online_features(["loans:income"], [{"customer_id": nulls[0]}], ACTOR)
+    assert got["results"][0]["statuses"] == {"income": NULL_VALUE}
+    assert got["results"][0]["event_times"] == {"loans@1": want[nulls[0]]["event_time"]}
 
 
 def test_an_older_row_never_overwrites_a_newer_one(loans):

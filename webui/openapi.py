@@ -187,7 +187,7 @@ SCHEMAS: dict[str, Any] = {
                             "type": "object",
                             "additionalProperties": {
                                 "type": "string",
-                                "enum": ["PRESENT", "NOT_FOUND", "OUTSIDE_MAX_AGE"],
+                                "enum": ["PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE"],
                             },
                         },
                         "event_times": {

@@ -41,7 +41,10 @@ from appliance.features.training_sets import (
 from appliance.features.views import FeatureViews
 from appliance.stores import ControlStore, FeatureStore
 
-PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE = "PRESENT", "NOT_FOUND", "OUTSIDE_MAX_AGE"
+# Feast's field statuses: a value read; a row read whose value is null; no row for the
+# entity; a row older than the view's TTL (its values read as null).
+PRESENT, NULL_VALUE = "PRESENT", "NULL_VALUE"
+NOT_FOUND, OUTSIDE_MAX_AGE = "NOT_FOUND", "OUTSIDE_MAX_AGE"
 INTERNAL = ("_event_time", "_created_time", "_seq")
 MAX_PLANS = 1024  # feature lists whose resolution is kept
 
@@ -263,8 +266,9 @@ class OnlineStore:
     ) -> dict[str, Any]:
         """The latest values of ``features`` (``VIEW:COL``, ``VIEW@N:COL``, ``VIEW:*``)
         for each entity (``{"customer_id": "c1"}``), in request order: per entity its
-        keys, the values by output name, a status per value (``PRESENT``, ``NOT_FOUND``,
-        ``OUTSIDE_MAX_AGE`` when older than the view's TTL: the value reads as null) and
+        keys, the values by output name, a status per value (``PRESENT``, ``NULL_VALUE``,
+        ``NOT_FOUND``, ``OUTSIDE_MAX_AGE`` when older than the view's TTL: the value
+        reads as null) and
         each view's event time of the row read. Unknown views or columns and entities
         missing a key are a ``BadInput`` naming them."""
         require(actor, "features.read")
@@ -309,8 +313,8 @@ class OnlineStore:
                         values[name] = None
                         statuses[name] = status if index >= 0 else NOT_FOUND
                     else:
-                        values[name] = row[index]
-                        statuses[name] = PRESENT
+                        value = values[name] = row[index]
+                        statuses[name] = PRESENT if value is not None else NULL_VALUE
             results.append({"entity": keys, "values": values, "statuses": statuses,
                             "event_times": event_times})  # fmt: skip
         return {"features": names, "results": results}
