@@ -124,7 +124,7 @@ class IngestService:
         with Staging() as staging:
             plan = make_plan(src, entity, timestamp, created, existing, contract, now,
                              staging, progress)  # fmt: skip
-            with self.features.transaction() as tx:
+            with self.features.bulk_transaction() as tx:
                 if existing is None:
                     tx.create_table(table, plan.types, entity, timestamp, now, created)
                 checked = check_batches(src, plan, staging, progress)

@@ -24,7 +24,7 @@ from appliance.stores.staging import ROW
 QUARANTINE_SCHEMA = pa.schema([
     ("id", pa.int64()), ("batch_id", pa.string()), ("table_name", pa.string()),
     ("source", pa.string()), ("row_number", pa.int64()), ("quarantined_at", pa.timestamp("us")),
-    ("row_values", pa.string()), ("reasons", pa.string()),
+    ("row_values", pa.string()), ("reasons", pa.string()), ("op_id", pa.string()),
 ])  # fmt: skip
 
 
@@ -94,6 +94,7 @@ def land_batches(
                 "quarantined_at": [at] * len(ch.failed),
                 "row_values": [json.dumps(f["values"]) for f in ch.failed],
                 "reasons": [json.dumps(f["reasons"]) for f in ch.failed],
+                "op_id": [None] * len(ch.failed),
             }, schema=QUARANTINE_SCHEMA))  # fmt: skip
             out.quarantined += len(ch.failed)
             out.counts.update(ch.counts)

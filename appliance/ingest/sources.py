@@ -374,8 +374,8 @@ def _database(path: Path, where: str, from_table: str | None) -> Source:
     if from_table not in tables:
         raise BadInput(f"{path}: has no table {from_table!r} "
                        f"(tables: {', '.join(tables) or 'none'})")  # fmt: skip
-    columns, total = staging.database_columns(path, kind, from_table)
+    columns, total, schema = staging.database_columns(path, kind, from_table)
     where = f"{where} table {from_table!r}"
     return Source(where, columns, kind == "sqlite",
                   lambda: staging.database_batches(path, kind, from_table, BATCH_ROWS),
-                  total=total)  # fmt: skip
+                  total=total, schema=schema)  # fmt: skip

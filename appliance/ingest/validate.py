@@ -122,7 +122,7 @@ def make_plan(
                                "or ingest into a new table")  # fmt: skip
         types = {c: existing[c] for c in columns}
     else:
-        inferred = _infer(src, staging, entity, timestamp, progress)
+        inferred = _infer(src, staging, entity, [c for c in (timestamp, created) if c], progress)
         types = {c: declared.get(c, inferred[c]) for c in columns}
         for c in (timestamp, created):
             if c is not None:
@@ -138,19 +138,20 @@ def make_plan(
 
 
 def _infer(
-    src: Source, staging: Staging, entity: str, timestamp: str, progress: Progress | None
+    src: Source, staging: Staging, entity: str, fixed: list[str], progress: Progress | None
 ) -> dict[str, str]:
-    """Column types for a new table: from the source's schema, or from its text
-    (a streaming pass over every value)."""
+    """Column types for a new table: from the source's schema, or from its text (a
+    streaming pass over every value); the ``fixed`` columns are times."""
     if not src.is_text:
         if src.schema is None:
             raise BadInput(f"{src.where}: the source gives no schema")
         return staging.arrow_types(src.schema)
-    totals = [[0, 0, 0] for _ in src.columns]
+    probe = [c for c in src.columns if c not in fixed]
+    totals = {c: [0, 0, 0] for c in probe}
     row = 1
     for batch in src.batches():
         staging.load(batch, row, True)
-        for t, counts in zip(totals, staging.text_counts(), strict=True):
+        for t, counts in zip(totals.values(), staging.text_counts(probe), strict=True):
             for i in range(3):
                 t[i] += counts[i]
         row += batch.num_rows
@@ -158,11 +159,9 @@ def _infer(
             progress(src.done() if src.done else row - 1, src.total, src.unit)
     if row == 1:
         raise BadInput(f"{src.where}: has no rows")
-    types = {}
-    for c, (n, n_int, n_dbl) in zip(src.columns, totals, strict=True):
-        if c == timestamp:
-            types[c] = "TIMESTAMP"
-        elif n > 0 and n_int == n:
+    types = dict.fromkeys(fixed, "TIMESTAMP")
+    for c, (n, n_int, n_dbl) in totals.items():
+        if n > 0 and n_int == n:
             types[c] = "BIGINT"
         elif n > 0 and n_dbl == n:
             types[c] = "DOUBLE"

@@ -156,11 +156,13 @@ class FeaturesTx(QualityTx, OnlineTx):
             first = self.reserve_seq(n)
             seq = pa.array(np.arange(first, first + n, dtype=np.int64))
             rows = rows.append_column("_seq", seq)
-        self.conn.register("_rows", rows)
-        try:
-            self.conn.execute(f"INSERT INTO {ident(table)} BY NAME SELECT * FROM _rows")
-        finally:
-            self.conn.unregister("_rows")
+        # In the table's column order, through a relation: a view registered inside a
+        # transaction (and the Arrow data it holds) would live until the commit.
+        order = [r[0] for r in self.conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND table_catalog = current_database() ORDER BY ordinal_position", [table]
+        ).fetchall()]  # fmt: skip
+        self.conn.from_arrow(rows.select(order)).insert_into(table)
         return first, n
 
     def record_ingest(
@@ -330,6 +332,22 @@ class FeatureStore(QualityReads, OnlineReads, ViewRowReads):
                     self.conn.rollback()
                 raise
             self.conn.commit()
+
+    @contextmanager
+    def bulk_transaction(self) -> Iterator[FeaturesTx]:
+        """A transaction for a large append (an ingest): DuckDB may then write full row
+        groups to the file as they fill instead of holding the whole transaction in
+        memory, which it does only when it need not keep insertion order. Rows carry
+        their order in ``_seq``; the setting is restored afterwards."""
+        with self._lock:
+            with self._guard():
+                self.conn.execute("SET preserve_insertion_order = false")
+            try:
+                with self.transaction() as tx:
+                    yield tx
+            finally:
+                with suppress(duckdb.Error):
+                    self.conn.execute("RESET preserve_insertion_order")
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A read connection to the same database (safe to use from another thread)."""

@@ -193,12 +193,9 @@ class QualityTx:
 
     def quarantine_rows(self, rows: pa.Table) -> None:
         """Insert quarantined rows: id, batch_id, table_name, source, row_number,
-        quarantined_at, row_values (JSON), reasons (JSON)."""
-        self.conn.register("_qrows", rows)
-        try:
-            self.conn.execute("INSERT INTO _quarantine BY NAME SELECT * FROM _qrows")
-        finally:
-            self.conn.unregister("_qrows")
+        quarantined_at, row_values (JSON), reasons (JSON), op_id (null), in that order."""
+        # through a relation: a view registered in a transaction lives until its commit
+        self.conn.from_arrow(rows).insert_into("_quarantine")
 
     def start_quarantine_op(
         self, op_id: str, action: str, table: str, ids: list[int], batch_id: str | None,

@@ -91,15 +91,18 @@ class Staging:
         finally:
             self.con.unregister("_schema")
 
-    def text_counts(self) -> list[tuple[int, int, int]]:
+    def text_counts(self, columns: Sequence[str]) -> list[tuple[int, int, int]]:
         """Per column: values present, values that are whole numbers, that are numbers."""
-        probes = ", ".join(
-            f"count({ident(c)}), count({cast_expr(c, 'BIGINT', True)}), "
-            f"count(TRY_CAST({ident(c)} AS DOUBLE))"
-            for c in self.columns
-        )
-        counts = self._execute(f"SELECT {probes} FROM src").fetchone()
-        return [tuple(counts[3 * i : 3 * i + 3]) for i in range(len(self.columns))]
+        probes = []
+        for c in columns:
+            q = ident(c)
+            number = f"TRY_CAST({q} AS DOUBLE) IS NOT NULL"
+            # the pattern only where the value is a number at all: most text is not
+            whole = (f"CASE WHEN {number} THEN CASE WHEN "
+                     f"regexp_full_match(trim({q}), '[+-]?[0-9]+') THEN 1 END END")  # fmt: skip
+            probes.append(f"count({q}), count({whole}), count(CASE WHEN {number} THEN 1 END)")
+        counts = self._execute(f"SELECT {', '.join(probes)} FROM src").fetchone()
+        return [tuple(counts[3 * i : 3 * i + 3]) for i in range(len(columns))]
 
     def check(self, types: dict[str, str], checks: Sequence[Any]) -> pa.Table:
         """The staged rows typed (columns in ``types`` order), with ``_row`` and ``_fail``:
@@ -224,18 +227,21 @@ def database_tables(path: Path, kind: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def database_columns(path: Path, kind: str, table: str) -> tuple[list[str], int]:
-    """A table's column names and row count."""
+def database_columns(path: Path, kind: str, table: str) -> tuple[list[str], int, pa.Schema | None]:
+    """A table's column names, row count and (DuckDB) Arrow schema."""
     q = ident(table)
+    schema = None
     try:
         con = _sqlite(path) if kind == "sqlite" else _duckdb(path)
         with closing(con):
             cur = con.execute(f"SELECT * FROM {q} LIMIT 0")
             columns = [d[0] for d in cur.description]
+            if kind == "duckdb":
+                schema = cur.fetch_record_batch().schema
             count = con.execute(f"SELECT count(*) FROM {q}").fetchone()[0]
     except (sqlite3.Error, duckdb.Error) as exc:
         raise _db_error(path, exc) from None
-    return columns, count
+    return columns, count, schema
 
 
 def database_batches(
