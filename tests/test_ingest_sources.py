@@ -360,11 +360,13 @@ def probe(tmp_path, mb):
 
 @pytest.mark.slow
 def test_memory_stays_bounded_as_the_file_grows(tmp_path):
-    """Peak memory does not grow with the file: a file six times larger (72 MiB more of
-    CSV) raises the ingest's peak RSS by far less than half the difference. (Before
-    batches streamed, and while each batch's Arrow data lived until the commit, the
-    peak grew by several times the file's size.)"""
-    small, large = probe(tmp_path, 12), probe(tmp_path, 84)
-    assert large["rows"] > 6 * small["rows"] * 0.9
+    """Three times the CSV (96 MiB more, some 2.3 million rows, several times that in
+    DuckDB) under a 48 MB DuckDB memory limit: the ingest's peak RSS grows by less than
+    the extra file size (about 40 MB here). When every batch's Arrow data lived until
+    the commit it grew by over three times the extra size; reading the whole file at
+    once grows it by more than the extra size. The peak has a fixed part of 150-200 MB
+    (Arrow's and DuckDB's caches, the buffer pool), hence two sizes, not one bound."""
+    small, large = probe(tmp_path, 48), probe(tmp_path, 144)
+    assert large["rows"] > 2.5 * small["rows"]
     extra_file = large["file_mb"] - small["file_mb"]
-    assert large["growth_mb"] - small["growth_mb"] < extra_file / 2, (small, large)
+    assert large["growth_mb"] - small["growth_mb"] < extra_file, (small, large)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,6 +50,12 @@ class Landed:
         }  # fmt: skip
 
 
+# Rows per INSERT statement. DuckDB writes the full row groups of one large INSERT
+# straight to the file; many small INSERTs in one transaction would instead keep every
+# row in transaction-local storage (spilled, but with pinned memory growing with it).
+CHUNK_ROWS = 1 << 20
+
+
 def land_batches(
     tx: FeaturesTx,
     plan: Plan,
@@ -60,45 +66,93 @@ def land_batches(
     at: datetime,
     keep_seqs: bool = False,
 ) -> Landed:
-    """Append each checked batch's good rows and quarantine its bad ones."""
+    """Append each checked batch's good rows and quarantine its bad ones. Batches stream
+    into one INSERT per ``CHUNK_ROWS`` input rows; row N gets ``_seq`` seq0 + N - 1 (the
+    numbers are reserved once the count is known: this transaction holds the writer)."""
     out = Landed()
-    for ch in checked:
-        first = tx.reserve_seq(ch.rows)
-        if out.seq0 is None:
-            out.seq0 = first - ch.first_row + 1
-        offset = first - ch.first_row
-        out.rows_in += ch.rows
-        n = ch.landed.num_rows
-        if n:
-            rows_col = ch.landed.column(ROW)
-            seq = pc.add(rows_col, pa.scalar(offset, pa.int64()))
-            if keep_seqs:
-                out.row_seqs.update(zip(rows_col.to_pylist(), seq.to_pylist(), strict=True))
-            rows = (
-                ch.landed.drop_columns([ROW])
-                .append_column(
-                    "_batch_id", pa.array(np.full(n, batch_id, dtype=object), pa.string())
-                )
-                .append_column("_ingested_at", pa.array(np.full(n, at), pa.timestamp("us")))
-                .append_column("_seq", seq)
-            )
-            tx.append(table, rows)
-            out.landed += n
-        if ch.failed:
-            tx.quarantine_rows(pa.table({
-                "id": [f["row"] + offset for f in ch.failed],
-                "batch_id": [batch_id] * len(ch.failed),
-                "table_name": [table] * len(ch.failed),
-                "source": [source] * len(ch.failed),
-                "row_number": [f["row"] for f in ch.failed],
-                "quarantined_at": [at] * len(ch.failed),
-                "row_values": [json.dumps(f["values"]) for f in ch.failed],
-                "reasons": [json.dumps(f["reasons"]) for f in ch.failed],
-                "op_id": [None] * len(ch.failed),
-            }, schema=QUARANTINE_SCHEMA))  # fmt: skip
-            out.quarantined += len(ch.failed)
-            out.counts.update(ch.counts)
+    out.seq0 = tx.reserve_seq(0)
+    offset = out.seq0 - 1
+    it = iter(checked)
+    while (ch := next(it, None)) is not None:
+        failed: list[dict[str, Any]] = []
+        errors: list[BaseException] = []
+
+        def stream(
+            ch: Checked | None,
+            failed: list[dict[str, Any]] = failed,
+            errors: list[BaseException] = errors,
+        ) -> Iterator[pa.RecordBatch]:
+            """This chunk's landing rows; pulled by DuckDB while the INSERT runs, so an
+            error is kept for after it (DuckDB would only see a failed stream)."""
+            rows_in = 0
+            try:
+                while ch is not None:
+                    out.rows_in += ch.rows
+                    rows_in += ch.rows
+                    failed.extend(ch.failed)
+                    out.counts.update(ch.counts)
+                    if ch.landed.num_rows:
+                        yield from _with_identity(ch, out, offset, batch_id, at, keep_seqs)
+                    if rows_in >= CHUNK_ROWS:
+                        return
+                    ch = next(it, None)
+            except BaseException as exc:  # noqa: BLE001 -- re-raised after the INSERT
+                errors.append(exc)
+
+        schema = _schema(ch)
+        tx.append_stream(table, schema, stream(ch))
+        if errors:
+            raise errors[0]
+        if failed:
+            _quarantine(tx, failed, offset, batch_id, table, source, at)
+            out.quarantined += len(failed)
+    tx.reserve_seq(out.rows_in)
     return out
+
+
+def _schema(ch: Checked) -> pa.Schema:
+    return (
+        ch.landed.schema.remove(ch.landed.schema.get_field_index(ROW))
+        .append(pa.field("_batch_id", pa.string()))
+        .append(pa.field("_ingested_at", pa.timestamp("us")))
+        .append(pa.field("_seq", pa.int64()))
+    )
+
+
+def _with_identity(
+    ch: Checked, out: Landed, offset: int, batch_id: str, at: datetime, keep_seqs: bool
+) -> Iterator[pa.RecordBatch]:
+    n = ch.landed.num_rows
+    rows_col = ch.landed.column(ROW)
+    seq = pc.add(rows_col, pa.scalar(offset, pa.int64()))
+    if keep_seqs:
+        out.row_seqs.update(zip(rows_col.to_pylist(), seq.to_pylist(), strict=True))
+    rows = (
+        ch.landed.drop_columns([ROW])
+        .append_column("_batch_id", pa.array(np.full(n, batch_id, dtype=object), pa.string()))
+        .append_column("_ingested_at", pa.array(np.full(n, at), pa.timestamp("us")))
+        .append_column("_seq", seq)
+    )
+    out.landed += n
+    yield from rows.to_batches()
+
+
+def _quarantine(
+    tx: FeaturesTx, failed: list[dict[str, Any]], offset: int, batch_id: str, table: str,
+    source: str, at: datetime,
+) -> None:  # fmt: skip
+    n = len(failed)
+    tx.quarantine_rows(pa.table({
+        "id": [f["row"] + offset for f in failed],
+        "batch_id": [batch_id] * n,
+        "table_name": [table] * n,
+        "source": [source] * n,
+        "row_number": [f["row"] for f in failed],
+        "quarantined_at": [at] * n,
+        "row_values": [json.dumps(f["values"]) for f in failed],
+        "reasons": [json.dumps(f["reasons"]) for f in failed],
+        "op_id": [None] * n,
+    }, schema=QUARANTINE_SCHEMA))  # fmt: skip
 
 
 def settle_duplicates(

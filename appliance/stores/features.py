@@ -43,6 +43,7 @@ from appliance.stores.view_rows import ViewRowReads
 
 FILENAME = "features.duckdb"
 ALIAS = "fs"
+BULK_FLUSH = "16MB"  # DuckDB's allocator_flush_threshold during an ingest
 
 MIGRATIONS = [
     migrations.Migration(
@@ -158,12 +159,26 @@ class FeaturesTx(QualityTx, OnlineTx):
             rows = rows.append_column("_seq", seq)
         # In the table's column order, through a relation: a view registered inside a
         # transaction (and the Arrow data it holds) would live until the commit.
-        order = [r[0] for r in self.conn.execute(
+        self.conn.from_arrow(rows.select(self.table_columns(table))).insert_into(table)
+        return first, n
+
+    def append_stream(
+        self, table: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch]
+    ) -> None:
+        """Append a stream of batches (``_seq`` included) in one INSERT, which DuckDB
+        writes row group by row group to the file, in bounded memory."""
+        order = self.table_columns(table)
+        reader = pa.RecordBatchReader.from_batches(
+            pa.schema([schema.field(c) for c in order]), (b.select(order) for b in batches)
+        )
+        self.conn.from_arrow(reader).insert_into(table)
+
+    def table_columns(self, table: str) -> list[str]:
+        """Every column of a table, internal ones too, in order."""
+        return [r[0] for r in self.conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
             "AND table_catalog = current_database() ORDER BY ordinal_position", [table]
         ).fetchall()]  # fmt: skip
-        self.conn.from_arrow(rows.select(order)).insert_into(table)
-        return first, n
 
     def record_ingest(
         self, batch_id: str, table: str, source: str, rows: int, at: datetime, actor: object
@@ -342,12 +357,15 @@ class FeatureStore(QualityReads, OnlineReads, ViewRowReads):
         with self._lock:
             with self._guard():
                 self.conn.execute("SET preserve_insertion_order = false")
+                # hand freed memory back as it goes, not after 128 MiB of it
+                self.conn.execute(f"SET allocator_flush_threshold = '{BULK_FLUSH}'")
             try:
                 with self.transaction() as tx:
                     yield tx
             finally:
                 with suppress(duckdb.Error):
                     self.conn.execute("RESET preserve_insertion_order")
+                    self.conn.execute("RESET allocator_flush_threshold")
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A read connection to the same database (safe to use from another thread)."""

@@ -24,6 +24,7 @@ FAIL = "_fail"
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT",
                  "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}  # fmt: skip
 NUMERIC_TYPES = INTEGER_TYPES | {"HUGEINT", "FLOAT", "DOUBLE", "REAL"}
+STAGING_SETTINGS = ("threads = 1", "memory_limit = '256MB'", "allocator_flush_threshold = '16MB'")
 
 
 def cast_expr(col: str, duck_type: str, is_text: bool) -> str:
@@ -57,6 +58,10 @@ class Staging:
 
     def __init__(self) -> None:
         self.con = connect_memory()
+        # one batch at a time needs little: keep this instance small and give freed
+        # memory back, so an ingest's footprint does not grow with the input
+        for setting in STAGING_SETTINGS:
+            self.con.execute(f"SET {setting}")
         self.columns: list[str] = []
         self.is_text = False
 
@@ -175,7 +180,10 @@ def database_kind(path: Path) -> str | None:
 
 def _sqlite(path: Path) -> sqlite3.Connection:
     try:
-        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        # batches may be pulled from another thread (DuckDB reads the stream it inserts)
+        return sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+        )
     except sqlite3.Error as exc:
         raise BadInput(f"{path}: cannot be opened as a SQLite database: {exc}") from None
 
