@@ -8,8 +8,8 @@ feature table in a Parquet file (entity, _event_time, _created_time, _seq, f0..f
 the engine reads itself (the read is timed). The result is the spine in its own order
 with the ten features (and the matched event time, for the agreement check).
 
-- falaj: ``point_in_time_index`` over the key columns, then ``take_features`` one
-  feature column at a time (appliance/features/pit.py);
+- falaj: ``point_in_time_index`` over the key columns, then ``take_features`` over the
+  feature columns streamed a batch at a time (appliance/features/pit.py);
 - duckdb: ``ASOF LEFT JOIN read_parquet(...)`` ``ORDER BY spine_id`` (ASOF output is not
   in spine order), fetched as Arrow;
 - polars: ``join_asof(by="entity", strategy="backward")`` after sorting the spine by time,
@@ -54,6 +54,7 @@ import pyarrow.parquet as pq
 from benchmarks import _harness
 
 FEATURES = [f"f{i}" for i in range(10)]
+KEYS = ["entity", "_event_time", "_created_time", "_seq"]
 ENGINES = ("falaj", "duckdb", "polars", "pandas")
 YEAR_US = 365 * 86_400 * 1_000_000
 START_US = 1_704_067_200 * 1_000_000  # 2024-01-01 UTC
@@ -131,14 +132,18 @@ def generate(workload: str, spine_rows: int, folder: Path, seed: int = 7) -> dic
 def _falaj(spine: pa.Table, path: str, ttl: timedelta | None) -> pa.Table:
     from appliance.features.pit import point_in_time_index, take_features
 
-    keys = pq.read_table(path, columns=["entity", "_event_time", "_created_time", "_seq"])
+    # the key columns, each made one chunk as it is read (the index reads them in place)
+    keys = pa.table({c: pq.read_table(path, columns=[c])[c].combine_chunks() for c in KEYS})
     index = point_in_time_index(spine, "entity", "ts", keys, "entity", ttl=ttl)
-    event = take_features(keys, index, ["_event_time"])
     del keys
-    out = spine
-    for f in FEATURES:  # one column in memory at a time, besides the result
-        out = out.append_column(f, take_features(pq.read_table(path, columns=[f]), index, [f])[0])
-    return out.append_column("_event_time", event[0])
+    # the features stream through once, a batch at a time, into the result's columns
+    batches = pq.ParquetFile(path).iter_batches(
+        batch_size=1 << 16, columns=[*FEATURES, "_event_time"]
+    )
+    picked = take_features(batches, index, [*FEATURES, "_event_time"])
+    for name in picked.column_names:
+        spine = spine.append_column(name, picked[name])
+    return spine
 
 
 def _duckdb(spine: pa.Table, path: str, ttl: timedelta | None) -> pa.Table:

@@ -300,3 +300,57 @@ def test_generated_cases_match_a_brute_force(seed):
     got = join(spine_of(spine, etype), feature_rows(rows, etype), ["y"], ttl=ttl,
                created_cutoff=cutoff)  # fmt: skip
     assert got["y"] == brute_force(spine, rows, ttl, cutoff)
+
+
+# -- gathering features from streamed batches ------------------------------------
+
+
+def typed_rows(n: int) -> pa.Table:
+    rnd = random.Random(n)
+    maybe = lambda v: None if rnd.random() < 0.2 else v  # noqa: E731
+    return pa.table(
+        {
+            "f64": pa.array([maybe(i + 0.5) for i in range(n)], pa.float64()),
+            "f32": pa.array([maybe(float(i)) for i in range(n)], pa.float32()),
+            "i8": pa.array([maybe(i % 100) for i in range(n)], pa.int8()),
+            "u64": pa.array([maybe(2**63 + i) for i in range(n)], pa.uint64()),
+            "when": pa.array([maybe(at(i)) for i in range(n)], pa.timestamp("ms", tz="UTC")),
+            "day": pa.array([maybe(dt.date(2024, 1, 1) + dt.timedelta(i)) for i in range(n)]),
+            "flag": pa.array([maybe(i % 3 == 0) for i in range(n)], pa.bool_()),
+            "text": pa.array([maybe(f"t{i}") for i in range(n)], pa.string()),
+            "items": pa.array([maybe([i, i + 1]) for i in range(n)], pa.list_(pa.int32())),
+            "kind": pa.array([maybe(f"k{i % 4}") for i in range(n)]).dictionary_encode(),
+        }
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, None])
+@pytest.mark.parametrize("as_stream", [False, True])
+def test_take_features_keeps_every_type_from_tables_and_streams(monkeypatch, chunk, as_stream):
+    from kernels.pit import Gather
+
+    monkeypatch.setattr(Gather, "SHIFT", 3)  # buckets of 8 rows: batches span several
+    rows = typed_rows(100)
+    rnd = random.Random(chunk or 0)
+    picks = [None if rnd.random() < 0.2 else rnd.randrange(100) for _ in range(150)]
+    index = pa.array(picks, pa.int64())
+    source = pa.Table.from_batches(rows.to_batches(max_chunksize=chunk)) if chunk else rows
+    if as_stream:
+        source = pa.RecordBatchReader.from_batches(rows.schema, source.to_batches())
+    out = take_features(source, index, rows.column_names)
+    assert out.schema == rows.schema
+    for name in rows.column_names:
+        column = rows[name].to_pylist()
+        want = [None if p is None else column[p] for p in picks]
+        assert out[name].to_pylist() == want, name
+
+
+def test_take_features_from_an_empty_stream_and_a_missing_column():
+    schema = pa.schema([("x", pa.float64())])
+    empty = pa.RecordBatchReader.from_batches(schema, [])
+    out = take_features(empty, pa.array([None, None], pa.int64()), ["x"])
+    assert out.to_pydict() == {"x": [None, None]}
+    with pytest.raises(BadInput, match="no column 'nope'"):
+        take_features(pa.RecordBatchReader.from_batches(schema, []), pa.array([0]), ["nope"])
+    with pytest.raises(BadInput, match="no column 'nope'"):
+        take_features(iter([pa.record_batch({"x": [1.0]})]), pa.array([0]), ["nope"])

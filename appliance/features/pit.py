@@ -17,14 +17,15 @@ their Arrow types and nulls.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from appliance.errors import BadInput
-from kernels.pit import asof_index
+from kernels.pit import Gather, asof_index
 
 EVENT = "_event_time"
 CREATED = "_created_time"
@@ -247,21 +248,102 @@ def point_in_time_index(
 
 
 def take_features(
-    rows: pa.Table,
+    rows: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch],
     index: pa.Array,
     features: Sequence[str],
     names: Sequence[str] | None = None,
 ) -> pa.Table:
     """The feature columns of ``rows`` picked by ``index`` (from ``point_in_time_index``),
-    named ``names`` (default: the features' own), types and nulls kept."""
+    named ``names`` (default: the features' own), types and nulls kept.
+
+    ``rows`` is a table or a stream of record batches in the same row order as the rows
+    the index was built on (e.g. ``pq.ParquetFile(path).iter_batches(columns=...)`` or a
+    DuckDB ``fetch_record_batch()``): numeric, temporal and other fixed-width columns are
+    filled as the batches pass, so only one batch of them is held at a time; other types
+    (text, lists, booleans) are kept until the end and gathered with Arrow's ``take``.
+    """
     names = _names(features, names)
+    if isinstance(rows, pa.Table):
+        for feature in features:
+            _column(rows, feature, "the feature rows")
+        schema = rows.select(list(features)).schema
+        batches: Iterable[pa.RecordBatch] = rows.select(list(features)).to_batches()
+    else:
+        reader = iter(rows)
+        first = next(reader, None)
+        if first is None:
+            schema = getattr(rows, "schema", None)
+            if schema is None:
+                raise BadInput("the feature rows stream is empty and has no schema")
+            batches = []
+        else:
+            schema = first.schema
+            batches = itertools.chain([first], reader)
+        missing = [f for f in features if f not in schema.names]
+        if missing:
+            raise BadInput(
+                f"the feature rows have no column {missing[0]!r} (columns: "
+                f"{', '.join(schema.names) or 'none'})"
+            )
+    n = len(index)
+    positions = index.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    fields = [schema.field(f) for f in features]
+    dtypes = [_fixed_width(f.type) for f in fields]
+    gather = Gather(positions) if any(d is not None for d in dtypes) else None
+    outs = [None if d is None else (np.zeros(n, d), np.zeros(n, np.bool_)) for d in dtypes]
+    kept: list[list[pa.Array]] = [[] for _ in features]
+    start = 0
+    for batch in batches:
+        if gather is not None and start >= gather.n_rows:
+            break  # no row from here on is picked
+        for j, feature in enumerate(features):
+            col = batch.column(feature)
+            if outs[j] is None:
+                kept[j].append(col)
+            elif len(col):
+                values = np.frombuffer(col.buffers()[1], dtypes[j], len(col), col.offset
+                                       * dtypes[j].itemsize)  # fmt: skip
+                gather.fill(start, values, _valid(col), *outs[j])
+        start += batch.num_rows
     columns = []
-    for feature in features:
-        col = _column(rows, feature, "the feature rows")
-        if col.num_chunks > 1:
-            col = col.combine_chunks()
-        columns.append(col.take(index))
+    for j, field in enumerate(fields):
+        if outs[j] is None:
+            col = pa.chunked_array(kept[j], field.type)
+            col = col.combine_chunks() if col.num_chunks > 1 else col
+            taken = col.take(index)
+            columns.append(taken)
+            continue
+        values, valid = outs[j]
+        nulls = n - int(np.count_nonzero(valid))
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+        columns.append(
+            pa.Array.from_buffers(field.type, n, [bitmap, pa.py_buffer(values)], null_count=nulls)
+        )
+        outs[j] = None  # the NumPy copies go with the Arrow arrays' buffers
     return pa.table(columns, names=names)
+
+
+def _fixed_width(t: pa.DataType) -> np.dtype | None:
+    """The NumPy dtype whose bytes hold one value of ``t``, for the types gathered in
+    place; None for the rest (variable width, bit-packed booleans, dictionaries)."""
+    if pa.types.is_floating(t) and t.bit_width in (32, 64):
+        return np.dtype(f"float{t.bit_width}")
+    if (
+        pa.types.is_integer(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_date(t)
+        or pa.types.is_duration(t)
+        or pa.types.is_time(t)
+    ):
+        return np.dtype(f"int{t.bit_width}")
+    return None
+
+
+def _valid(col: pa.Array) -> np.ndarray:
+    if col.null_count == 0:
+        return np.ones(len(col), np.bool_)
+    bits = np.frombuffer(col.buffers()[0], np.uint8)
+    return np.unpackbits(bits, bitorder="little")[col.offset : col.offset + len(col)].view(np.bool_)
 
 
 def _names(features: Sequence[str], names: Sequence[str] | None) -> list[str]:

@@ -100,4 +100,53 @@ def asof_index(
     )
 
 
-__all__ = ["BACKENDS", "asof_index"]
+class Gather:
+    """Fills output columns from the matched rows, reading the rows once, batch by batch,
+    in row order (so a table that does not fit in memory twice can stream through).
+
+    ``index``: int64 per output position, the row it takes or -1 (left as it is in
+    ``out``). ``fill(start, values, valid, out, out_valid)`` takes one batch: the rows
+    ``start .. start + len(values)``, their values and validity (bool), and writes every
+    position whose row is among them. Positions are bucketed by row once, so each call
+    touches only the positions of its rows.
+
+    Example::
+
+        g = Gather(index)
+        for start, batch_values, batch_valid in batches:
+            g.fill(start, batch_values, batch_valid, out, out_valid)
+    """
+
+    SHIFT = 16  # rows per bucket: 2**16
+
+    def __init__(self, index: Any, backend: str | None = None) -> None:
+        index = _int64(index, "index")
+        if backend is None:
+            backend = "cpu"
+        elif backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
+        self._module = importlib.import_module(f"kernels.pit.{backend}")
+        self.n_rows = int(index.max()) + 1 if len(index) else 0
+        self.offsets, self.positions, self.rows = self._module.gather_plan(
+            index, self.n_rows, self.SHIFT
+        )
+
+    def fill(
+        self, start: int, values: np.ndarray, valid: np.ndarray, out: np.ndarray,
+        out_valid: np.ndarray,
+    ) -> None:  # fmt: skip
+        if len(values) != len(valid):
+            raise ValueError(f"values and valid differ in length: {len(values)}, {len(valid)}")
+        if len(values) == 0 or start >= self.n_rows:
+            return
+        n_buckets = len(self.offsets) - 1
+        first = start >> self.SHIFT
+        last = min((start + len(values) - 1) >> self.SHIFT, n_buckets - 1)
+        lo, hi = int(self.offsets[first]), int(self.offsets[last + 1])
+        if hi > lo:
+            self._module.gather_into(
+                self.positions, self.rows, lo, hi, start, values, valid, out, out_valid
+            )
+
+
+__all__ = ["BACKENDS", "Gather", "asof_index"]

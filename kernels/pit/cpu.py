@@ -189,3 +189,62 @@ def asof_index(
     _probe(spine_code, spine_time, offsets, order, grouped_event, grouped_created, ttl,
            created_cutoff, out)  # fmt: skip
     return out
+
+
+# ---------------------------------------------------------------- gathering by the index
+
+
+@njit(parallel=True, cache=True)
+def _bucket_counts(index, shift, n_buckets, n_chunks):
+    n = len(index)
+    size = (n + n_chunks - 1) // n_chunks
+    counts = np.zeros((n_chunks, n_buckets), dtype=np.int64)
+    for c in prange(n_chunks):
+        for i in range(c * size, min(n, (c + 1) * size)):
+            r = index[i]
+            if r >= 0:
+                counts[c, r >> shift] += 1
+    return counts
+
+
+@njit(parallel=True, cache=True)
+def _bucket_scatter(index, shift, cursor, positions, rows):
+    n = len(index)
+    n_chunks = cursor.shape[0]
+    size = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        for i in range(c * size, min(n, (c + 1) * size)):
+            r = index[i]
+            if r >= 0:
+                at = cursor[c, r >> shift]
+                positions[at] = i
+                rows[at] = r
+                cursor[c, r >> shift] = at + 1
+
+
+def gather_plan(index: np.ndarray, n_rows: int, shift: int) -> tuple[np.ndarray, ...]:
+    """(bucket_offsets, positions, rows): the spine positions with a match, grouped by
+    their row's bucket (row >> shift), with that row beside each."""
+    n_buckets = max(1, ((max(int(n_rows), 1) - 1) >> shift) + 1)
+    n_chunks = min(_CHUNKS, max(1, len(index) // _MIN_CHUNK))
+    cursor = _bucket_counts(index, shift, n_buckets, n_chunks)
+    offsets = _starts(cursor)
+    total = int(offsets[-1])
+    wide = len(index) >= 2**31 or n_rows >= 2**31
+    positions = np.empty(total, dtype=np.int64 if wide else np.int32)
+    rows = np.empty(total, dtype=np.int64 if wide else np.int32)
+    _bucket_scatter(index, shift, cursor, positions, rows)
+    return offsets, positions, rows
+
+
+@njit(parallel=True, cache=True)
+def gather_into(positions, rows, lo, hi, start, values, valid, out, out_valid):
+    """For the planned pairs in [lo, hi) whose row lies in [start, start + len(values)):
+    out[position] = values[row - start], out_valid[position] = valid[row - start]."""
+    stop = start + len(values)
+    for j in prange(lo, hi):
+        r = rows[j]
+        if r >= start and r < stop:
+            p = positions[j]
+            out[p] = values[r - start]
+            out_valid[p] = valid[r - start]

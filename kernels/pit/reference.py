@@ -35,3 +35,21 @@ def asof_index(
         keys = (row_seq[candidates], row_created[candidates], row_event[candidates])
         out[i] = candidates[np.lexsort(keys)[-1]]
     return out
+
+
+def gather_plan(index: np.ndarray, n_rows: int, shift: int) -> tuple[np.ndarray, ...]:
+    n_buckets = max(1, ((max(int(n_rows), 1) - 1) >> shift) + 1)
+    matched = np.flatnonzero(index >= 0)
+    bucket = index[matched] >> shift
+    order = np.argsort(bucket, kind="stable")
+    offsets = np.zeros(n_buckets + 1, dtype=np.int64)
+    np.cumsum(np.bincount(bucket, minlength=n_buckets), out=offsets[1:])
+    return offsets, matched[order], index[matched][order]
+
+
+def gather_into(positions, rows, lo, hi, start, values, valid, out, out_valid) -> None:
+    r = rows[lo:hi]
+    inside = (r >= start) & (r < start + len(values))
+    p = positions[lo:hi][inside]
+    out[p] = values[r[inside] - start]
+    out_valid[p] = valid[r[inside] - start]

@@ -152,3 +152,28 @@ def test_reference_is_brute_force_over_every_row():
     perm = rng.permutation(n)
     second = reference.asof_index(*spine, *(r[perm] for r in rows), 2, -1, False)
     assert [r if r < 0 else int(perm[r]) for r in second] == first.tolist()
+
+
+@pytest.mark.parametrize("shift", [0, 2, 16])
+def test_gather_cpu_matches_the_reference(monkeypatch, shift):
+    monkeypatch.setattr(cpu, "_MIN_CHUNK", 8)
+    rng = np.random.default_rng(shift)
+    n_rows, n_out = 300, 500
+    index = np.where(rng.random(n_out) < 0.2, -1, rng.integers(0, n_rows, n_out))
+    values = rng.standard_normal(n_rows)
+    valid = rng.random(n_rows) < 0.9
+    results = []
+    for backend in ("reference", "cpu"):
+        monkeypatch.setattr(pit.Gather, "SHIFT", shift)
+        g = pit.Gather(index, backend=backend)
+        out, out_valid = np.zeros(n_out), np.zeros(n_out, np.bool_)
+        for start in range(0, n_rows, 37):  # batches that do not line up with buckets
+            stop = min(n_rows, start + 37)
+            g.fill(start, values[start:stop], valid[start:stop], out, out_valid)
+        results.append((out, out_valid))
+    (want, want_valid), (got, got_valid) = results
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_valid, want_valid)
+    hit = index >= 0
+    np.testing.assert_array_equal(want[hit], values[index[hit]])
+    np.testing.assert_array_equal(want_valid, np.where(hit, valid[np.maximum(index, 0)], False))
