@@ -113,7 +113,9 @@ class Model:
         if self.fill is not None:
             docs["impute.json"] = {
                 "strategy": "training mean",
-                "values": [{"name": f, "value": v} for f, v in zip(self.features, self.fill, strict=True)],
+                "values": [
+                    {"name": f, "value": v} for f, v in zip(self.features, self.fill, strict=True)
+                ],
             }
         return docs
 
