@@ -370,3 +370,13 @@ def test_memory_stays_bounded_as_the_file_grows(tmp_path):
     assert large["rows"] > 2.5 * small["rows"]
     extra_file = large["file_mb"] - small["file_mb"]
     assert large["growth_mb"] - small["growth_mb"] < extra_file, (small, large)
+
+
+@pytest.mark.parametrize("name", ["junk.arrow", "junk.parquet", "junk.feather", "junk.csv"])
+def test_a_file_that_is_not_what_its_name_says_is_refused(app, tmp_path, name):
+    p = tmp_path / name
+    p.write_bytes(b"\x00\x01PK garbage \xff\xfe" * 100)
+    with pytest.raises(BadInput) as e:
+        app.ingestion.ingest(p, "t", "id", "ts", ACTOR)
+    assert str(e.value).startswith(str(p)) and e.value.message.count("\n") == 0
+    assert app.features.column_types("t") is None

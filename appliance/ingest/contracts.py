@@ -14,7 +14,8 @@ lists per-column rules (type, nullability, range, allowed values), the uniquenes
         contract:
           policy: quarantine            # or refuse (the default)
           unique_key: true              # (entity, event time) appears once
-          freshness: 2d                 # the newest event time is at most this old
+          freshness: 2d                 # a row whose event time is older than the
+                                        # ingest time minus 2 days breaks it
           columns:
             amount: {type: DOUBLE, nullable: false, min: 0, max: 1000000}
             channel: {type: VARCHAR, allowed: [web, store, phone]}

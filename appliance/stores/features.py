@@ -159,7 +159,11 @@ class FeaturesTx(QualityTx, OnlineTx):
             rows = rows.append_column("_seq", seq)
         # In the table's column order, through a relation: a view registered inside a
         # transaction (and the Arrow data it holds) would live until the commit.
-        self.conn.from_arrow(rows.select(self.table_columns(table))).insert_into(table)
+        order = self.table_columns(table)
+        for c in order:  # a column not given is null, as INSERT BY NAME would leave it
+            if c not in rows.schema.names:
+                rows = rows.append_column(c, pa.nulls(n))
+        self.conn.from_arrow(rows.select(order)).insert_into(table)
         return first, n
 
     def append_stream(
