@@ -162,3 +162,9 @@ def test_cli_quarantine_commands(falaj, app, tmp_path):
     assert r.exit_code == 2 and "no held row" in r.stderr
     actions = [e["action"] for e in json.loads(falaj.ok("audit", "tail", "--json").output)]
     assert "data.quarantine.release" in actions and "data.quarantine.drop" in actions
+
+
+def test_show_limits_rows_and_counts_them_all(app, held):
+    shown = app.quarantine.show(held, ACTOR, limit=2)
+    assert shown["total"] == 3 and [r["row"] for r in shown["rows"]] == [2, 3]
+    assert app.quarantine.show(held, ACTOR)["total"] == 3

@@ -129,17 +129,19 @@ def quarantine_list(app: Appliance, table: str | None, batch: str | None, as_jso
 
 @quarantine.command("show")
 @click.argument("ref", metavar="BATCH_OR_IDS")
+@click.option("--limit", default=100, show_default=True, help="Show at most this many rows.")
 @json_option
 @service
-def quarantine_show(app: Appliance, ref: str, as_json: bool) -> None:
+def quarantine_show(app: Appliance, ref: str, limit: int, as_json: bool) -> None:
     """Show quarantined rows (of a batch, or by id: 17 or 17,18) with values and reasons.
 
     \b
     Example:
         falaj quarantine show 17,18
     """
-    r = app.quarantine.show(ref, cli_actor())
-    lines = [f"table {r['table']}"]
+    r = app.quarantine.show(ref, cli_actor(), limit=limit)
+    lines = [f"table {r['table']}: {r['total']} rows held"
+             + (f", the first {len(r['rows'])} shown" if r["total"] > len(r["rows"]) else "")]  # fmt: skip
     for row in r["rows"]:
         values = ", ".join(f"{k}={v!r}" for k, v in row["values"].items())
         lines.append(f"id {row['id']} (row {row['row']}): {values}")

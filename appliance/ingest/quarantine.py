@@ -24,7 +24,6 @@ and undoes one whose event did not.
 from __future__ import annotations
 
 import builtins
-import json
 import re
 import uuid
 from collections import Counter
@@ -62,31 +61,30 @@ class Quarantine:
         """Per ingest batch with held rows: table, source, time, rows, and how many rows
         break each rule."""
         require(actor, "data.read")
-        out = []
-        for b in self.features.quarantine_batches(table, batch):
-            rules: Counter[str] = Counter()
-            for text in b["reasons"]:
-                rules.update({r["rule"] for r in json.loads(text)})
-            out.append({
-                "batch": b["batch_id"], "table": b["table_name"], "source": b["source"],
-                "quarantined_at": b["quarantined_at"], "rows": b["rows"],
-                "ids": [b["first_id"], b["last_id"]], "rules": dict(sorted(rules.items())),
-            })  # fmt: skip
-        return out
+        return [
+            {"batch": b["batch_id"], "table": b["table_name"], "source": b["source"],
+             "quarantined_at": b["quarantined_at"], "rows": b["rows"],
+             "ids": [b["first_id"], b["last_id"]], "rules": b["rules"]}
+            for b in self.features.quarantine_batches(table, batch)
+        ]  # fmt: skip
 
-    def show(self, batch_or_id: Any, actor: Actor) -> dict[str, Any]:
-        """The held rows of a batch (or the rows with these ids): values and reasons."""
+    def show(self, batch_or_id: Any, actor: Actor, limit: int | None = None) -> dict[str, Any]:
+        """The held rows of a batch (or the rows with these ids): values and reasons;
+        the first ``limit`` rows if given (``total`` says how many there are)."""
         require(actor, "data.read")
-        rows = self._select(batch_or_id)
+        rows = self._select(batch_or_id, limit)
+        ids, batch = _parse_ref(batch_or_id)
+        total = len(rows) if limit is None else self.features.quarantined_count(ids, batch)
         return {
             "table": rows[0]["table_name"],
             "batches": sorted({r["batch_id"] for r in rows}),
+            "total": total,
             "rows": [_row(r) for r in rows],
         }
 
-    def _select(self, ref: Any) -> builtins.list[dict[str, Any]]:
+    def _select(self, ref: Any, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         ids, batch = _parse_ref(ref)
-        rows = self.features.quarantined(ids=ids, batch=batch)
+        rows = self.features.quarantined(ids=ids, batch=batch, limit=limit)
         if not rows:
             raise NotFound(f"quarantine: no held rows for {ref!r}")
         if ids is not None:

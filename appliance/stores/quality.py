@@ -259,7 +259,8 @@ class QualityReads:
     def quarantine_batches(
         self, table: str | None = None, batch: str | None = None
     ) -> list[dict[str, Any]]:
-        """Per batch with held rows: table, source, time, rows and the reasons' JSON."""
+        """Per batch with held rows: table, source, time, rows, id range and how many
+        rows break each rule (``rules``: rule -> rows)."""
         conds, params = ["op_id IS NULL"], []
         if table:
             conds.append("table_name = ?")
@@ -267,30 +268,53 @@ class QualityReads:
         if batch:
             conds.append("batch_id = ?")
             params.append(batch)
-        return self.query(
+        where = " AND ".join(conds)
+        batches = self.query(
             "SELECT batch_id, table_name, any_value(source) AS source, "
             "min(quarantined_at) AS quarantined_at, count(*) AS rows, "
-            "list(reasons ORDER BY id) AS reasons, min(id) AS first_id, max(id) AS last_id "
-            f"FROM _quarantine WHERE {' AND '.join(conds)} "
+            "min(id) AS first_id, max(id) AS last_id "
+            f"FROM _quarantine WHERE {where} "
             "GROUP BY batch_id, table_name ORDER BY min(quarantined_at) DESC, batch_id",
             params,
         )
+        counts = self.query(
+            "SELECT batch_id, rule, count(DISTINCT id) AS n FROM (SELECT batch_id, id, "
+            "unnest(json_extract_string(reasons, '$[*].rule')) AS rule "
+            f"FROM _quarantine WHERE {where}) GROUP BY ALL ORDER BY rule",
+            params,
+        )
+        for b in batches:
+            b["rules"] = {c["rule"]: c["n"] for c in counts if c["batch_id"] == b["batch_id"]}
+        return batches
 
     def quarantined(
-        self, ids: list[int] | None = None, batch: str | None = None
+        self, ids: list[int] | None = None, batch: str | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Held rows (by ids or batch), in id order, values and reasons decoded."""
+        """Held rows (by ids or batch), in id order, values and reasons decoded; the
+        first ``limit`` of them if given."""
         if ids is not None:
             cond, params = "id IN (SELECT unnest(?::BIGINT[]))", [ids]
         else:
             cond, params = "batch_id = ?", [batch]
-        rows = self.query(
-            f"SELECT * FROM _quarantine WHERE op_id IS NULL AND {cond} ORDER BY id", params
-        )
+        if limit is not None:
+            cond += " ORDER BY id LIMIT ?"
+            params.append(limit)
+        else:
+            cond += " ORDER BY id"
+        rows = self.query(f"SELECT * FROM _quarantine WHERE op_id IS NULL AND {cond}", params)
         for r in rows:
             r["row_values"] = json.loads(r["row_values"])
             r["reasons"] = json.loads(r["reasons"])
         return rows
+
+    def quarantined_count(self, ids: list[int] | None = None, batch: str | None = None) -> int:
+        if ids is not None:
+            cond, params = "id IN (SELECT unnest(?::BIGINT[]))", [ids]
+        else:
+            cond, params = "batch_id = ?", [batch]
+        return self.query(
+            f"SELECT count(*) AS n FROM _quarantine WHERE op_id IS NULL AND {cond}", params
+        )[0]["n"]
 
     def quarantine_ops(self) -> list[dict[str, Any]]:
         """Releases and drops still pending (only after a crash)."""
