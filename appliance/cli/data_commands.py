@@ -27,7 +27,12 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int | None, str], None] 
                   transient=True) as bar:  # fmt: skip
         task = bar.add_task(label, total=None, n="")
 
+        last = [0]
+
         def update(done: int, total: int | None, unit: str) -> None:
+            if done < last[0]:  # a second pass: types were inferred, now rows load
+                bar.update(task, description=f"{label} (loading)")
+            last[0] = done
             n = f"{done / (1 << 20):,.1f} MiB" if unit == "bytes" else f"{done:,} rows"
             bar.update(task, completed=done, total=total, n=n)
 
