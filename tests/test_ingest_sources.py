@@ -380,3 +380,11 @@ def test_a_file_that_is_not_what_its_name_says_is_refused(app, tmp_path, name):
         app.ingestion.ingest(p, "t", "id", "ts", ACTOR)
     assert str(e.value).startswith(str(p)) and e.value.message.count("\n") == 0
     assert app.features.column_types("t") is None
+
+
+def test_a_huge_json_line_is_named(app, tmp_path):
+    p = tmp_path / "huge.jsonl"
+    p.write_text(json.dumps({"id": 1, "ts": "2025-01-01", "note": "a"}) + "\n"
+                 + json.dumps({"id": 2, "ts": "2025-01-01", "note": "x" * (3 << 20)}) + "\n")  # fmt: skip
+    with pytest.raises(BadInput, match=r"huge.jsonl: line 2 is longer than 1 MiB"):
+        app.ingestion.ingest(p, "t", "id", "ts", ACTOR)

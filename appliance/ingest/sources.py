@@ -44,8 +44,8 @@ from appliance.errors import BadInput
 from appliance.stores import staging
 
 BATCH_ROWS = 65_536
-CSV_BLOCK = 1 << 20  # bytes per CSV block
-MAX_ROW_BYTES = 16 << 20  # a CSV row or JSON line longer than this is refused
+CSV_BLOCK = 1 << 20  # bytes per CSV or JSON block: the longest row or line taken
+MAX_ROW_BYTES = 16 << 20  # the longest header line read
 CSV_SUFFIXES = (".csv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
@@ -340,8 +340,8 @@ def json_problem(path: Path) -> str | None:
     kinds: dict[str, tuple[str, int]] = {}
     with open(path, "rb") as f:
         for number, line in enumerate(f, start=1):
-            if len(line) > MAX_ROW_BYTES:
-                return f"{path}: line {number} is longer than {MAX_ROW_BYTES >> 20} MiB"
+            if len(line) > CSV_BLOCK:
+                return f"{path}: line {number} is longer than {CSV_BLOCK >> 20} MiB"
             if not line.strip():
                 continue
             try:
