@@ -23,6 +23,7 @@ POINTS = (
     "decisions.data_committed",  # decision records committed, their event not yet
     "decisions.committed",  # records and event committed, answer not yet sent
     "migrate.applied",  # a migration committed, its audit event not yet
+    "quarantine.data_committed",  # rows released or dropped, their audit event not yet
 )
 
 

@@ -113,7 +113,10 @@ def _check_migrations(app: Appliance, events: list[dict]) -> None:
 
 def _check_ingests(app: Appliance, events: list[dict]) -> dict[str, int]:
     batches = {b["batch_id"]: b for b in app.features.ingest_batches()}
-    logged = {e["details"]["batch"]: e for e in events if e["action"] == "data.ingest"}
+    # a batch lands by an ingest, or by releasing quarantined rows
+    logged = {e["details"]["batch"]: e for e in events
+              if e["action"] in ("data.ingest", "data.quarantine.release")}  # fmt: skip
+    assert app.features.quarantine_ops() == [], "a quarantine release or drop left pending"
     assert sorted(batches) == sorted(logged), "ingest batches and data.ingest events differ"
     for batch_id, b in batches.items():
         e = logged[batch_id]
@@ -125,7 +128,8 @@ def _check_ingests(app: Appliance, events: list[dict]) -> dict[str, int]:
     # a rollback removes its last batch, and no batch with an event is ever removed.
     seen: set[str] = set()
     for e in sorted(logged.values(), key=lambda e: e["seq"]):
-        assert e["details"]["created"] == (e["subject"] not in seen), e
+        if e["action"] == "data.ingest":
+            assert e["details"]["created"] == (e["subject"] not in seen), e
         seen.add(e["subject"])
 
     catalog = {r["table_name"] for r in app.features.query("SELECT table_name FROM _tables")}
@@ -377,6 +381,49 @@ def test_ingest_killed_before_its_event_is_rolled_back(template, files, tmp_path
     last = facts.of("data.ingest")[-1]
     assert (last["subject"], last["details"]["created"]) == (table, table == "fresh")
     assert facts.rows == ({"loans": 3000, "fresh": 500} if table == "fresh" else {"loans": 3500})
+
+
+QUARANTINING = """
+tables:
+  loans:
+    entity: customer_id
+    event_time: event_time
+    contract:
+      policy: quarantine
+      columns:
+        income: {max: 15000}
+"""
+
+
+@exercises("quarantine.data_committed")
+@pytest.mark.parametrize("action", ["release", "drop"])
+def test_quarantine_release_or_drop_killed_before_its_event_is_undone(
+    template, files, tmp_path, action
+):
+    """Rows held by a contract, then a forced release (or a drop) killed between its
+    data commit and its event: reopening holds the rows again and lands nothing."""
+    home = copy_home(template, tmp_path)
+    falaj = Falaj(home)
+    (tmp_path / "falaj.yaml").write_text(QUARANTINING)
+    falaj.ok("apply", "--workspace", tmp_path / "falaj.yaml")
+    r = json.loads(falaj.ok("ingest", files["extra"], "--table", "loans", "--json").stdout)
+    held, batch = r["quarantined"], r["batch"]
+    assert 0 < held < 500 and r["rows"] == 500 - held
+    crash(home, "quarantine.data_committed", "quarantine", action, batch,
+          *(["--force"] if action == "release" else []))  # fmt: skip
+    facts = reopen(home)
+    assert facts.rows == {"loans": 3500 - held}
+    (undo,) = facts.of("reconcile.rollback")
+    assert undo["details"]["change"] == f"data.quarantine.{action}"
+    assert facts.of(f"data.quarantine.{action}") == []
+    (listed,) = json.loads(falaj.ok("quarantine", "list", "--json").stdout)
+    assert (listed["batch"], listed["rows"]) == (batch, held)
+
+    # done again, it completes
+    falaj.ok("quarantine", action, batch, *(["--force"] if action == "release" else []))
+    facts = assert_consistent(home)
+    assert facts.rows == {"loans": 3500 if action == "release" else 3500 - held}
+    assert len(facts.of(f"data.quarantine.{action}")) == 1
 
 
 @pytest.fixture(scope="module")
