@@ -27,6 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m benchmarks --quick
 	$(BIN)/python -m benchmarks.serving --quick
 	$(BIN)/python -m benchmarks.control_plane --quick
+	$(BIN)/python -m benchmarks.pit --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
