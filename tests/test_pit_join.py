@@ -354,3 +354,15 @@ def test_take_features_from_an_empty_stream_and_a_missing_column():
         take_features(pa.RecordBatchReader.from_batches(schema, []), pa.array([0]), ["nope"])
     with pytest.raises(BadInput, match="no column 'nope'"):
         take_features(iter([pa.record_batch({"x": [1.0]})]), pa.array([0]), ["nope"])
+
+
+def test_sliced_tables_and_nanosecond_rows():
+    # Arrow slices start inside their buffers: values are read from the slice's offset
+    spine = spine_of([("zz", at(0)), ("b", at(1)), ("a", at(6)), ("b", at(3)), ("a", at(2))])
+    rows = pa.concat_tables([feature_rows([("q", at(0), at(0), 99, 0.0, "q")]), ROWS])
+    got = join(spine.slice(2), rows.slice(1), ["y"])
+    assert got == {"y": ["a5", "b2", "a1"]}
+    ns = pa.timestamp("ns")
+    rows_ns = ROWS.set_column(1, "_event_time", ROWS["_event_time"].cast(ns))
+    rows_ns = rows_ns.set_column(2, "_created_time", rows_ns["_created_time"].cast(ns))
+    assert join(spine.slice(2), rows_ns, ["y"]) == {"y": ["a5", "b2", "a1"]}

@@ -64,7 +64,10 @@ def _raw(col: pa.ChunkedArray, view: pa.DataType) -> np.ndarray:
         arr = pa.concat_arrays(col.chunks)
     arr = arr.view(view)
     dtype = np.dtype(view.to_pandas_dtype())
-    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset)
+    if len(arr) == 0:
+        return np.empty(0, dtype)
+    offset = arr.offset * dtype.itemsize  # a slice's start, in bytes
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=offset)
 
 
 def _null_mask(col: pa.ChunkedArray) -> np.ndarray | None:
@@ -183,9 +186,10 @@ def _codes(codes: pa.ChunkedArray) -> np.ndarray:
     return np.array(_raw(codes.fill_null(-1), pa.int32()))
 
 
-def _unit_for(spine_time: pa.ChunkedArray) -> str:
-    t = spine_time.type
-    return "ns" if pa.types.is_timestamp(t) and t.unit == "ns" else "us"
+def _unit_for(*times: pa.ChunkedArray) -> str:
+    """Nanoseconds when any side has them (compared exactly), else microseconds."""
+    ns = any(pa.types.is_timestamp(t.type) and t.type.unit == "ns" for t in times)
+    return "ns" if ns else "us"
 
 
 def point_in_time_index(
@@ -208,14 +212,12 @@ def point_in_time_index(
     s_entity = _column(spine, spine_entity, "the spine")
     s_time = _column(spine, spine_time, "the spine")
     r_entity = _column(rows, rows_entity, "the feature rows")
-    unit = _unit_for(s_time)
-    where_s = f"the spine's time column {spine_time!r}"
-    s_ticks, s_null = _ticks(s_time, where_s, unit)
-    events, e_null = _ticks(_column(rows, EVENT, "the feature rows"), f"the feature rows' {EVENT}",
-                            unit)  # fmt: skip
-    created, c_null = _ticks(
-        _column(rows, CREATED, "the feature rows"), f"the feature rows' {CREATED}", unit
-    )
+    r_event = _column(rows, EVENT, "the feature rows")
+    r_created = _column(rows, CREATED, "the feature rows")
+    unit = _unit_for(s_time, r_event, r_created)
+    s_ticks, s_null = _ticks(s_time, f"the spine's time column {spine_time!r}", unit)
+    events, e_null = _ticks(r_event, f"the feature rows' {EVENT}", unit)
+    created, c_null = _ticks(r_created, f"the feature rows' {CREATED}", unit)
     seq_col = _column(rows, SEQ, "the feature rows")
     if not _is_int(seq_col.type):
         raise BadInput(f"the feature rows' {SEQ} must hold integers, got {seq_col.type}")
@@ -229,7 +231,8 @@ def point_in_time_index(
         row_code[e_null] = -1  # a row without an event time is never seen
     if c_null is not None:
         created = np.array(created)
-        created[c_null] = np.iinfo(np.int64).min  # unknown creation: loses every tie
+        created[c_null] = np.iinfo(np.int64).min
+    # a null _created_time ranks below every time: it loses ties and passes the cutoff
     ttl_ticks = None
     if ttl is not None:
         ttl_ticks = (ttl // datetime.timedelta(microseconds=1)) * (1000 if unit == "ns" else 1)
