@@ -133,8 +133,15 @@ def generate(workload: str, spine_rows: int, folder: Path, seed: int = 7) -> dic
 def _falaj(spine: pa.Table, path: str, ttl: timedelta | None) -> pa.Table:
     from appliance.features.pit import point_in_time_index, take_features
 
-    # the key columns, each made one chunk as it is read (the index reads them in place)
-    keys = pa.table({c: pq.read_table(path, columns=[c])[c].combine_chunks() for c in KEYS})
+    # the key columns in one read, each then made one chunk (the index reads them in
+    # place) while the chunked original goes, so at most one column is held twice
+    chunked = pq.read_table(path, columns=KEYS)
+    single = {}
+    for c in KEYS:
+        single[c] = chunked[c].combine_chunks()
+        chunked = chunked.drop_columns([c])
+    keys = pa.table(single)
+    del chunked, single
     index = point_in_time_index(spine, "entity", "ts", keys, "entity", ttl=ttl)
     del keys
     pa.default_memory_pool().release_unused()  # the keys' memory back to the system
