@@ -28,6 +28,7 @@ test: $(STAMP)
 	$(BIN)/python -m benchmarks.serving --quick
 	$(BIN)/python -m benchmarks.control_plane --quick
 	$(BIN)/python -m benchmarks.pit --quick
+	$(BIN)/python -m benchmarks.online --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,6 +42,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.control_plane
+	$(BIN)/python -m benchmarks.pit
+	$(BIN)/python -m benchmarks.online
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
