@@ -9,7 +9,8 @@ the engine reads itself (the read is timed). The result is the spine in its own 
 with the ten features (and the matched event time, for the agreement check).
 
 - falaj: ``point_in_time_index`` over the key columns, then ``take_features`` over the
-  feature columns streamed a batch at a time (appliance/features/pit.py);
+  feature columns, both given the ``pq.ParquetFile`` and reading it a column and a row
+  group at a time (appliance/features/pit.py);
 - duckdb: the spine copied into a temporary table (timed; joining the registered Arrow
   table directly is 50-100x slower), ``ASOF LEFT JOIN read_parquet(...)`` ``ORDER BY
   spine_id`` (ASOF output is not in spine order), fetched as Arrow;
@@ -133,23 +134,13 @@ def generate(workload: str, spine_rows: int, folder: Path, seed: int = 7) -> dic
 def _falaj(spine: pa.Table, path: str, ttl: timedelta | None) -> pa.Table:
     from appliance.features.pit import point_in_time_index, take_features
 
-    # the key columns in one read, each then made one chunk (the index reads them in
-    # place) while the chunked original goes, so at most one column is held twice
-    chunked = pq.read_table(path, columns=KEYS)
-    single = {}
-    for c in KEYS:
-        single[c] = chunked[c].combine_chunks()
-        chunked = chunked.drop_columns([c])
-    keys = pa.table(single)
-    del chunked, single
-    index = point_in_time_index(spine, "entity", "ts", keys, "entity", ttl=ttl)
-    del keys
-    pa.default_memory_pool().release_unused()  # the keys' memory back to the system
-    # the features stream through once, a batch at a time, into the result's columns
-    batches = pq.ParquetFile(path).iter_batches(
-        batch_size=1 << 16, columns=[*FEATURES, "_event_time"]
-    )
-    picked = take_features(batches, index, [*FEATURES, "_event_time"])
+    # the index reads only the key columns, a row group at a time into their buffers, and
+    # frees them on return; the features are then gathered a column and a row group at a
+    # time straight into the result's buffers
+    rows = pq.ParquetFile(path)
+    index = point_in_time_index(spine, "entity", "ts", rows, "entity", ttl=ttl)
+    picked = take_features(rows, index, [*FEATURES, "_event_time"])
+    del index
     for name in picked.column_names:
         spine = spine.append_column(name, picked[name])
     return spine
@@ -270,8 +261,9 @@ def _warm_falaj() -> None:
         }
     )
     spine = pa.table({"e": [1, 2], "t": pa.array([2, 9], pa.timestamp("us"))})
-    point_in_time_join(spine, "e", "t", rows, "e", ["x"], ttl=timedelta(1), created_cutoff=True)
-    point_in_time_join(spine, "e", "t", rows, "e", ["x"])
+    features = ["x", "_event_time"]  # both gathers: float64 and timestamp (int64) values
+    point_in_time_join(spine, "e", "t", rows, "e", features, ttl=timedelta(1), created_cutoff=True)
+    point_in_time_join(spine, "e", "t", rows, "e", features)
 
 
 # -- comparing --------------------------------------------------------------------

@@ -366,3 +366,57 @@ def test_sliced_tables_and_nanosecond_rows():
     rows_ns = ROWS.set_column(1, "_event_time", ROWS["_event_time"].cast(ns))
     rows_ns = rows_ns.set_column(2, "_created_time", rows_ns["_created_time"].cast(ns))
     assert join(spine.slice(2), rows_ns, ["y"]) == {"y": ["a5", "b2", "a1"]}
+
+
+# -- a Parquet file as the feature rows -------------------------------------------
+
+
+@pytest.mark.parametrize("group", [1, 7, 64, 1000])
+def test_a_parquet_file_joins_like_its_table(tmp_path, monkeypatch, group):
+    # keys and features read a row group at a time must give the table's index and cells,
+    # with nulls in the keys (a null created time, a null event time) and every type
+    import pyarrow.parquet as pq
+
+    from kernels.pit import Gather
+
+    monkeypatch.setattr(Gather, "SHIFT", 3)  # buckets of 8 rows: row groups span several
+    rnd = random.Random(group)
+    maybe = lambda v, p: None if rnd.random() < p else v  # noqa: E731
+    n = 100
+    typed = typed_rows(n)
+    keys = {
+        "customer": pa.array([maybe(rnd.choice("abc"), 0.05) for _ in range(n)]),
+        "_event_time": pa.array([maybe(at(rnd.randint(0, 9)), 0.05) for _ in range(n)], US),
+        "_created_time": pa.array([maybe(at(rnd.randint(0, 12)), 0.1) for _ in range(n)], US),
+        "_seq": pa.array(rnd.sample(range(1000), n), pa.int64()),
+    }
+    rows = pa.table({**keys, **{name: typed[name] for name in typed.column_names}})
+    pq.write_table(rows, tmp_path / "rows.parquet", row_group_size=group)
+    file = pq.ParquetFile(tmp_path / "rows.parquet")
+    spine = spine_of([(rnd.choice(["a", "b", "c", "d", None]), at(rnd.randint(0, 12)))
+                      for _ in range(150)])  # fmt: skip
+    for ttl, cutoff in ((None, False), (dt.timedelta(days=2), True)):
+        kwargs = {"ttl": ttl, "created_cutoff": cutoff}
+        want = point_in_time_index(spine, "id", "ts", rows, "customer", **kwargs)
+        got = point_in_time_index(spine, "id", "ts", file, "customer", **kwargs)
+        assert got.equals(want)
+        assert got.null_count < len(got)  # the case exercises matches, not only misses
+        out = take_features(file, got, typed.column_names)
+        assert out.schema == typed.schema
+        assert out.equals(take_features(rows, got, typed.column_names))
+        joined = point_in_time_join(spine, "id", "ts", file, "customer", ["f64", "text"],
+                                    names=["a", "b"], **kwargs)  # fmt: skip
+        assert joined.to_pydict() == {"a": out["f64"].to_pylist(), "b": out["text"].to_pylist()}
+    # picks only among the first rows: the later row groups are not needed
+    early = pa.array([3, None, 0, 3], pa.int32())
+    assert take_features(file, early, ["f64"]).equals(take_features(rows, early, ["f64"]))
+    with pytest.raises(BadInput, match="no column 'nope'"):
+        take_features(file, early, ["nope"])
+    with pytest.raises(BadInput, match="no column 'nope'"):
+        point_in_time_index(spine, "id", "ts", file, "nope")
+
+
+def test_the_index_is_int32_below_two_to_the_31_rows():
+    spine = spine_of([("a", at(6)), ("zz", at(6))])
+    index = point_in_time_index(spine, "id", "ts", ROWS, "customer")
+    assert index.type == pa.int32() and index.to_pylist() == [1, None]

@@ -11,18 +11,22 @@ It runs in two steps, which callers may also use apart to keep memory low:
 ``point_in_time_index`` reads only the key columns (entity, event and created times,
 sequence) and gives, per spine row, the index of the feature row it sees (null for none);
 ``take_features`` gathers feature columns by that index, one column at a time, keeping
-their Arrow types and nulls.
+their Arrow types and nulls. Both take a ``pq.ParquetFile`` as the feature rows: then each
+column is read a row group at a time straight into its final buffer (keys) or gathered
+from it (features), so no whole copy of the file's columns is ever held.
 """
 
 from __future__ import annotations
 
 import datetime
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from appliance.errors import BadInput
 from kernels.pit import Gather, asof_index
@@ -196,19 +200,23 @@ def point_in_time_index(
     spine: pa.Table,
     spine_entity: str,
     spine_time: str,
-    rows: pa.Table,
+    rows: pa.Table | pq.ParquetFile,
     rows_entity: str,
     ttl: datetime.timedelta | None = None,
     created_cutoff: bool = False,
 ) -> pa.Array:
-    """An int64 array, one per spine row: the index into ``rows`` of the feature row that
-    spine row sees, null where none. ``rows`` needs only its entity column, ``_event_time``,
-    ``_created_time`` and ``_seq``; see ``point_in_time_join`` for the rest."""
+    """An integer array, one per spine row: the index into ``rows`` of the feature row that
+    spine row sees, null where none (int32 below 2**31 rows, else int64). ``rows`` needs
+    only its entity column, ``_event_time``, ``_created_time`` and ``_seq``: a table, or a
+    ``pq.ParquetFile`` of which only those columns are read; see ``point_in_time_join``
+    for the rest."""
     if ttl is not None:
         if not isinstance(ttl, datetime.timedelta):
             raise BadInput(f"ttl must be a timedelta or None, got {ttl!r}")
         if ttl < datetime.timedelta(0):
             raise BadInput(f"ttl must not be negative, got {ttl}")
+    if isinstance(rows, pq.ParquetFile):
+        rows = _read_columns(rows, [rows_entity, EVENT, CREATED, SEQ], "the feature rows")
     s_entity = _column(spine, spine_entity, "the spine")
     s_time = _column(spine, spine_time, "the spine")
     r_entity = _column(rows, rows_entity, "the feature rows")
@@ -225,6 +233,7 @@ def point_in_time_index(
         raise BadInput(f"the feature rows' {SEQ} has {seq_col.null_count} null(s)")
     seq = _raw(seq_col.cast(pa.int64()), pa.int64())
     row_code, spine_code, n_entities = _entity_codes(s_entity, spine_entity, r_entity, rows_entity)
+    del rows, r_entity  # the entity column, when read here, goes before the kernel runs
     if s_null is not None:
         spine_code[s_null] = -1
     if e_null is not None:
@@ -243,15 +252,137 @@ def point_in_time_index(
     if valid.all():
         return pa.array(index)
     return pa.Array.from_buffers(
-        pa.int64(),
+        pa.from_numpy_dtype(index.dtype),
         len(index),
         [pa.py_buffer(np.packbits(valid, bitorder="little")), pa.py_buffer(index)],
         null_count=int(len(index) - np.count_nonzero(valid)),
     )
 
 
+def _read_columns(file: pq.ParquetFile, names: Sequence[str], what: str) -> pa.Table:
+    """``names`` of a Parquet file as a table of one-chunk columns. Fixed-width columns are
+    read a row group at a time into their final buffers (the row group's copy goes as the
+    next is read); the others are read whole and made one chunk."""
+    schema = file.schema_arrow
+    for name in names:
+        if name not in schema.names:
+            raise BadInput(f"{what} has no column {name!r} (columns: {', '.join(schema.names)})")
+    n = file.metadata.num_rows
+    columns = []
+    for name in names:
+        field = schema.field(name)
+        dtype = _fixed_width(field.type)
+        if dtype is None:
+            col = file.read(columns=[name]).column(0)
+            columns.append(col.combine_chunks() if col.num_chunks != 1 else col.chunk(0))
+            continue
+        values = np.empty(n, dtype)
+        valid = None
+        for start, chunk in _row_group_chunks(file, name):
+            stop = start + len(chunk)
+            values[start:stop] = _values(chunk, dtype)
+            if chunk.null_count:
+                if valid is None:
+                    valid = np.ones(n, np.bool_)
+                valid[start:stop] = _valid(chunk)
+        columns.append(_arrow(field.type, values, valid))
+    return pa.table(columns, names=list(names))
+
+
+def _row_group_chunks(
+    file: pq.ParquetFile, name: str, groups: int | None = None
+) -> Iterator[tuple[int, pa.Array]]:
+    """(first row, chunk) for one column of a Parquet file, row group after row group (the
+    first ``groups`` of them), the next group read in a thread while the caller works on
+    this one (Parquet decoding releases the GIL)."""
+    meta = file.metadata
+    groups = meta.num_row_groups if groups is None else groups
+    if groups == 0:
+        return
+    read = lambda g: file.read_row_group(g, columns=[name], use_threads=False)  # noqa: E731
+    start = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="pit-read") as pool:
+        pending = pool.submit(read, 0)
+        for g in range(groups):
+            table = pending.result()
+            if g + 1 < groups:
+                pending = pool.submit(read, g + 1)
+            for chunk in table.column(0).chunks:
+                yield start, chunk
+                start += len(chunk)
+            del table
+
+
+def _values(col: pa.Array, dtype: np.dtype) -> np.ndarray:
+    """A fixed-width Arrow array's value slots as NumPy ``dtype``, without copying."""
+    if len(col) == 0:
+        return np.empty(0, dtype)
+    return np.frombuffer(col.buffers()[1], dtype, len(col), col.offset * dtype.itemsize)
+
+
+def _arrow(t: pa.DataType, values: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+    """An Arrow array of type ``t`` over ``values``' memory (not copied) and ``valid``."""
+    nulls = 0 if valid is None else len(valid) - int(np.count_nonzero(valid))
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.Array.from_buffers(t, len(values), [bitmap, pa.py_buffer(values)], null_count=nulls)
+
+
+def _positions(index: pa.Array) -> np.ndarray:
+    """The index as NumPy (int32 or int64, as it is), nulls as -1."""
+    if index.type not in (pa.int32(), pa.int64()):
+        index = index.cast(pa.int64())
+    if isinstance(index, pa.ChunkedArray):
+        index = index.combine_chunks()
+    dtype = np.dtype(index.type.to_pandas_dtype())
+    values = _values(index, dtype)
+    if not index.null_count:
+        return values
+    return np.where(_valid(index), values, dtype.type(-1))
+
+
+def _take_from_parquet(
+    file: pq.ParquetFile, index: pa.Array, features: Sequence[str], names: list[str]
+) -> pa.Table:
+    """take_features over a Parquet file: one column at a time, a row group at a time,
+    gathered into that column's final buffer."""
+    schema = file.schema_arrow
+    missing = [f for f in features if f not in schema.names]
+    if missing:
+        raise BadInput(
+            f"the feature rows have no column {missing[0]!r} (columns: {', '.join(schema.names)})"
+        )
+    n = len(index)
+    fields = [schema.field(f) for f in features]
+    dtypes = [_fixed_width(f.type) for f in fields]
+    gather = None
+    groups = 0
+    if any(d is not None for d in dtypes):
+        positions = _positions(index)
+        gather = Gather(positions)
+        del positions  # the plan holds what the gathers need
+        # only the row groups up to the last picked row are read
+        meta, first = file.metadata, 0
+        while groups < meta.num_row_groups and first < gather.n_rows:
+            first += meta.row_group(groups).num_rows
+            groups += 1
+    columns = []
+    for field, dtype in zip(fields, dtypes, strict=True):
+        if dtype is None:
+            col = file.read(columns=[field.name]).column(0)
+            col = col.combine_chunks() if col.num_chunks > 1 else col
+            columns.append(col.take(index))
+            continue
+        values, valid = np.zeros(n, dtype), np.zeros(n, np.bool_)
+        for start, chunk in _row_group_chunks(file, field.name, groups):
+            if len(chunk):
+                gather.fill(start, _values(chunk, dtype), _valid(chunk), values, valid)
+        columns.append(_arrow(field.type, values, valid))
+        del values, valid
+    return pa.table(columns, names=names)
+
+
 def take_features(
-    rows: pa.Table | pa.RecordBatchReader | Iterable[pa.RecordBatch],
+    rows: pa.Table | pq.ParquetFile | pa.RecordBatchReader | Iterable[pa.RecordBatch],
     index: pa.Array,
     features: Sequence[str],
     names: Sequence[str] | None = None,
@@ -264,8 +395,12 @@ def take_features(
     DuckDB ``fetch_record_batch()``): numeric, temporal and other fixed-width columns are
     filled as the batches pass, so only one batch of them is held at a time; other types
     (text, lists, booleans) are kept until the end and gathered with Arrow's ``take``.
+    A ``pq.ParquetFile`` is read one column at a time, a row group at a time (the next
+    decoded while this one is gathered), straight into the result's buffers.
     """
     names = _names(features, names)
+    if isinstance(rows, pq.ParquetFile):
+        return _take_from_parquet(rows, index, features, names)
     if isinstance(rows, pa.Table):
         for feature in features:
             _column(rows, feature, "the feature rows")
@@ -289,10 +424,9 @@ def take_features(
                 f"{', '.join(schema.names) or 'none'})"
             )
     n = len(index)
-    positions = index.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
     fields = [schema.field(f) for f in features]
     dtypes = [_fixed_width(f.type) for f in fields]
-    gather = Gather(positions) if any(d is not None for d in dtypes) else None
+    gather = Gather(_positions(index)) if any(d is not None for d in dtypes) else None
     outs = [None if d is None else (np.zeros(n, d), np.zeros(n, np.bool_)) for d in dtypes]
     kept: list[list[pa.Array]] = [[] for _ in features]
     start = 0
@@ -304,9 +438,7 @@ def take_features(
             if outs[j] is None:
                 kept[j].append(col)
             elif len(col):
-                values = np.frombuffer(col.buffers()[1], dtypes[j], len(col), col.offset
-                                       * dtypes[j].itemsize)  # fmt: skip
-                gather.fill(start, values, _valid(col), *outs[j])
+                gather.fill(start, _values(col, dtypes[j]), _valid(col), *outs[j])
         start += batch.num_rows
     columns = []
     for j, field in enumerate(fields):
@@ -316,12 +448,7 @@ def take_features(
             taken = col.take(index)
             columns.append(taken)
             continue
-        values, valid = outs[j]
-        nulls = n - int(np.count_nonzero(valid))
-        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
-        columns.append(
-            pa.Array.from_buffers(field.type, n, [bitmap, pa.py_buffer(values)], null_count=nulls)
-        )
+        columns.append(_arrow(field.type, *outs[j]))
         outs[j] = None  # the NumPy copies go with the Arrow arrays' buffers
     return pa.table(columns, names=names)
 
@@ -368,7 +495,7 @@ def point_in_time_join(
     spine: pa.Table,
     spine_entity: str,
     spine_time: str,
-    rows: pa.Table,
+    rows: pa.Table | pq.ParquetFile,
     rows_entity: str,
     features: list[str],
     ttl: datetime.timedelta | None = None,
@@ -393,8 +520,9 @@ def point_in_time_join(
         spine = spine.append_column("spend_30d", feats["spend"])
     """
     _names(features, names)
-    for feature in features:
-        _column(rows, feature, "the feature rows")
+    if not isinstance(rows, pq.ParquetFile):
+        for feature in features:
+            _column(rows, feature, "the feature rows")
     index = point_in_time_index(
         spine, spine_entity, spine_time, rows, rows_entity, ttl=ttl, created_cutoff=created_cutoff
     )

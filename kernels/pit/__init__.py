@@ -52,7 +52,8 @@ def asof_index(
     created_cutoff: bool = False,
     backend: str | None = None,
 ) -> np.ndarray:
-    """An int64 array, one per spine row: the index of the row it sees, or -1.
+    """One index per spine row: the row it sees, or -1. The cpu backend gives int32 while
+    there are fewer than 2**31 rows (half the memory), else int64; the reference int64.
 
     ``spine_code`` / ``row_code``: int32 or int64 entity codes in ``[0, n_entities)``, ``-1`` for a row
     that matches nothing (a null or unknown entity, a null time). ``spine_time``,
@@ -104,7 +105,7 @@ class Gather:
     """Fills output columns from the matched rows, reading the rows once, batch by batch,
     in row order (so a table that does not fit in memory twice can stream through).
 
-    ``index``: int64 per output position, the row it takes or -1 (left as it is in
+    ``index``: int32 or int64 per output position, the row it takes or -1 (left as it is in
     ``out``). ``fill(start, values, valid, out, out_valid)`` takes one batch: the rows
     ``start .. start + len(values)``, their values and validity (bool), and writes every
     position whose row is among them. Positions are bucketed by row once, so each call
@@ -120,7 +121,7 @@ class Gather:
     SHIFT = 16  # rows per bucket: 2**16
 
     def __init__(self, index: Any, backend: str | None = None) -> None:
-        index = _int64(index, "index")
+        index = _codes(index, "index")  # int32 indexes kept as they are
         if backend is None:
             backend = "cpu"
         elif backend not in BACKENDS:

@@ -184,7 +184,7 @@ def asof_index(
     offsets, order, grouped_event = _group(row_code, row_event, n_entities)
     grouped_created = np.empty(len(order) if created_cutoff else 0, dtype=np.int64)
     _sort_groups(offsets, order, grouped_event, row_event, row_created, row_seq, grouped_created)
-    out = np.empty(len(spine_code), dtype=np.int64)
+    out = np.empty(len(spine_code), dtype=np.int32 if len(row_code) < 2**31 else np.int64)
     _probe(spine_code, spine_time, offsets, order, grouped_event, grouped_created, ttl,
            created_cutoff, out)  # fmt: skip
     return out

@@ -177,3 +177,21 @@ def test_gather_cpu_matches_the_reference(monkeypatch, shift):
     hit = index >= 0
     np.testing.assert_array_equal(want[hit], values[index[hit]])
     np.testing.assert_array_equal(want_valid, np.where(hit, valid[np.maximum(index, 0)], False))
+
+
+def test_the_cpu_index_is_int32_and_gather_takes_it_as_it_is():
+    rng = np.random.default_rng(3)
+    index = pit.asof_index([0, 1, 0], [5, 5, 0], [0, 1, 0, 1], [1, 2, 3, 4], [0, 0, 0, 0],
+                           [0, 1, 2, 3], 2)  # fmt: skip
+    assert index.dtype == np.int32 and index.tolist() == [2, 3, -1]
+    picks = np.where(rng.random(40) < 0.3, -1, rng.integers(0, 25, 40))
+    values, valid = rng.standard_normal(25), rng.random(25) < 0.8
+    results = []
+    for dtype in (np.int32, np.int64):
+        g = pit.Gather(picks.astype(dtype))
+        assert g.rows.dtype == np.int32
+        out, out_valid = np.zeros(40), np.zeros(40, np.bool_)
+        g.fill(0, values, valid, out, out_valid)
+        results.append((out, out_valid))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
