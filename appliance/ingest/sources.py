@@ -190,9 +190,14 @@ class _Counting(io.RawIOBase):
 
 
 def _csv(path: Path, where: str) -> Source:
-    csv.field_size_limit(MAX_ROW_BYTES)
-    with open(path, newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), None)
+    # The csv module's field limit is process-wide (the MLflow CSV endpoint relies on
+    # its default): raised only while the header is read.
+    default = csv.field_size_limit(MAX_ROW_BYTES)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), None)
+    finally:
+        csv.field_size_limit(default)
     if not header:
         raise BadInput(f"{path}: is empty (no header line)")
     size = path.stat().st_size
