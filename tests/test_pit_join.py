@@ -404,9 +404,9 @@ def test_a_parquet_file_joins_like_its_table(tmp_path, monkeypatch, group):
         out = take_features(file, got, typed.column_names)
         assert out.schema == typed.schema
         assert out.equals(take_features(rows, got, typed.column_names))
-        joined = point_in_time_join(spine, "id", "ts", file, "customer", ["f64", "text"],
+        joined = point_in_time_join(spine, "id", "ts", file, "customer", ["text", "f64"],
                                     names=["a", "b"], **kwargs)  # fmt: skip
-        assert joined.to_pydict() == {"a": out["f64"].to_pylist(), "b": out["text"].to_pylist()}
+        assert joined.to_pydict() == {"a": out["text"].to_pylist(), "b": out["f64"].to_pylist()}
     # picks only among the first rows: the later row groups are not needed
     early = pa.array([3, None, 0, 3], pa.int32())
     assert take_features(file, early, ["f64"]).equals(take_features(rows, early, ["f64"]))

@@ -18,10 +18,12 @@ from it (features), so no whole copy of the file's columns is ever held.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +32,8 @@ import pyarrow.parquet as pq
 
 from appliance.errors import BadInput
 from kernels.pit import Gather, asof_index
+
+T = TypeVar("T")
 
 EVENT = "_event_time"
 CREATED = "_created_time"
@@ -261,56 +265,67 @@ def point_in_time_index(
 
 def _read_columns(file: pq.ParquetFile, names: Sequence[str], what: str) -> pa.Table:
     """``names`` of a Parquet file as a table of one-chunk columns. Fixed-width columns are
-    read a row group at a time into their final buffers (the row group's copy goes as the
-    next is read); the others are read whole and made one chunk."""
+    read a row group at a time (decoded in parallel) into their final buffers, the row
+    group's copy going as the next is read; the others are read whole and made one chunk."""
     schema = file.schema_arrow
     for name in names:
         if name not in schema.names:
             raise BadInput(f"{what} has no column {name!r} (columns: {', '.join(schema.names)})")
     n = file.metadata.num_rows
+    fixed = {name: _fixed_width(schema.field(name).type) for name in names}
+    fixed = {name: dtype for name, dtype in fixed.items() if dtype is not None}
+    values = {name: np.empty(n, dtype) for name, dtype in fixed.items()}
+    valid: dict[str, np.ndarray] = {}
+    if fixed:
+        starts = _group_starts(file)
+        read = lambda g: file.read_row_group(g, columns=list(fixed))  # noqa: E731
+        groups = range(len(starts) - 1)
+        for g, table in zip(groups, _prefetched(read, groups, ahead=1), strict=True):
+            for name, dtype in fixed.items():
+                at = starts[g]
+                for chunk in table.column(name).chunks:
+                    stop = at + len(chunk)
+                    values[name][at:stop] = _values(chunk, dtype)
+                    if chunk.null_count:
+                        if name not in valid:
+                            valid[name] = np.ones(n, np.bool_)
+                        valid[name][at:stop] = _valid(chunk)
+                    at = stop
     columns = []
     for name in names:
-        field = schema.field(name)
-        dtype = _fixed_width(field.type)
-        if dtype is None:
+        if name in fixed:
+            columns.append(_arrow(schema.field(name).type, values.pop(name), valid.pop(name, None)))
+        else:
             col = file.read(columns=[name]).column(0)
             columns.append(col.combine_chunks() if col.num_chunks != 1 else col.chunk(0))
-            continue
-        values = np.empty(n, dtype)
-        valid = None
-        for start, chunk in _row_group_chunks(file, name):
-            stop = start + len(chunk)
-            values[start:stop] = _values(chunk, dtype)
-            if chunk.null_count:
-                if valid is None:
-                    valid = np.ones(n, np.bool_)
-                valid[start:stop] = _valid(chunk)
-        columns.append(_arrow(field.type, values, valid))
     return pa.table(columns, names=list(names))
 
 
-def _row_group_chunks(
-    file: pq.ParquetFile, name: str, groups: int | None = None
-) -> Iterator[tuple[int, pa.Array]]:
-    """(first row, chunk) for one column of a Parquet file, row group after row group (the
-    first ``groups`` of them), the next group read in a thread while the caller works on
-    this one (Parquet decoding releases the GIL)."""
-    meta = file.metadata
-    groups = meta.num_row_groups if groups is None else groups
-    if groups == 0:
+def _prefetched(
+    read: Callable[[T], pa.Table], items: Sequence[T], ahead: int
+) -> Iterator[pa.Table]:
+    """``read(item)`` for each item, in order, with up to ``ahead`` of the next items read
+    in threads while the caller works on this one (Parquet decoding releases the GIL).
+    Reads of one ParquetFile must not overlap (it deadlocks): ``ahead`` 1 for those."""
+    if not items:
         return
-    read = lambda g: file.read_row_group(g, columns=[name], use_threads=False)  # noqa: E731
-    start = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="pit-read") as pool:
-        pending = pool.submit(read, 0)
-        for g in range(groups):
-            table = pending.result()
-            if g + 1 < groups:
-                pending = pool.submit(read, g + 1)
-            for chunk in table.column(0).chunks:
-                yield start, chunk
-                start += len(chunk)
+    with ThreadPoolExecutor(ahead, thread_name_prefix="pit-read") as pool:
+        pending = collections.deque(pool.submit(read, item) for item in items[:ahead])
+        for i in range(len(items)):
+            table = pending.popleft().result()
+            if i + ahead < len(items):
+                pending.append(pool.submit(read, items[i + ahead]))
+            yield table
             del table
+
+
+def _group_starts(file: pq.ParquetFile) -> list[int]:
+    """The first row of each row group, and the number of rows at the end."""
+    meta = file.metadata
+    return [
+        0,
+        *itertools.accumulate(meta.row_group(g).num_rows for g in range(meta.num_row_groups)),
+    ]
 
 
 def _values(col: pa.Array, dtype: np.dtype) -> np.ndarray:
@@ -355,29 +370,44 @@ def _take_from_parquet(
     fields = [schema.field(f) for f in features]
     dtypes = [_fixed_width(f.type) for f in fields]
     gather = None
+    starts = _group_starts(file)
     groups = 0
     if any(d is not None for d in dtypes):
         positions = _positions(index)
         gather = Gather(positions)
         del positions  # the plan holds what the gathers need
         # only the row groups up to the last picked row are read
-        meta, first = file.metadata, 0
-        while groups < meta.num_row_groups and first < gather.n_rows:
-            first += meta.row_group(groups).num_rows
+        while groups < len(starts) - 1 and starts[groups] < gather.n_rows:
             groups += 1
-    columns = []
-    for field, dtype in zip(fields, dtypes, strict=True):
+    # the fixed-width columns, a column chunk at a time: the next read in a thread while
+    # this one is gathered into its column's buffer (one reader: a ParquetFile is not read
+    # from two threads at once)
+    tasks = [(j, g) for j, d in enumerate(dtypes) if d is not None for g in range(groups)]
+    read = lambda t: file.read_row_group(t[1], columns=[features[t[0]]], use_threads=False)  # noqa: E731
+    chunks = zip(tasks, _prefetched(read, tasks, ahead=1), strict=True)
+    columns: list[pa.Array | pa.ChunkedArray | None] = [None] * len(fields)
+    for j, (field, dtype) in enumerate(zip(fields, dtypes, strict=True)):
         if dtype is None:
-            col = file.read(columns=[field.name]).column(0)
-            col = col.combine_chunks() if col.num_chunks > 1 else col
-            columns.append(col.take(index))
             continue
         values, valid = np.zeros(n, dtype), np.zeros(n, np.bool_)
-        for start, chunk in _row_group_chunks(file, field.name, groups):
-            if len(chunk):
-                gather.fill(start, _values(chunk, dtype), _valid(chunk), values, valid)
-        columns.append(_arrow(field.type, values, valid))
+        for _, g in (t for t in tasks if t[0] == j):
+            _, table = next(chunks)
+            start = starts[g]
+            for chunk in table.column(0).chunks:
+                if len(chunk):
+                    gather.fill(start, _values(chunk, dtype), _valid(chunk), values, valid)
+                start += len(chunk)
+            del table
+        columns[j] = _arrow(field.type, values, valid)
         del values, valid
+    if next(chunks, None) is not None:
+        raise AssertionError("a column chunk was read and not gathered")
+    # the other columns once the reader is done (whole, then Arrow's take)
+    for j, field in enumerate(fields):
+        if dtypes[j] is None:
+            col = file.read(columns=[field.name]).column(0)
+            col = col.combine_chunks() if col.num_chunks > 1 else col
+            columns[j] = col.take(index)
     return pa.table(columns, names=names)
 
 
