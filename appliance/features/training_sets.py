@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from appliance.auth import Actor, require
-from appliance.errors import BadInput, NotFound
+from appliance.errors import BadInput, CheckFailed, NotFound
 from appliance.features.views import FeatureViews
 from appliance.stores import ControlStore, FeatureStore
 
@@ -520,6 +520,37 @@ class TrainingSets:
             raise NotFound(f"training set {id_!r}: no such training set (see `falaj features "
                            "training-sets`)")  # fmt: skip
         return record
+
+    def load(self, ref: str, actor: Actor) -> tuple[dict[str, Any], pa.Table]:
+        """A registered training set's record and rows, named by its id or its file. The
+        file is read once, and refused if it no longer hashes to what was registered."""
+        require(actor, "features.read")
+        by_file = Path(ref).is_file()
+        path = Path(ref) if by_file else Path(self.show(ref, actor)["path"])
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise BadInput(f"training set {ref}: its file {path} is gone; rebuild it with "
+                           "`falaj features training-sets ID --rebuild FILE`") from None  # fmt: skip
+        sha = hashlib.sha256(data).hexdigest()
+        if by_file:
+            record = self.control.training_set_by_file(sha)
+            if record is None:
+                raise BadInput(f"{ref}: not a registered training set (build it with "
+                               "`falaj features training-set`)")  # fmt: skip
+        else:
+            record = self.show(ref, actor)
+            if sha != record["file_sha256"]:
+                raise CheckFailed(f"training set {ref}: {path} changed since it was registered "
+                                  "(SHA-256 differs)")  # fmt: skip
+        buf = pa.BufferReader(data)  # the bytes that were hashed, not a second read
+        if OUTPUT_FORMATS.get(path.suffix.lower()) == "csv":
+            import pyarrow.csv as pacsv
+
+            return record, pacsv.read_csv(buf)
+        import pyarrow.parquet as pq
+
+        return record, pq.read_table(buf)
 
     def find_by_file(self, path: str | os.PathLike, actor: Actor) -> dict[str, Any] | None:
         """The registered training set whose file has the same SHA-256 as ``path`` (the

@@ -8,18 +8,14 @@ the view column behind each feature and the entity columns: served, it takes
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from appliance.auth import Actor, require
-from appliance.errors import BadInput, CheckFailed
+from appliance.errors import BadInput
 from appliance.features.training_sets import TrainingSets
 from appliance.names import check_name
 from appliance.registry import Registry
@@ -52,22 +48,13 @@ class TrainingService:
         return self._register(run, name, actor)
 
     def train_on_set(self, ref: str, label: str, name: str, actor: Actor) -> dict[str, Any]:
-        """Train on a registered training set, named by its id or its file. The file is
-        read only if it still hashes to what was registered."""
+        """Train on a registered training set, named by its id or its file (refused if the
+        file changed since it was registered)."""
         require(actor, "model.train")
         check_name("model", name)
         if self.training_sets is None:
             raise BadInput("training sets are not available here")
-        if Path(ref).is_file():
-            record = self.training_sets.find_by_file(ref, actor)
-            if record is None:
-                raise BadInput(f"{ref}: not a registered training set (build it with "
-                               "`falaj features training-set`)")  # fmt: skip
-            path = Path(ref)
-        else:
-            record = self.training_sets.show(ref, actor)
-            path = Path(record["path"])
-        data = _read_set(path, record["file_sha256"], f"training set {record['id']}")
+        record, data = self.training_sets.load(ref, actor)
         where = f"training set {record['id']}"
         names = record["columns"][len(record["columns"]) - len(record["features"]) :]
         view_of = dict(zip(names, record["features"], strict=True))
@@ -112,16 +99,3 @@ class TrainingService:
 
 def _numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-
-
-def _read_set(path: Path, sha256: str, where: str) -> pa.Table:
-    """The training set's file, refused if it changed since it was registered."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"{where}: its file {path} is gone; rebuild it with "
-                       "`falaj features training-set`") from None  # fmt: skip
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise CheckFailed(f"{where}: {path} changed since it was registered (SHA-256 differs)")
-    buf = pa.BufferReader(data)
-    return pacsv.read_csv(buf) if path.suffix.lower() == ".csv" else pq.read_table(buf)
