@@ -526,7 +526,8 @@ class TrainingSets:
         file is read once, and refused if it no longer hashes to what was registered."""
         require(actor, "features.read")
         by_file = Path(ref).is_file()
-        path = Path(ref) if by_file else Path(self.show(ref, actor)["path"])
+        record = None if by_file else self.show(ref, actor)
+        path = Path(ref) if by_file else Path(record["path"])
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -538,11 +539,9 @@ class TrainingSets:
             if record is None:
                 raise BadInput(f"{ref}: not a registered training set (build it with "
                                "`falaj features training-set`)")  # fmt: skip
-        else:
-            record = self.show(ref, actor)
-            if sha != record["file_sha256"]:
-                raise CheckFailed(f"training set {ref}: {path} changed since it was registered "
-                                  "(SHA-256 differs)")  # fmt: skip
+        elif sha != record["file_sha256"]:
+            raise CheckFailed(f"training set {ref}: {path} changed since it was registered "
+                              "(SHA-256 differs)")  # fmt: skip
         buf = pa.BufferReader(data)  # the bytes that were hashed, not a second read
         if OUTPUT_FORMATS.get(path.suffix.lower()) == "csv":
             import pyarrow.csv as pacsv
