@@ -1,0 +1,225 @@
+"""The dashboard's model pages: the SVG charts and the model card on their own, then
+/models, a version's page, its alias form and card, and /runs over a trained home."""
+
+import copy
+import math
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from appliance.registry import card
+from webui import charts
+
+SVG = "{http://www.w3.org/2000/svg}"
+HOSTILE = '<script>alert("x")</script>&'
+
+
+def parse(svg: str) -> ET.Element:
+    root = ET.fromstring(svg)  # well-formed XML: every label escaped
+    assert root.tag == SVG + "svg" and root.get("role") == "img"
+    return root
+
+
+def marks(root: ET.Element, tag: str, cls: str) -> list[ET.Element]:
+    return [e for e in root.iter(SVG + tag) if e.get("class") == cls]
+
+
+def title(e: ET.Element) -> str:
+    return e.find(SVG + "title").text
+
+
+# -- charts ------------------------------------------------------------------------------
+
+
+def test_grouped_bars_put_each_value_at_its_height_and_escape_groups():
+    svg = charts.grouped_bars(
+        ["F", HOSTILE],
+        {"selection rate": [0.5, 0.25], "TPR": [1.0, None], "FPR": [0.0, float("nan")]},
+        title=f"Fairness across {HOSTILE}",
+        y_lo=0.0,
+        y_hi=1.0,
+    )
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    root = parse(svg)
+    assert root.get("aria-label") == f"Fairness across {HOSTILE}"
+    assert root.find(SVG + "title").text == f"Fairness across {HOSTILE}"
+    bars = {title(b): b for b in marks(root, "rect", "bar")}
+    assert set(bars) == {
+        "F · selection rate: 0.5", "F · TPR: 1", "F · FPR: 0",
+        f"{HOSTILE} · selection rate: 0.25",
+    }  # fmt: skip
+    axis = charts.TOP + charts.Frame.height  # y of the value 0
+    for name, value in [("F · selection rate: 0.5", 0.5), ("F · TPR: 1", 1.0),
+                        (f"{HOSTILE} · selection rate: 0.25", 0.25)]:  # fmt: skip
+        b = bars[name]
+        assert float(b.get("y")) + float(b.get("height")) == pytest.approx(axis, abs=0.01)
+        assert float(b.get("height")) == pytest.approx(value * charts.Frame.height, abs=0.01)
+    assert float(bars["F · FPR: 0"].get("height")) == 0
+    # the second group's bars sit in the right half, in series order
+    second = float(bars[f"{HOSTILE} · selection rate: 0.25"].get("x"))
+    assert second > charts.LEFT + charts.Frame.width / 2 > float(bars["F · TPR: 1"].get("x"))
+    missing = [title(t) for t in marks(root, "text", "na")]
+    assert missing == [f"{HOSTILE} · TPR: n/a", f"{HOSTILE} · FPR: n/a"]
+    labels = [t.text for t in marks(root, "text", "group")]
+    assert labels == ["F", HOSTILE[: charts.MAX_LABEL - 1] + "…"]
+
+
+def test_grouped_bars_refuse_series_of_the_wrong_length():
+    with pytest.raises(ValueError, match="series 'TPR' has 1 values for 2 groups"):
+        charts.grouped_bars(["a", "b"], {"TPR": [0.1]}, title="t")
+
+
+def test_reliability_diagram_points_and_diagonal():
+    bins = [
+        {"bin": 0, "lo": 0.0, "hi": 0.5, "count": 10, "mean_predicted": 0.2, "observed_rate": 0.3},
+        {"bin": 1, "lo": 0.5, "hi": 1.0, "count": 0, "mean_predicted": None, "observed_rate": None},
+        {"bin": 2, "lo": 0.5, "hi": 1.0, "count": 5, "mean_predicted": 0.8, "observed_rate": 0.6},
+    ]
+    root = parse(charts.reliability(bins, title="Calibration"))
+    f = charts.Frame()
+    points = [(float(c.get("cx")), float(c.get("cy"))) for c in marks(root, "circle", "point")]
+    expected = [(f.left + 0.2 * f.width, f.top + 0.7 * f.height),
+                (f.left + 0.8 * f.width, f.top + 0.4 * f.height)]  # fmt: skip
+    assert points == [pytest.approx(p, abs=0.01) for p in expected]
+    (d,) = marks(root, "line", "diagonal")
+    assert (float(d.get("x1")), float(d.get("y1"))) == (f.left, f.top + f.height)
+    assert (float(d.get("x2")), float(d.get("y2"))) == (f.left + f.width, f.top)
+    assert "10 rows" in title(marks(root, "circle", "point")[0])
+
+
+def test_trial_scores_mark_each_trial_and_the_best_so_far():
+    root = parse(charts.trial_scores([0.6, 0.8, None, 0.7], title="Search", metric="roc_auc"))
+    points = marks(root, "circle", "point")
+    assert [title(p) for p in points] == ["trial 1: roc_auc 0.6", "trial 2: roc_auc 0.8",
+                                          "trial 4: roc_auc 0.7"]  # fmt: skip
+    cy = [float(p.get("cy")) for p in points]
+    assert cy[1] < cy[2] < cy[0]  # higher scores sit higher
+    cx = [float(p.get("cx")) for p in points]
+    assert cx[1] - cx[0] == pytest.approx((cx[2] - cx[1]) / 2)  # trial 3 keeps its place
+    (best,) = marks(root, "polyline", "best")
+    ys = [float(xy.split(",")[1]) for xy in best.get("points").split()]
+    assert ys[0] == cy[0] and ys[-1] == cy[1] and min(ys) == cy[1]  # never worse than before
+    # lower is better: the best line follows the minimum
+    root = parse(charts.trial_scores([0.5, 0.3, 0.4], title="t", metric="rmse",
+                                     higher_is_better=False))  # fmt: skip
+    ys = [
+        float(xy.split(",")[1]) for xy in marks(root, "polyline", "best")[0].get("points").split()
+    ]
+    assert ys[-1] == max(ys)  # 0.3, the lowest value, drawn lowest
+    assert parse(charts.trial_scores([], title="none yet", metric="roc_auc")) is not None
+
+
+def test_bars_compare_values_including_negative_ones():
+    root = parse(charts.bars([("model", 0.2), ("baseline", 0.5), (HOSTILE, -0.1)], title="R²"))
+    rects = {title(b): b for b in marks(root, "rect", "bar")}
+    f = charts.Frame(-0.1, 0.5)
+    zero = f.y(0)
+    assert float(rects["model: 0.2"].get("y")) == pytest.approx(f.y(0.2), abs=0.01)
+    assert float(rects["model: 0.2"].get("height")) == pytest.approx(zero - f.y(0.2), abs=0.01)
+    neg = rects[f"{HOSTILE}: -0.1"]
+    assert float(neg.get("y")) == pytest.approx(zero, abs=0.01)
+    assert float(neg.get("height")) == pytest.approx(f.y(-0.1) - zero, abs=0.01)
+    assert [t.text for t in marks(root, "text", "value")] == ["0.2", "0.5", "-0.1"]
+
+
+# -- the model card ----------------------------------------------------------------------
+
+INFO = {
+    "name": "credit", "version": 3, "status": "rejected",
+    "created_at": "2026-11-30T05:00:00Z", "created_by": "user:ana",
+    "aliases": ["challenger"], "intended_use": "Pre-screen loan applications | for review",
+    "family": "gbt", "task": "binary", "params": {"num_leaves": 31, "learning_rate": 0.1},
+    "inputs": [{"name": "income", "role": "numeric", "type": "double"},
+               {"name": "region", "role": "categorical", "type": "string"}],
+    "sensitive": "gender",
+    "lineage": {"table": "loans", "table_fingerprints": {"loans": "ab12cd"}, "rows": 3000,
+                "time_range": ["2024-01-01", "2024-06-30"], "code_version": "0.8.0",
+                "seed": 7, "device": "cpu"},
+    "metrics": {
+        "task": "binary",
+        "holdout": {"rows": 600, "roc_auc": 0.81234, "pr_auc": 0.5, "log_loss": 0.4,
+                    "brier": 0.13, "accuracy": 0.8, "f1": 0.55, "threshold": 0.5, "ece": 0.031,
+                    "calibration": [{"bin": 0, "lo": 0.0, "hi": 0.1, "count": 300,
+                                     "mean_predicted": 0.05, "observed_rate": 0.04}]},
+        "train": {"rows": 2400, "roc_auc": 0.85, "log_loss": 0.35},
+        "baseline": {"kind": "training prior", "roc_auc": 0.5, "log_loss": 0.6},
+        "champion": {"version": 2, "holdout": {"roc_auc": 0.8, "log_loss": 0.41}},
+        "fairness": {"sensitive": "gender", "demographic_parity_difference": 0.12,
+                     "equalized_odds_difference": 0.2,
+                     "groups": [{"group": "F", "count": 300, "selection_rate": 0.2, "tpr": 0.6,
+                                 "fpr": 0.1, "roc_auc": 0.8},
+                                {"group": HOSTILE, "count": 3, "selection_rate": 0.0,
+                                 "tpr": None, "fpr": 0.0, "roc_auc": None}]},
+        "robustness": {"noise": {"mean_abs_change": 0.01, "max_abs_change": 0.05,
+                                 "flip_rate": 0.002}},
+        "gates": {"passed": False, "results": [
+            {"gate": "baseline", "metric": "log_loss", "value": 0.4, "threshold": 0.6,
+             "op": "<=", "passed": True, "detail": "beats the training prior by 0.2"},
+            {"gate": "demographic_parity", "metric": "demographic_parity_difference",
+             "value": 0.12, "threshold": 0.1, "op": "<=", "passed": False, "detail": ""}]},
+    },
+}  # fmt: skip
+
+
+def test_card_markdown_has_every_section_and_value():
+    md = card.markdown(INFO)
+    assert md.startswith("# Model card: credit v3\n")
+    for heading in ["Intended use", "Model details", "Data", "Inputs", "Metrics", "Gates",
+                    "Fairness", "Calibration", "Robustness"]:  # fmt: skip
+        assert f"\n## {heading}\n" in md
+    assert "Pre-screen loan applications \\| for review" in md  # a | cannot break a table
+    assert "| Status | rejected |" in md and "| Family | gbt |" in md
+    assert '| Parameters | {"learning\\_rate": 0.1, "num\\_leaves": 31} |' in md
+    assert "| Seed | 7 |" in md and "| Device | cpu |" in md
+    assert "| Aliases | challenger |" in md
+    assert "| table fingerprints | loans: ab12cd |" in md
+    assert "| time range | 2024-01-01, 2024-06-30 |" in md and "| code version | 0.8.0 |" in md
+    assert "| income | numeric | double |" in md
+    assert "Sensitive attribute: gender. It is not a model input" in md
+    assert "| Metric | hold-out | train | baseline (training prior) | champion v2 |" in md
+    assert "| ROC AUC | 0.8123 | 0.8500 | 0.5000 | 0.8000 |" in md
+    assert "| PR AUC | 0.5000 | — | — | — |" in md
+    assert ("| demographic\\_parity | demographic\\_parity\\_difference | 0.1200 | ≤ 0.1000 "
+            "| FAIL |") in md  # fmt: skip
+    assert "At least one gate failed" in md
+    assert "| F | 300 | 0.2000 | 0.6000 | 0.1000 | 0.8000 |" in md
+    assert "<script>" not in md and '&lt;script&gt;alert("x")&lt;/script&gt;&amp; |' in md
+    assert "| 0 | 0.0000 – 0.1000 | 300 | 0.0500 | 0.0400 |" in md
+    assert "Expected calibration error: 0.0310." in md
+
+
+def test_card_html_is_a_standalone_escaped_document():
+    page = card.html(INFO)
+    assert page.startswith("<!doctype html>") and page.endswith("</html>")
+    assert "<style>" in page and "<link" not in page and "<script" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;" in page
+    assert "<td>ROC AUC</td><td>0.8123</td><td>0.8500</td>" in page
+    assert '<td class="fail">FAIL</td>' in page and '<td class="pass">pass</td>' in page
+    assert 'class="status-rejected">(rejected)</span>' in page
+    for sid in ["intended-use", "details", "data", "inputs", "metrics", "gates", "fairness",
+                "calibration"]:  # fmt: skip
+        assert f'<section id="{sid}">' in page
+
+
+def test_card_renders_what_a_bundle_lacks():
+    """Regression metrics, no fairness, an older bundle's boolean gates, no lineage."""
+    info = copy.deepcopy(INFO) | {"task": "regression", "sensitive": None, "lineage": {},
+                                  "intended_use": None, "aliases": [], "params": {}}  # fmt: skip
+    info["metrics"] = {
+        "holdout": {"rows": 100, "rmse": 1.5, "mae": 1.0, "r2": math.nan},
+        "gates": {"beats_baseline_log_loss": True, "roc_auc_above_chance": False,
+                  "passed": False},
+    }  # fmt: skip
+    md = card.markdown(info)
+    assert "| Metric | hold-out |" in md and "| RMSE | 1.5000 |" in md and "| R² | n/a |" in md
+    assert "ROC AUC" not in md
+    assert "| roc\\_auc\\_above\\_chance | — | — | — | FAIL | — |" in md
+    assert "Not measured: no sensitive attribute." in md
+    assert "None: not applicable to regression." in md
+    assert "No lineage recorded." in md and "| Aliases | — |" in md
+    assert "Not stated." in md
+    page = card.html(info)
+    assert "Not measured: no sensitive attribute." in page
+    bare = {"name": "m", "version": 1}
+    assert "No metrics recorded." in card.markdown(bare)
+    assert "No gates were evaluated." in card.html(bare)
