@@ -1,0 +1,599 @@
+"""The fitted pipeline: raw input columns in, one finite float64 matrix out.
+
+Training fits it once; the bundle stores it as JSON (``pipeline.json``); serving applies the
+same kernel transforms to request records. Columns are a dict ``name -> 1-d array``:
+numeric float64 (NaN missing), categorical object arrays of ``str`` / ``None``, datetime
+``datetime64[us]`` (NaT missing).
+
+Steps, in output order (feature names in brackets):
+
+- numeric inputs, together: mean imputation, standard scaling clipped to ``±CLIP``
+  (``age``), then a 0/1 indicator per input that had missing values in training
+  (``age__missing``). ±inf in ``columns`` counts as missing.
+- each categorical input, by its number of distinct training values: up to ``ONE_HOT_MAX``
+  one-hot (``region=north``; unseen and missing: all zeros); up to ``TARGET_MAX`` a
+  standardised smoothed target mean (``city__target``; unseen and missing: the prior) and
+  the category's training share (``city__frequency``; unseen and missing: 0); beyond that,
+  or when fitted without a target, ``HASH_BUCKETS`` stable hash buckets (``zip__hash_7``)
+  and the share. Training rows get their target encoding out of fold
+  (``TARGET_FOLDS`` seeded folds), so no row sees its own label.
+- datetime inputs, together: the parts in ``DATETIME_PARTS`` (``opened__month``), imputed
+  with their training means and standardised, then a 0/1 indicator per input that had
+  missing values in training (``opened__missing``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from appliance.errors import BadInput
+from kernels.transforms import (
+    DATETIME_PARTS,
+    FrequencyEncoder,
+    HashingEncoder,
+    OneHotEncoder,
+    SimpleImputer,
+    StandardScaler,
+    TargetEncoder,
+    datetime_parts,
+)
+from kernels.transforms.encoding import category_summary
+
+FORMAT = 1
+ROLES = ("numeric", "categorical", "datetime")
+TYPES = {"numeric": "double", "categorical": "string", "datetime": "datetime"}
+TASKS = ("binary", "regression")
+ONE_HOT_MAX = 16  # distinct training values up to which a categorical input is one-hot
+TARGET_MAX = 1000  # ... up to which it is target + frequency encoded; hashed beyond
+HASH_BUCKETS = 32
+TARGET_FOLDS = 5
+TARGET_SMOOTH = 10.0
+CLIP = 1e6  # standardised numeric values are clipped here, so outliers stay finite
+NAT = np.datetime64("NaT", "us")
+
+
+@dataclass(frozen=True)
+class Input:
+    """One raw model input and its role; ``type`` is its JSON type when served."""
+
+    name: str
+    role: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise BadInput(
+                f"input {self.name!r}: role {self.role!r} is not one of {', '.join(ROLES)}"
+            )
+
+    @property
+    def type(self) -> str:
+        return TYPES[self.role]
+
+
+# ---------------------------------------------------------------- steps
+
+
+def _stack_numeric(columns: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+    X = np.empty((len(columns[names[0]]), len(names)))
+    for j, name in enumerate(names):
+        X[:, j] = columns[name]
+    X[np.isinf(X)] = np.nan  # ±inf is no measurement: imputed like a null
+    return X
+
+
+def _fit_scaler(X: np.ndarray, names: list[str]) -> StandardScaler:
+    try:
+        return StandardScaler().fit(X)
+    except ValueError as exc:
+        raise BadInput(f"inputs {', '.join(names)}: cannot be standardised: {exc}") from None
+
+
+def _check_observed(X: np.ndarray, names: list[str]) -> None:
+    empty = np.flatnonzero(np.isnan(X).all(axis=0))
+    if len(empty):
+        raise BadInput(
+            f"input {names[empty[0]]!r} has no values in the training rows; "
+            "exclude it or give it the role 'ignore'"
+        )
+
+
+class _Numeric:
+    kind = "numeric"
+
+    def __init__(self, columns: list[str], imputer: SimpleImputer, scaler: StandardScaler):
+        self.columns, self.imputer, self.scaler = columns, imputer, scaler
+        self.names = columns + [f"{columns[j]}__missing" for j in imputer.missing_features_]
+
+    @classmethod
+    def fit(cls, columns: dict[str, np.ndarray], names: list[str]) -> _Numeric:
+        X = _stack_numeric(columns, names)
+        _check_observed(X, names)
+        imputer = SimpleImputer("mean", add_indicator=True).fit(X)
+        scaler = _fit_scaler(imputer.transform(X)[:, : len(names)], names)
+        return cls(names, imputer, scaler)
+
+    def transform(self, columns: dict[str, np.ndarray], y: Any = None, seed: int = 0):
+        out = self.imputer.transform(_stack_numeric(columns, self.columns))
+        k = len(self.columns)
+        out[:, :k] = np.clip(self.scaler.transform(out[:, :k]), -CLIP, CLIP)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "columns": self.columns, "clip": CLIP,
+                "imputer": self.imputer.to_dict(), "scaler": self.scaler.to_dict()}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> _Numeric:
+        imputer, scaler = (
+            SimpleImputer.from_dict(d["imputer"]),
+            StandardScaler.from_dict(d["scaler"]),
+        )
+        return cls(list(d["columns"]), imputer, scaler)
+
+
+def _parts(columns: dict[str, np.ndarray], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(date parts as float64 with NaN where missing, (n, len(names)) missing mask)."""
+    n, p = len(columns[names[0]]), len(DATETIME_PARTS)
+    X = np.empty((n, p * len(names)))
+    missing = np.empty((n, len(names)), dtype=bool)
+    for j, name in enumerate(names):
+        t = columns[name]
+        missing[:, j] = np.isnat(t)
+        X[:, j * p : (j + 1) * p] = datetime_parts(t, unit="us")
+        X[missing[:, j], j * p : (j + 1) * p] = np.nan
+    return X, missing
+
+
+class _Datetime:
+    kind = "datetime"
+
+    def __init__(self, columns: list[str], imputer: SimpleImputer, scaler: StandardScaler,
+                 indicators: list[int]):  # fmt: skip
+        self.columns, self.imputer, self.scaler = columns, imputer, scaler
+        self.indicators = indicators
+        self.names = [f"{c}__{part}" for c in columns for part in DATETIME_PARTS] + [
+            f"{columns[j]}__missing" for j in indicators
+        ]
+
+    @classmethod
+    def fit(cls, columns: dict[str, np.ndarray], names: list[str]) -> _Datetime:
+        X, missing = _parts(columns, names)
+        _check_observed(X[:, :: len(DATETIME_PARTS)], names)
+        imputer = SimpleImputer("mean").fit(X)
+        scaler = _fit_scaler(imputer.transform(X), names)
+        return cls(names, imputer, scaler, np.flatnonzero(missing.any(axis=0)).tolist())
+
+    def transform(self, columns: dict[str, np.ndarray], y: Any = None, seed: int = 0):
+        X, missing = _parts(columns, self.columns)
+        scaled = self.scaler.transform(self.imputer.transform(X))
+        return np.hstack([scaled, missing[:, self.indicators].astype(np.float64)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "columns": self.columns, "parts": list(DATETIME_PARTS),
+                "imputer": self.imputer.to_dict(), "scaler": self.scaler.to_dict(),
+                "indicators": self.indicators}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> _Datetime:
+        if list(d["parts"]) != list(DATETIME_PARTS):
+            raise BadInput(f"pipeline.json: datetime parts {d['parts']} are not this Falaj's "
+                           f"{list(DATETIME_PARTS)}")  # fmt: skip
+        imputer, scaler = (
+            SimpleImputer.from_dict(d["imputer"]),
+            StandardScaler.from_dict(d["scaler"]),
+        )
+        return cls(list(d["columns"]), imputer, scaler, list(d["indicators"]))
+
+
+class _OneHot:
+    kind = "one_hot"
+
+    def __init__(self, column: str, encoder: OneHotEncoder):
+        self.column, self.encoder = column, encoder
+        self.names = [f"{column}={c}" for c in encoder.categories_.tolist()]
+
+    def transform(self, columns: dict[str, np.ndarray], y: Any = None, seed: int = 0):
+        return self.encoder.transform(columns[self.column])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "column": self.column, "encoder": self.encoder.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> _OneHot:
+        return cls(d["column"], OneHotEncoder.from_dict(d["encoder"]))
+
+
+class _Target:
+    """Smoothed target mean (standardised) and frequency of a medium-cardinality input."""
+
+    kind = "target"
+
+    def __init__(self, column: str, target: TargetEncoder, scaler: StandardScaler,
+                 frequency: FrequencyEncoder):  # fmt: skip
+        self.column, self.target, self.scaler, self.frequency = column, target, scaler, frequency
+        self.names = [f"{column}__target", f"{column}__frequency"]
+
+    @classmethod
+    def fit(cls, values: np.ndarray, summary: Any, y: np.ndarray, seed: int, column: str):
+        target = TargetEncoder.from_summary(category_summary(values, y), TARGET_SMOOTH)
+        scaler = _fit_scaler(cross_fit(values, y, seed), [column])
+        return cls(column, target, scaler, FrequencyEncoder.from_summary(summary))
+
+    def transform(self, columns: dict[str, np.ndarray], y: Any = None, seed: int = 0):
+        values = columns[self.column]
+        encoded = self.target.transform(values) if y is None else cross_fit(values, y, seed)
+        out = np.empty((len(values), 2))
+        out[:, 0] = self.scaler.transform(encoded)[:, 0]
+        out[:, 1] = self.frequency.transform(values)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "column": self.column, "target": self.target.to_dict(),
+                "scaler": self.scaler.to_dict(), "frequency": self.frequency.to_dict()}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> _Target:
+        return cls(d["column"], TargetEncoder.from_dict(d["target"]),
+                   StandardScaler.from_dict(d["scaler"]),
+                   FrequencyEncoder.from_dict(d["frequency"]))  # fmt: skip
+
+
+class _Hashing:
+    kind = "hashing"
+
+    def __init__(self, column: str, hashing: HashingEncoder, frequency: FrequencyEncoder):
+        self.column, self.hashing, self.frequency = column, hashing, frequency
+        self.names = [f"{column}__hash_{b}" for b in range(hashing.n_buckets_)] + [
+            f"{column}__frequency"
+        ]
+
+    def transform(self, columns: dict[str, np.ndarray], y: Any = None, seed: int = 0):
+        values = columns[self.column]
+        return np.hstack(
+            [self.hashing.transform(values), self.frequency.transform(values)[:, None]]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "column": self.column, "hashing": self.hashing.to_dict(),
+                "frequency": self.frequency.to_dict()}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> _Hashing:
+        return cls(d["column"], HashingEncoder.from_dict(d["hashing"]),
+                   FrequencyEncoder.from_dict(d["frequency"]))  # fmt: skip
+
+
+STEPS = {s.kind: s for s in (_Numeric, _Datetime, _OneHot, _Target, _Hashing)}
+
+
+def cross_fit(values: np.ndarray, y: np.ndarray, seed: int, folds: int = TARGET_FOLDS):
+    """Out-of-fold target encodings of the training rows: each row's from the other folds.
+
+    Text is factorised once into float codes (NaN missing), so the folds run on the
+    kernels' numeric path; encodings equal those fitted on the text itself.
+    """
+    missing = np.array([v is None for v in values], dtype=bool)
+    _, inverse = np.unique(values[~missing].astype(str), return_inverse=True)
+    codes = np.full(len(values), np.nan)
+    codes[~missing] = inverse
+    fold = np.random.default_rng(seed).permutation(len(values)) % folds
+    out = np.empty(len(values))
+    for k in range(folds):
+        held, rest = fold == k, fold != k
+        if not held.any():
+            continue
+        if (rest & ~missing).any():
+            encoder = TargetEncoder(TARGET_SMOOTH).fit(codes[rest], y[rest])
+            out[held] = encoder.transform(codes[held])
+        else:  # nothing to learn from in the other folds: their prior
+            out[held] = y[rest].mean() if rest.any() else y.mean()
+    return out
+
+
+def _fit_categorical(values: np.ndarray, name: str, y: np.ndarray | None, seed: int):
+    summary = category_summary(values)
+    if summary.total == 0:
+        raise BadInput(
+            f"input {name!r} has no values in the training rows; "
+            "exclude it or give it the role 'ignore'"
+        )
+    if len(summary.categories) <= ONE_HOT_MAX:
+        return _OneHot(name, OneHotEncoder.from_summary(summary))
+    if y is not None and len(summary.categories) <= TARGET_MAX:
+        return _Target.fit(values, summary, y, seed, name)
+    return _Hashing(
+        name, HashingEncoder(HASH_BUCKETS).fit(), FrequencyEncoder.from_summary(summary)
+    )
+
+
+# ---------------------------------------------------------------- columns
+
+
+def _check_columns(columns: Any, inputs: list[Input]) -> int:
+    if not isinstance(columns, dict):
+        raise BadInput(f"columns: expected a dict name -> array, got {type(columns).__name__}")
+    n = None
+    for i in inputs:
+        if i.name not in columns:
+            raise BadInput(f"columns: no column {i.name!r} (the model needs "
+                           f"{', '.join(x.name for x in inputs)})")  # fmt: skip
+        got = len(columns[i.name])
+        if n is not None and got != n:
+            raise BadInput(f"columns: {i.name!r} has {got} rows, the others {n}")
+        n = got
+    return n or 0
+
+
+def _as_column(values: Any, role: str) -> np.ndarray:
+    if role == "numeric":
+        return np.asarray(values, dtype=np.float64)
+    if role == "datetime":
+        return np.asarray(values).astype("datetime64[us]")
+    return np.asarray(values, dtype=object)
+
+
+class Pipeline:
+    """Fitted preprocessing from raw input columns to the model's float64 matrix."""
+
+    def __init__(self, inputs: list[Input], steps: list[Any]) -> None:
+        self.inputs = list(inputs)
+        self.steps = steps
+        self.feature_names_ = [name for s in steps for name in s.names]
+        self._roles = {i.name: i.role for i in self.inputs}
+
+    @classmethod
+    def fit(cls, columns: dict, inputs: list[Input], y: np.ndarray | None = None,
+            task: str = "binary", seed: int = 0) -> Pipeline:  # fmt: skip
+        return cls.fit_transform(columns, inputs, y, task, seed)[0]
+
+    @classmethod
+    def fit_transform(cls, columns: dict, inputs: list[Input], y: np.ndarray | None = None,
+                      task: str = "binary", seed: int = 0) -> tuple[Pipeline, np.ndarray]:  # fmt: skip
+        """Fit on the training rows and return their matrix; target encodings in it are out
+        of fold (``transform`` on the same rows would give the in-sample ones)."""
+        if task not in TASKS:
+            raise BadInput(f"task {task!r} is not one of {', '.join(TASKS)}")
+        if not inputs:
+            raise BadInput("a pipeline needs at least one input column")
+        names = [i.name for i in inputs]
+        if len(set(names)) != len(names):
+            raise BadInput(f"inputs name a column twice: {', '.join(names)}")
+        n = _check_columns(columns, inputs)
+        if n == 0:
+            raise BadInput("no training rows to fit the pipeline on")
+        columns = {i.name: _as_column(columns[i.name], i.role) for i in inputs}
+        if y is not None:
+            y = _check_target(y, n, task)
+        by_role = {r: [i.name for i in inputs if i.role == r] for r in ROLES}
+        steps: list[Any] = []
+        if by_role["numeric"]:
+            steps.append(_Numeric.fit(columns, by_role["numeric"]))
+        for name in by_role["categorical"]:
+            steps.append(_fit_categorical(columns[name], name, y, seed))
+        if by_role["datetime"]:
+            steps.append(_Datetime.fit(columns, by_role["datetime"]))
+        pipeline = cls(inputs, steps)
+        return pipeline, pipeline._apply(columns, n, y, seed)
+
+    def transform(self, columns: dict) -> np.ndarray:
+        """The model's matrix (n, len(feature_names_)): float64, finite."""
+        n = _check_columns(columns, self.inputs)
+        columns = {i.name: _as_column(columns[i.name], i.role) for i in self.inputs}
+        return self._apply(columns, n, None, 0)
+
+    def _apply(self, columns: dict, n: int, y: np.ndarray | None, seed: int) -> np.ndarray:
+        out = np.empty((n, len(self.feature_names_)))
+        at = 0
+        for step in self.steps:
+            width = len(step.names)
+            out[:, at : at + width] = step.transform(columns, y, seed)
+            at += width
+        return out
+
+    # ------------------------------------------------------------ JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "inputs": [{"name": i.name, "role": i.role} for i in self.inputs],
+            "steps": [s.to_dict() for s in self.steps],
+            "feature_names": self.feature_names_,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Pipeline:
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            got = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise BadInput(f"pipeline.json: format {got!r} is not one this Falaj reads ({FORMAT})")
+        inputs = [Input(i["name"], i["role"]) for i in d["inputs"]]
+        steps = []
+        for s in d["steps"]:
+            if s.get("kind") not in STEPS:
+                raise BadInput(f"pipeline.json: unknown step kind {s.get('kind')!r}")
+            steps.append(STEPS[s["kind"]].from_dict(s))
+        pipeline = cls(inputs, steps)
+        if "feature_names" in d and d["feature_names"] != pipeline.feature_names_:
+            raise BadInput("pipeline.json: its feature names do not match its steps")
+        return pipeline
+
+    # ------------------------------------------------------------ records
+
+    def columns_from_records(self, records: list[dict], where: str = "records") -> dict:
+        """Validate JSON records into ``columns``; errors name ``{where}[{i}].{field}``.
+
+        A null is missing. Numeric inputs take JSON numbers; categorical ones strings,
+        integers (as text), whole floats (as their integer), booleans ("true"/"false");
+        datetime ones ISO-8601 strings (a zone offset converts to UTC). Other keys are
+        ignored.
+        """
+        if not isinstance(records, list) or not records:
+            raise BadInput(f"{where}: expected a non-empty list of records (JSON objects)")
+        values: dict[str, list] = {i.name: [] for i in self.inputs}
+        parsers = [(i.name, _PARSERS[i.role], values[i.name]) for i in self.inputs]
+        for r, rec in enumerate(records):
+            if not isinstance(rec, dict):
+                raise BadInput(f"{where}[{r}]: expected an object {{input: value}}, got "
+                               f"{_json_kind(rec)}")  # fmt: skip
+            for name, parse, out in parsers:
+                try:
+                    v = rec[name]
+                except KeyError:
+                    raise BadInput(f"{where}[{r}].{name}: missing (model needs "
+                                   f"{', '.join(values)})") from None  # fmt: skip
+                out.append(parse(v, where, r, name))
+        return {name: np.array(v, dtype=_DTYPES[self._roles[name]]) for name, v in values.items()}
+
+
+def _check_target(y: Any, n: int, task: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise BadInput(f"target: expected {n} values (one per row), got shape {y.shape}")
+    if y.dtype.kind not in "biuf":
+        raise BadInput(f"target: expected numbers, got dtype {y.dtype}")
+    y = y.astype(np.float64)
+    if not np.isfinite(y).all():
+        raise BadInput(f"target: {int((~np.isfinite(y)).sum())} values are missing or not finite")
+    if task == "binary" and not np.isin(y, (0.0, 1.0)).all():
+        raise BadInput("target: a binary task needs labels 0 and 1")
+    return y
+
+
+# ---------------------------------------------------------------- record values
+
+
+def _json_kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, str):
+        return f"a string ({v[:40]!r})"
+    if isinstance(v, int | float):
+        return f"a number ({v!r})"
+    if isinstance(v, list | tuple):
+        return "a list"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
+def _numeric(v: Any, where: str, r: int, name: str) -> float:
+    t = type(v)
+    if t is float:
+        if math.isinf(v):
+            raise BadInput(f"{where}[{r}].{name}: {v} is not a finite number")
+        return v  # NaN: missing
+    if t is int:
+        try:
+            return float(v)
+        except OverflowError:
+            raise BadInput(f"{where}[{r}].{name}: {v} is too large for a float64") from None
+    if v is None:
+        return math.nan
+    raise BadInput(f"{where}[{r}].{name}: expected a number or null, got {_json_kind(v)}")
+
+
+def category_text(v: Any) -> str | None:
+    """A categorical value as the text category it is (None: missing); ValueError if none.
+
+    Matches Arrow's casts to string: booleans "true"/"false", whole floats as integers.
+    """
+    t = type(v)
+    if t is str:
+        return v
+    if v is None:
+        return None
+    if t is bool:
+        return "true" if v else "false"
+    if t is int:
+        return str(v)
+    if t is float:
+        if v != v:
+            return None
+        return str(int(v)) if v.is_integer() and abs(v) < 1e16 else repr(v)
+    raise ValueError(_json_kind(v))
+
+
+def _categorical(v: Any, where: str, r: int, name: str) -> str | None:
+    try:
+        return category_text(v)
+    except ValueError as exc:
+        raise BadInput(f"{where}[{r}].{name}: expected a string, number, boolean or null, "
+                       f"got {exc}") from None  # fmt: skip
+
+
+def parse_datetime(text: str) -> np.datetime64:
+    """An ISO-8601 date or date-time as naive UTC microseconds; ValueError if it is none."""
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return np.datetime64(dt, "us")
+
+
+def _datetime(v: Any, where: str, r: int, name: str) -> np.datetime64:
+    if v is None:
+        return NAT
+    if type(v) is not str:
+        raise BadInput(f"{where}[{r}].{name}: expected an ISO-8601 date-time string or null, "
+                       f"got {_json_kind(v)}")  # fmt: skip
+    try:
+        return parse_datetime(v)
+    except ValueError:
+        raise BadInput(f"{where}[{r}].{name}: {v[:40]!r} is not an ISO-8601 date-time "
+                       "(e.g. 2024-05-01T13:45:00Z)") from None  # fmt: skip
+
+
+_PARSERS = {"numeric": _numeric, "categorical": _categorical, "datetime": _datetime}
+_DTYPES = {"numeric": np.float64, "categorical": object, "datetime": "datetime64[us]"}
+
+
+# ---------------------------------------------------------------- Arrow
+
+
+def columns_from_arrow(table: pa.Table, inputs: list[Input]) -> dict[str, np.ndarray]:
+    """The inputs' ``columns`` from an Arrow table; errors name the column."""
+    out = {}
+    for i in inputs:
+        if i.name not in table.column_names:
+            raise BadInput(f"table has no column {i.name!r} (columns: "
+                           f"{', '.join(table.column_names)})")  # fmt: skip
+        out[i.name] = _from_arrow(table[i.name], i)
+    return out
+
+
+def _from_arrow(col: pa.ChunkedArray, i: Input) -> np.ndarray:
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col, t = col.cast(t.value_type), t.value_type
+    bad = BadInput(f"column {i.name!r}: type {t} cannot be a {i.role} input")
+    if i.role == "numeric":
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+                or pa.types.is_decimal(t) or pa.types.is_null(t)):  # fmt: skip
+            raise bad
+        return pc.cast(col, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    if i.role == "categorical":
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            values = col.to_numpy(zero_copy_only=False)
+        elif (pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t)
+              or pa.types.is_null(t)):  # fmt: skip
+            values = pc.cast(col, pa.string()).to_numpy(zero_copy_only=False)
+        else:
+            raise bad
+        return np.asarray(values, dtype=object)
+    if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_null(t):
+        return pc.cast(col, pa.timestamp("us"), safe=False).to_numpy(zero_copy_only=False)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        out = np.empty(len(col), dtype="datetime64[us]")
+        for r, v in enumerate(col.to_pylist()):
+            try:
+                out[r] = NAT if v is None else parse_datetime(v)
+            except ValueError:
+                raise BadInput(f"column {i.name!r} row {r}: {v[:40]!r} is not an ISO-8601 "
+                               "date-time") from None  # fmt: skip
+        return out
+    raise bad
