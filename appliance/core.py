@@ -34,7 +34,7 @@ from appliance.serving.decision_log import DecisionLog
 from appliance.stores import ControlStore, FeatureStore
 from appliance.stores.control import FILENAME as CONTROL_FILE
 from appliance.stores.features import FILENAME as FEATURES_FILE
-from appliance.training import TrainingService
+from appliance.training import Runs, TrainingService
 
 log = logging.getLogger("falaj")
 
@@ -151,7 +151,12 @@ class Appliance:
 
     @cached_property
     def training(self) -> TrainingService:
-        return TrainingService(self.features, self.registry, self.settings, self.training_sets)
+        return TrainingService(self.features, self.control, self.registry, self.settings,
+                               self.training_sets)  # fmt: skip
+
+    @cached_property
+    def runs(self) -> Runs:
+        return Runs(self.control)
 
     @cached_property
     def decision_log(self) -> DecisionLog:

@@ -96,16 +96,6 @@ def emit(as_json: bool, data: Any, text: str) -> None:
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-def parse_ref(ref: str, version: int | None = None) -> tuple[str, int | None]:
-    """'NAME' or 'NAME@VERSION'."""
-    name, _, v = ref.partition("@")
-    if v:
-        if not v.isdigit():
-            raise click.BadParameter(f"{ref!r}: the version after '@' must be a number")
-        return name, int(v)
-    return name, version
-
-
 @click.group()
 @click.version_option(package_name="falaj")
 @click.option(
@@ -224,135 +214,33 @@ def status(app: Appliance, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--table", help="Feature table to train from.")
-@click.option("--training-set", "training_set",
-              help="Registered training set (its id or its file) to train from.")  # fmt: skip
-@click.option("--label", required=True, help="0/1 label column.")
-@click.option("--name", required=True, help="Model name to register the version under.")
-@overriding("holdout_fraction", "l2_c")
-@json_option
-@service
-def train(
-    app: Appliance,
-    table: str | None,
-    training_set: str | None,
-    label: str,
-    name: str,
-    as_json: bool,
-) -> None:
-    """Train a logistic regression, evaluate it on a time-ordered hold-out and register it.
-
-    Trains on a feature table's numeric columns, or on a point-in-time training set built
-    from feature views; a model trained on views is served by entity id.
-    Prints the new version number. Exits 1 if the model failed its gates (it is
-    registered all the same, and deploy refuses it).
-
-    \b
-    Example:
-        falaj train --table loans --label default --name credit
-        falaj train --training-set 3f2a9c1d --label default --name credit
-    """
-    if (table is None) == (training_set is None):
-        raise BadInput("give either --table or --training-set")
-    if table is not None:
-        r = app.training.train(table, label, name, cli_actor())
-    else:
-        r = app.training.train_on_set(training_set, label, name, cli_actor())
-    if as_json:
-        emit(True, r, "")
-    else:
-        h = r["metrics"]["holdout"]
-        click.echo(r["version"])
-        click.echo(
-            f"{name}@{r['version']}: hold-out ROC AUC {h['roc_auc']:.4f}, accuracy {h['accuracy']:.4f}, "
-            f"log loss {h['log_loss']:.4f}; gates {'passed' if r['gates_passed'] else 'FAILED'}",
-            err=True,
-        )
-    if not r["gates_passed"]:
-        sys.exit(1)
-
-
-@cli.group()
-def models() -> None:
-    """Registered models: list, show, verify.
-
-    \b
-    Example:
-        falaj models list
-    """
-
-
-@models.command("list")
-@json_option
-@service
-def models_list(app: Appliance, as_json: bool) -> None:
-    """List every registered model version with its hold-out metrics.
-
-    \b
-    Example:
-        falaj models list --json
-    """
-    rows = app.registry.versions(cli_actor())
-    lines = [
-        f"{m['name']}@{m['version']}  auc={m['metrics']['holdout']['roc_auc']:.4f}  "
-        f"{m['created_at']}{'  live' if m['live'] else ''}"
-        for m in rows
-    ]
-    emit(as_json, rows, "\n".join(lines) or "no models registered")
-
-
-@models.command("show")
 @click.argument("ref")
-@service
-def models_show(app: Appliance, ref: str) -> None:
-    """Show one version's record (NAME@VERSION, or NAME for the latest) as JSON.
-
-    \b
-    Example:
-        falaj models show credit@1
-    """
-    actor = cli_actor()
-    name, version = parse_ref(ref)
-    if version is None:
-        version = app.registry.latest(name, actor)
-    click.echo(json.dumps(app.registry.version(name, version, actor), indent=2))
-
-
-@models.command("verify")
-@click.argument("ref")
-@service
-def models_verify(app: Appliance, ref: str) -> None:
-    """Check a version's bundle: signature, manifest and every file's SHA-256.
-
-    Exits 1 naming the first file that does not match.
-
-    \b
-    Example:
-        falaj models verify credit@1
-    """
-    name, version = parse_ref(ref)
-    if version is None:
-        raise BadInput(f"{ref!r}: give NAME@VERSION")
-    files = app.registry.verify(name, version, cli_actor())
-    click.echo(f"{name}@{version}: bundle verified ({len(files)} files)")
-
-
-@cli.command()
-@click.argument("name")
-@click.option("--version", "version", type=int, required=True, help="Registered version to deploy.")
-@click.option("--force", is_flag=True, help="Deploy even if the version failed its gates.")
+@click.option("--version", "version", type=int, help="Registered version to deploy.")
+@click.option("--force", is_flag=True,
+              help="Deploy a version its gates rejected (audited as a forced deploy).")  # fmt: skip
 @json_option
 @service
-def deploy(app: Appliance, name: str, version: int, force: bool, as_json: bool) -> None:
+def deploy(app: Appliance, ref: str, version: int | None, force: bool, as_json: bool) -> None:
     """Verify a version's bundle, load it into the idle slot and switch traffic to it.
 
-    All or nothing: a version whose bundle fails verification changes nothing.
+    REF is NAME with --version, or NAME@VERSION, NAME@ALIAS, models:/NAME/VERSION or
+    models:/NAME@ALIAS. All or nothing: a version whose bundle fails verification
+    changes nothing. A version rejected by its gates needs --force.
 
     \b
-    Example:
+    Examples:
         falaj deploy credit --version 2
+        falaj deploy models:/credit@champion
     """
-    r = app.serving.deploy(name, version, cli_actor(), force=force)
+    actor = cli_actor()
+    if version is not None:
+        if "@" in ref or "/" in ref:
+            raise BadInput(f"{ref!r} names a version already; leave out --version")
+        ref = f"{ref}@{version}"
+    elif "@" not in ref and "/" not in ref:
+        raise BadInput(f"give the version: {ref}@VERSION, {ref}@ALIAS or --version N")
+    name, version = app.registry.resolve(ref, actor)
+    r = app.serving.deploy(name, version, actor, force=force)
     emit(as_json, r, f"{name}@{version} is live in the {r['slot']} slot")
 
 
@@ -564,6 +452,7 @@ def bench(args: tuple[str, ...]) -> None:
 # Each module below adds its commands to ``cli``; imported last, after the helpers above.
 import appliance.cli.data_commands  # noqa: E402, F401
 import appliance.cli.feature_commands  # noqa: E402, F401
+import appliance.cli.model_commands  # noqa: E402, F401
 import appliance.cli.online_commands  # noqa: E402, F401
 
 

@@ -46,7 +46,7 @@ from appliance.ingest.contracts import TableSpec
 from appliance.names import check_name
 from appliance.stores.view_rows import parse_view_sql
 
-TOP_KEYS = {"entities", "tables", "views"}
+TOP_KEYS = {"entities", "tables", "views", "training"}
 ENTITY_KEYS = {"join_key", "description"}
 VIEW_KEYS = {
     "columns": {"table", "columns", "ttl"},
@@ -86,6 +86,7 @@ class Workspace:
     entities: dict[str, Entity] = field(default_factory=dict)
     tables: dict[str, TableSpec] = field(default_factory=dict)
     views: dict[str, ViewDecl] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)  # name -> training.specs.Spec
 
 
 def _mapping(value: Any, where: str, optional: bool = False) -> dict[str, Any]:
@@ -228,7 +229,11 @@ def parse(text: str, source: str) -> Workspace:
     for name, d in _mapping(doc.get("views"), f"{source}: views", True).items():
         view = parse_view(name, d, f"{source}: views: {name}")
         views[view.name] = view
-    return Workspace(source, entities, tables, views)
+    # imported here: training builds on features, whose views module reads this file
+    from appliance.training.specs import parse_specs
+
+    training = parse_specs(doc.get("training"), f"{source}: training")
+    return Workspace(source, entities, tables, views, training)
 
 
 def load(path: str | Path) -> Workspace:

@@ -48,18 +48,24 @@ def manifest_text(files: dict[str, bytes]) -> bytes:
     return "".join(f"{sha256_bytes(files[n])}  {n}\n" for n in sorted(files)).encode()
 
 
+def _encode(doc: Any) -> bytes:
+    if isinstance(doc, bytes):
+        return doc
+    if isinstance(doc, str):
+        return doc.encode()
+    return (json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
 def write(target: Path, documents: dict[str, Any], key: Ed25519PrivateKey) -> str:
-    """Publish ``documents`` (file name -> JSON value) as a bundle at ``target``.
+    """Publish ``documents`` (file name -> JSON value, or text/bytes written as they are,
+    such as LightGBM's own model format) as a bundle at ``target``.
 
     Returns the SHA-256 of the manifest, which the registry records.
     """
     if target.exists():
         raise FileExistsError(f"{target} already exists")
     target.parent.mkdir(parents=True, exist_ok=True)
-    files = {
-        name: (json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
-        for name, doc in documents.items()
-    }
+    files = {name: _encode(doc) for name, doc in documents.items()}
     manifest = manifest_text(files)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:

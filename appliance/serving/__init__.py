@@ -28,6 +28,14 @@ from appliance.stores import ControlStore, FeatureStore
 __all__ = ["Deployment", "ModelServer", "Serving"]
 
 
+def failed_gates(row: dict[str, Any]) -> list[str]:
+    """The gates a registered version failed (older rows keep gates as name -> bool)."""
+    gates = row["metrics"]["gates"]
+    if "results" in gates:
+        return [g["gate"] for g in gates["results"] if not g["passed"]]
+    return [k for k, v in gates.items() if k != "passed" and not v]
+
+
 def slot_versions(row: dict[str, Any]) -> dict[str, int | None]:
     """The version each slot holds, from a deployments row."""
     return {s: row[f"{s}_version"] for s in SLOTS}
@@ -62,12 +70,14 @@ class Serving:
         """Load the version into the idle slot, warm it, then switch traffic to it."""
         require(actor, "model.deploy")
         row = self.registry.version(name, version, actor)
-        if not row["metrics"]["gates"]["passed"] and not force:
+        failed = failed_gates(row)
+        if failed and not force:
             raise CheckFailed(
-                f"model {name}@{version} failed its gates {row['metrics']['gates']}; use --force to deploy anyway"
+                f"model {name}@{version} was rejected by its gates ({', '.join(failed)}); "
+                "use --force to deploy it anyway"
             )
         model = self._load_verified(name, version, actor)
-        model.predict_matrix(model.scaler.mean_.reshape(1, -1))  # warm-up and smoke check
+        model.warm_up()  # and smoke check: a row of missing values must get an answer
         faults.point("deploy.loaded")
         with self.control.transaction() as tx:
             current = tx.deployment(name)
@@ -79,7 +89,11 @@ class Serving:
                 versions = slot_versions(current) | {slot: version}
             tx.put_deployment(name, slot, versions["blue"], versions["green"], actor)
             tx.append_audit(actor, "model.deploy", f"{name}@{version}",
-                            {"slot": slot, "previous_version": previous})  # fmt: skip
+                            {"slot": slot, "previous_version": previous}
+                            | ({"forced": True, "failed_gates": failed} if failed else {}))  # fmt: skip
+            if failed:  # its own event, so a search for forced deploys finds it
+                tx.append_audit(actor, "model.deploy_forced", f"{name}@{version}",
+                                {"failed_gates": failed, "slot": slot})  # fmt: skip
         faults.point("deploy.committed")
         self._install(name, slot, versions, model)
         return {"name": name, "version": version, "slot": slot, "previous_version": previous}

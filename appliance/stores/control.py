@@ -23,6 +23,8 @@ import sqlcipher3
 from appliance.audit.chain import GENESIS, canonical_json, event_hash
 from appliance.errors import StoreBusy, StoreDamaged, StoreError, WrongKey
 from appliance.stores import migrations
+from appliance.stores.runs import MIGRATIONS as RUN_MIGRATIONS
+from appliance.stores.runs import RunReads, RunTx
 from appliance.stores.table_specs import MIGRATIONS as TABLE_SPEC_MIGRATIONS
 from appliance.stores.table_specs import TableSpecReads, TableSpecTx
 from appliance.stores.training_sets import MIGRATIONS as TRAINING_SET_MIGRATIONS
@@ -99,6 +101,7 @@ MIGRATIONS = [
     *TABLE_SPEC_MIGRATIONS,
     *VIEW_MIGRATIONS,
     *TRAINING_SET_MIGRATIONS,
+    *RUN_MIGRATIONS,
 ]
 
 
@@ -152,7 +155,7 @@ def _decode(row: dict[str, Any], *fields: str) -> dict[str, Any]:
     return row
 
 
-class ControlTx(TableSpecTx, ViewTx, TrainingSetTx):
+class ControlTx(TableSpecTx, ViewTx, TrainingSetTx, RunTx):
     """The writes of one open control.db transaction."""
 
     def __init__(self, conn: Any) -> None:
@@ -204,11 +207,11 @@ class ControlTx(TableSpecTx, ViewTx, TrainingSetTx):
     def insert_version(self, record: dict[str, Any]) -> None:
         self.conn.execute(
             "INSERT INTO model_versions (name, version, created_at, created_by, path, "
-            "manifest_sha256, source_table, label, features, metrics, data_fingerprint) "
+            "manifest_sha256, source_table, label, features, metrics, data_fingerprint, status) "
             "VALUES (:name, :version, :created_at, :created_by, :path, :manifest_sha256, "
-            ":source_table, :label, :features, :metrics, :data_fingerprint)",
-            record | {"features": json.dumps(record["features"]),
-                      "metrics": json.dumps(record["metrics"])},
+            ":source_table, :label, :features, :metrics, :data_fingerprint, :status)",
+            {"status": "ready"} | record | {"features": json.dumps(record["features"]),
+                                            "metrics": json.dumps(record["metrics"])},
         )  # fmt: skip
 
     def version_paths(self) -> list[str]:
@@ -231,7 +234,7 @@ class ControlTx(TableSpecTx, ViewTx, TrainingSetTx):
         )
 
 
-class ControlStore(TableSpecReads, ViewReads, TrainingSetReads):
+class ControlStore(TableSpecReads, ViewReads, TrainingSetReads, RunReads):
     def __init__(self, path: Path, key: bytes, create: bool = False) -> None:
         self.path = Path(path)
         exists = self.path.exists()

@@ -443,20 +443,15 @@ class FeatureStore(QualityReads, OnlineReads, ViewRowReads):
 
     # -- training reads --------------------------------------------------------
 
-    def training_arrays(
-        self, table: str, features: list[str], label: str, timestamp: str, entity: str
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(X, y, event time in µs) of the labelled rows, ordered by time then entity."""
-        cols = ", ".join(f"{ident(c)}::DOUBLE" for c in features)
+    def labelled_rows(self, table: str, label: str, timestamp: str, entity: str) -> pa.Table:
+        """The user columns of the rows whose label is set, ordered by event time then
+        entity (then ingest order, so the order is total)."""
+        cols = ", ".join(ident(c) for c in self.column_types(table) or {})
         with self._reading() as cur:
-            arrays = cur.execute(
-                f"SELECT {cols}, {ident(label)}::DOUBLE, epoch_us({ident(timestamp)}) "
-                f"FROM {ident(table)} WHERE {ident(label)} IS NOT NULL "
-                f"ORDER BY {ident(timestamp)}, {ident(entity)}"
-            ).fetchnumpy()
-        values = list(arrays.values())
-        X = np.column_stack([np.asarray(v, dtype=np.float64) for v in values[: len(features)]])
-        return X, np.asarray(values[-2], dtype=np.float64), np.asarray(values[-1], np.int64)
+            return cur.execute(
+                f"SELECT {cols} FROM {ident(table)} WHERE {ident(label)} IS NOT NULL "
+                f"ORDER BY {ident(timestamp)}, {ident(entity)}, _seq"
+            ).fetch_arrow_table()
 
     # -- the decision log ------------------------------------------------------
 
