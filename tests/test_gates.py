@@ -205,6 +205,26 @@ def test_fairness_missing_group_and_one_class_group():
     assert {g["group"] for g in numeric["groups"]} == {"1.0", "2.0", "(missing)"}
 
 
+def test_fairness_leaves_out_rates_a_group_cannot_have_where_fairlearn_counts_zero():
+    # group b has no actual negatives: its FPR is undefined. fairlearn counts it as 0 and
+    # reports an FPR gap of 0.5; we leave it out (documented in evaluation's docstring)
+    y = np.array([1, 0, 0, 1, 1], dtype=float)
+    p = np.array([0.9, 0.9, 0.1, 0.9, 0.9])
+    groups = np.array(["a", "a", "a", "b", "b"], dtype=object)
+    f = ev.fairness(y, p, groups)
+    assert f["groups"][1]["fpr"] is None
+    assert f["equalized_odds_difference"] == 0.0
+    decided = (p >= 0.5).astype(int)
+    assert fl.equalized_odds_difference(y, decided, sensitive_features=groups) == 0.5
+
+
+def test_fairness_and_baseline_refuse_bad_labels():
+    with pytest.raises(BadInput, match="groups has shape \\(2,\\), expected \\(3,\\)"):
+        ev.fairness(np.array([0.0, 1, 1]), np.array([0.1, 0.2, 0.3]), ["a", "b"])
+    with pytest.raises(BadInput, match="binary training labels must be 0 or 1"):
+        ev.baseline("binary", np.array([0.0, 2.0]), np.array([0.0, 1.0]))
+
+
 # --------------------------------------------------------------------------- robustness
 
 
@@ -294,6 +314,21 @@ def test_robustness_regression_is_scale_free_and_unseen_needs_categories(raw):
 def test_robustness_refuses_unknown_inputs(raw):
     with pytest.raises(BadInput, match="input 'nope' is not among the columns"):
         ev.robustness(smooth_on_x, raw, [Input("nope", "numeric")])
+    with pytest.raises(BadInput, match="input 'x' has role 'id', not one of numeric, categ"):
+        ev.robustness(smooth_on_x, raw, [Input("x", "id")])
+
+
+def test_robustness_small_data_uses_every_row():
+    rows = []
+    cols = {"x": np.array([0.1, -0.2, 0.3, np.nan]), "c": np.array(["a", None, "b", "a"])}
+
+    def spy(columns):
+        rows.append(len(columns["x"]))
+        return smooth_on_x(columns)
+
+    r = ev.robustness(spy, cols, [Input("x", "numeric"), Input("c", "categorical")],
+                      missing_rate=0.5)  # fmt: skip
+    assert rows == [4, 4, 4, 4] and r["unseen"]["mean_abs_change"] == 0.0
 
 
 # ------------------------------------------------------------------------------- splits
@@ -503,7 +538,10 @@ def test_gate_config_defaults_and_round_trip():
     assert config.metric("baseline", "binary") == "log_loss"
     assert config.metric("champion", "regression") == "rmse"
     assert GateConfig.from_spec(config.to_dict()) == config
-    assert GateConfig.from_spec({"fairness": True}) == config
+    assert GateConfig.from_spec({"fairness": True, "robustness": {"noise": True}}) == config
+    off = GateConfig.from_spec({"calibration": {"ece": None}}, task="regression")
+    assert off.calibration == {"ece": None}
+    assert GateConfig.from_spec({}, task="regression") == config  # the default is no error
 
 
 @pytest.mark.parametrize(

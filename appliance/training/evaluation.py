@@ -14,7 +14,9 @@ metrics.json as it is. Degenerate cases give documented values, never NaN:
 - a calibration bin without rows has ``mean_predicted`` and ``observed_rate`` None;
 - in the fairness table a rate whose denominator is zero in a group (TPR without
   actual positives, FPR without actual negatives) is None and is left out of the
-  differences, as in ``kernels.stats.fairness``.
+  differences, as in ``kernels.stats.fairness``. This is the one place we differ from
+  fairlearn, which counts such a rate as 0 and so reports a gap that no data shows;
+  when every group holds both classes the differences equal fairlearn's.
 """
 
 from __future__ import annotations
@@ -169,6 +171,8 @@ def baseline(task: str, y_train: Any, y_test: Any, threshold: float = 0.5) -> di
     _task(task)
     y_train = _vector(y_train, "y_train", "baseline")
     y_test = _vector(y_test, "y_test", "baseline")
+    if task == "binary" and not np.isin(y_train, (0.0, 1.0)).all():
+        raise BadInput("baseline: binary training labels must be 0 or 1")
     value = float(y_train.mean())
     constant = np.full(y_test.size, value)
     if task == "binary":
@@ -234,6 +238,9 @@ def fairness(
 # ---------------------------------------------------------------------------- robustness
 
 
+ROLES = ("numeric", "categorical", "datetime")
+
+
 def _missing_value(role: str) -> Any:
     return {"numeric": np.nan, "categorical": None, "datetime": np.datetime64("NaT")}[role]
 
@@ -289,6 +296,9 @@ def robustness(
     for spec in inputs:
         if spec.name not in columns:
             raise BadInput(f"robustness: input {spec.name!r} is not among the columns")
+        if spec.role not in ROLES:
+            raise BadInput(f"robustness: input {spec.name!r} has role {spec.role!r}, "
+                           f"not one of {', '.join(ROLES)}")  # fmt: skip
     n = len(columns[inputs[0].name]) if inputs else 0
     if n == 0:
         raise BadInput("robustness: no inputs or no rows to perturb")

@@ -1,7 +1,7 @@
 """Gates a trained model must pass before it is registered as anything but rejected.
 
-The spec's ``gates`` section, every part optional (null or false turns a gate off, true
-or a missing part takes the defaults shown)::
+The spec's ``gates`` section, every part and every key optional (null or false turns
+a gate off, true or a missing part or key takes the defaults shown)::
 
     baseline:    {metric: log_loss, margin: 0.0}   # regression: rmse
     champion:    {metric: roc_auc, margin: 0.0}    # regression: rmse
@@ -66,7 +66,9 @@ class GateConfig:
         parts = {name: _part(name, d.get(name, True)) for name in DEFAULTS}
         config = cls(**parts)
         if task is not None:
-            config.check(task, explicit_calibration=bool(d.get("calibration")))
+            asked = d.get("calibration") not in (None, False)  # not just the default
+            ece = parts["calibration"] and parts["calibration"]["ece"]
+            config.check(task, explicit_calibration=asked and ece is not None)
         return config
 
     def check(self, task: str, explicit_calibration: bool = False) -> None:
@@ -121,6 +123,8 @@ def _part(name: str, v: Any) -> dict[str, Any] | None:
         if limit is None or limit is False:
             out[key] = None
             continue
+        if limit is True:
+            limit = DEFAULTS[name][key]
         limit = _number(f"{where}.{key}", limit)
         top = 1.0 if key in RATE_LIMITS else float("inf")
         if not 0.0 <= limit <= top:
