@@ -16,7 +16,7 @@ def create_app(appliance: Appliance, test_config: dict[str, Any] | None = None) 
         app.config.update(test_config)
     app.extensions["falaj"] = appliance
 
-    from webui import api, dashboard, data, errors, openapi, protocols
+    from webui import api, dashboard, data, errors, models, openapi, protocols
 
     errors.register(app)  # also installs the strict JSON provider
     app.json.sort_keys = False  # answers keep the order the services give
@@ -24,5 +24,6 @@ def create_app(appliance: Appliance, test_config: dict[str, Any] | None = None) 
     app.register_blueprint(protocols.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(data.bp)
+    app.register_blueprint(models.bp)
     app.register_blueprint(openapi.bp)
     return app

@@ -650,6 +650,53 @@ def _form(summary: str, required: list[str], optional: tuple[str, ...] = ()) -> 
     }}  # fmt: skip
 
 
+MODEL_PATH = [
+    {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "A registered model",
+        "schema": {"type": "string", "example": "credit"},
+    },
+    {
+        "name": "version",
+        "in": "path",
+        "required": True,
+        "description": "One of its versions",
+        "schema": {"type": "integer", "minimum": 1, "example": 1},
+    },
+]
+RUNS_QUERY = [
+    {
+        "name": "model",
+        "in": "query",
+        "required": False,
+        "description": "Only this model's runs",
+        "schema": {"type": "string", "maxLength": 200},
+    },
+    {
+        "name": "compare",
+        "in": "query",
+        "required": False,
+        "description": "Run ids to compare side by side, comma-separated (or repeated), at most 8",
+        "schema": {"type": "string"},
+    },
+]
+RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
+ALIAS_FORM = {"post": {
+    "summary": "Point an alias at this version, moving it from another (remove=1: remove "
+               "the alias) (a dashboard form)",
+    "tags": ["Dashboard"],
+    "parameters": MODEL_PATH,
+    "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+        "schema": {"type": "object", "required": ["alias"], "properties": {
+            "alias": {"type": "string", "maxLength": 200},
+            "remove": {"type": "string", "enum": ["0", "1"]}}}}}},
+    "responses": {"302": {"description": "Back to the version's page, with the outcome"},
+                  **_errors(None)},
+}}  # fmt: skip
+
+
 PATHS: dict[str, Any] = {
     "/": _get("The dashboard (HTML); ?decision=ID shows one decision and its proof",
               "Dashboard", _text("The page", "text/html"), None, [DECISION]),
@@ -666,6 +713,25 @@ PATHS: dict[str, Any] = {
                                       "whatever the contract says)", ["ref"], ["force"]),
     "/data/quarantine/drop": _form("Drop held rows for good", ["ref"]),
     "/data/materialize": _form("Materialize a view into the online store", ["view"]),
+    "/models": _get("The Models page (HTML): every version with its status, aliases, gates "
+                    "and hold-out score", "Dashboard", _text("The page", "text/html"), None),
+    "/models/{name}/{version}": _get(
+        "A version's page (HTML): metrics, gates, fairness and calibration charts, "
+        "robustness, lineage, inputs, aliases", "Dashboard", _text("The page", "text/html"),
+        None, MODEL_PATH),
+    "/models/{name}/{version}/alias": ALIAS_FORM,
+    "/models/{name}/{version}/card": _get("The version's model card, a standalone HTML page",
+                                          "Dashboard", _text("The card", "text/html"), None,
+                                          MODEL_PATH),
+    "/models/{name}/{version}/card.md": _get("The version's model card in Markdown (a download)",
+                                             "Dashboard", _text("The card", "text/markdown"),
+                                             None, MODEL_PATH),
+    "/runs": _get("Training runs (HTML), newest first; ?model= filters, ?compare=ID,ID shows "
+                  "runs side by side", "Dashboard", _text("The page", "text/html"), None,
+                  RUNS_QUERY),
+    "/runs/{run_id}": _get("One run (HTML): parameters, metrics and, for a search, its trials "
+                           "with their scores charted", "Dashboard", _text("The page", "text/html"),
+                           None, [RUN_ID]),
     "/static/{filename}": _get("The dashboard's static files", "Dashboard",
                                _text("The file", "text/css"), None, [FILENAME]),
     "/healthz": {"get": {
