@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,11 @@ HASH_BUCKETS = 32
 TARGET_FOLDS = 5
 TARGET_SMOOTH = 10.0
 CLIP = 1e6  # standardised numeric values are clipped here, so outliers stay finite
-NAT = np.datetime64("NaT", "us")
+# Up to this many rows, ``transform`` skips the kernels' validation and dispatch (most of
+# a single request's cost) and applies the fitted state with the kernels' NumPy reference
+# functions and dict lookups; tests check both paths give the same matrix.
+FAST_ROWS = 64
+NAT = np.iinfo(np.int64).min  # datetime64's NaT, as int64 microseconds
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,27 @@ class _Numeric:
         out[:, :k] = np.clip(self.scaler.transform(out[:, :k]), -CLIP, CLIP)
         return out
 
+    @cached_property
+    def _plan(self) -> list[tuple[str, float, float, float, int | None]]:
+        """Per column: (name, fill, mean, scale, offset of its indicator or None)."""
+        k = len(self.columns)
+        indicator = {int(j): k + i for i, j in enumerate(self.imputer.missing_features_)}
+        fill, mean, scale = (a.tolist() for a in (self.imputer.statistics_,
+                             self.scaler.mean_, self.scaler.scale_))  # fmt: skip
+        return [
+            (c, fill[j], mean[j], scale[j], indicator.get(j)) for j, c in enumerate(self.columns)
+        ]
+
+    def fast(self, columns: dict[str, np.ndarray], rows: list[list[float]], at: int) -> None:
+        for j, (name, fill, mean, scale, indicator) in enumerate(self._plan):
+            for row, x in zip(rows, columns[name].tolist(), strict=True):
+                if not math.isfinite(x):
+                    x = fill
+                    if indicator is not None:
+                        row[at + indicator] = 1.0
+                z = (x - mean) / scale
+                row[at + j] = -CLIP if z < -CLIP else CLIP if z > CLIP else z
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "columns": self.columns, "clip": CLIP,
                 "imputer": self.imputer.to_dict(), "scaler": self.scaler.to_dict()}  # fmt: skip
@@ -175,6 +201,40 @@ class _Datetime:
         scaled = self.scaler.transform(self.imputer.transform(X))
         return np.hstack([scaled, missing[:, self.indicators].astype(np.float64)])
 
+    @cached_property
+    def _plan(self) -> tuple[list[float], list[float], dict[int, int]]:
+        """(parts scaled at their fill value, (mean, scale) per part, indicator offsets)."""
+        fill, mean, scale = (a.tolist() for a in (self.imputer.statistics_,
+                             self.scaler.mean_, self.scaler.scale_))  # fmt: skip
+        filled = [(f - m) / s for f, m, s in zip(fill, mean, scale, strict=True)]
+        base = len(DATETIME_PARTS) * len(self.columns)
+        return (
+            filled,
+            list(zip(mean, scale, strict=True)),
+            {j: base + i for i, j in enumerate(self.indicators)},
+        )
+
+    def fast(self, columns: dict[str, np.ndarray], rows: list[list[float]], at: int) -> None:
+        filled, moments, indicator = self._plan
+        p = len(DATETIME_PARTS)
+        for j, name in enumerate(self.columns):
+            ticks = columns[name].view(np.int64).tolist()
+            parts = [None if us == NAT else _date_parts(us) for us in ticks]
+            if any(q is None and us != NAT for q, us in zip(parts, ticks, strict=True)):
+                # beyond Python's years 1-9999: the kernel knows those dates
+                kernel = datetime_parts(columns[name], unit="us").tolist()
+                parts = [None if us == NAT else q for q, us in zip(kernel, ticks, strict=True)]
+            start = at + j * p
+            for row, q in zip(rows, parts, strict=True):
+                if q is None:
+                    row[start : start + p] = filled[j * p : (j + 1) * p]
+                    if j in indicator:
+                        row[at + indicator[j]] = 1.0
+                    continue
+                for i, v in enumerate(q):
+                    m, sd = moments[j * p + i]
+                    row[start + i] = (v - m) / sd
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "columns": self.columns, "parts": list(DATETIME_PARTS),
                 "imputer": self.imputer.to_dict(), "scaler": self.scaler.to_dict(),
@@ -201,6 +261,17 @@ class _OneHot:
 
     def transform(self, columns: dict[str, np.ndarray], y: Any = None, seed: int = 0):
         return self.encoder.transform(columns[self.column])
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return _index(self.encoder.categories_)
+
+    def fast(self, columns: dict[str, np.ndarray], rows: list[list[float]], at: int) -> None:
+        index = self._index
+        for row, v in zip(rows, columns[self.column].tolist(), strict=True):
+            j = index.get(v)
+            if j is not None:
+                row[at + j] = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "column": self.column, "encoder": self.encoder.to_dict()}
@@ -234,6 +305,21 @@ class _Target:
         out[:, 1] = self.frequency.transform(values)
         return out
 
+    @cached_property
+    def _tables(self) -> tuple[dict[str, int], list[float], dict[str, int], list[float]]:
+        t, f = self.target, self.frequency
+        return (_index(t.categories_), t.encodings_.tolist(),
+                _index(f.categories_), f.frequencies_.tolist())  # fmt: skip
+
+    def fast(self, columns: dict[str, np.ndarray], rows: list[list[float]], at: int) -> None:
+        index, encodings, freq_index, frequencies = self._tables
+        prior = self.target.prior_
+        mean, scale = float(self.scaler.mean_[0]), float(self.scaler.scale_[0])
+        for row, v in zip(rows, columns[self.column].tolist(), strict=True):
+            j, k = index.get(v), freq_index.get(v)
+            row[at] = ((prior if j is None else encodings[j]) - mean) / scale
+            row[at + 1] = 0.0 if k is None else frequencies[k]
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "column": self.column, "target": self.target.to_dict(),
                 "scaler": self.scaler.to_dict(), "frequency": self.frequency.to_dict()}  # fmt: skip
@@ -260,6 +346,20 @@ class _Hashing:
             [self.hashing.transform(values), self.frequency.transform(values)[:, None]]
         )
 
+    @cached_property
+    def _tables(self) -> tuple[dict[str, int], list[float]]:
+        return _index(self.frequency.categories_), self.frequency.frequencies_.tolist()
+
+    def fast(self, columns: dict[str, np.ndarray], rows: list[list[float]], at: int) -> None:
+        index, frequencies = self._tables
+        buckets, seed = self.hashing.n_buckets_, int(self.hashing.seed)
+        for row, v in zip(rows, columns[self.column].tolist(), strict=True):
+            if type(v) is not str:
+                continue  # missing: no bucket, frequency 0
+            row[at + hash_text(v, buckets, seed)] = 1.0
+            k = index.get(v)
+            row[at + buckets] = 0.0 if k is None else frequencies[k]
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "column": self.column, "hashing": self.hashing.to_dict(),
                 "frequency": self.frequency.to_dict()}  # fmt: skip
@@ -271,6 +371,39 @@ class _Hashing:
 
 
 STEPS = {s.kind: s for s in (_Numeric, _Datetime, _OneHot, _Target, _Hashing)}
+
+
+def _index(categories: np.ndarray) -> dict[str, int]:
+    return {c: j for j, c in enumerate(categories.tolist())}
+
+
+_M64 = (1 << 64) - 1
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_DAY_US, _HOUR_US = 86_400_000_000, 3_600_000_000
+
+
+def hash_text(text: str, n_buckets: int, seed: int) -> int:
+    """``kernels.transforms.hash_buckets`` of one string, in Python integers: FNV-1a 64
+    over its UTF-8 bytes (trailing NULs dropped, as NumPy's byte strings do), splitmix64."""
+    h = 0xCBF29CE484222325
+    for b in text.encode().rstrip(b"\x00"):
+        h = ((h ^ b) * 0x100000001B3) & _M64
+    z = (h + (seed + 1) * 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return (z ^ (z >> 31)) % n_buckets
+
+
+def _date_parts(us: int) -> tuple[int, ...] | None:
+    """``DATETIME_PARTS`` of epoch microseconds, as ``datetime_parts`` gives them; None
+    outside Python's years 1-9999."""
+    days, rem = divmod(us, _DAY_US)
+    try:
+        d = date.fromordinal(days + _EPOCH_ORDINAL)
+    except (ValueError, OverflowError):
+        return None
+    doy = d.toordinal() - date(d.year, 1, 1).toordinal() + 1
+    return d.year, d.month, d.day, d.weekday(), rem // _HOUR_US, doy
 
 
 def cross_fit(values: np.ndarray, y: np.ndarray, seed: int, folds: int = TARGET_FOLDS):
@@ -335,7 +468,7 @@ def _as_column(values: Any, role: str) -> np.ndarray:
     if role == "numeric":
         return np.asarray(values, dtype=np.float64)
     if role == "datetime":
-        return np.asarray(values).astype("datetime64[us]")
+        return np.asarray(values).astype("datetime64[us]", copy=False)
     return np.asarray(values, dtype=object)
 
 
@@ -346,7 +479,9 @@ class Pipeline:
         self.inputs = list(inputs)
         self.steps = steps
         self.feature_names_ = [name for s in steps for name in s.names]
+        self._offsets = np.cumsum([0] + [len(s.names) for s in steps])[:-1].tolist()
         self._roles = {i.name: i.role for i in self.inputs}
+        self._datetimes = [i.name for i in self.inputs if i.role == "datetime"]
 
     @classmethod
     def fit(cls, columns: dict, inputs: list[Input], y: np.ndarray | None = None,
@@ -382,19 +517,25 @@ class Pipeline:
         pipeline = cls(inputs, steps)
         return pipeline, pipeline._apply(columns, n, y, seed)
 
-    def transform(self, columns: dict) -> np.ndarray:
-        """The model's matrix (n, len(feature_names_)): float64, finite."""
+    def transform(self, columns: dict, *, fast: bool | None = None) -> np.ndarray:
+        """The model's matrix (n, len(feature_names_)): float64, finite.
+
+        ``fast`` (default: up to ``FAST_ROWS`` rows) applies the fitted state without the
+        kernels' dispatch; the result is the same.
+        """
         n = _check_columns(columns, self.inputs)
         columns = {i.name: _as_column(columns[i.name], i.role) for i in self.inputs}
+        if fast if fast is not None else n <= FAST_ROWS:
+            rows = [[0.0] * len(self.feature_names_) for _ in range(n)]
+            for step, at in zip(self.steps, self._offsets, strict=True):
+                step.fast(columns, rows, at)
+            return np.array(rows, dtype=np.float64).reshape(n, len(self.feature_names_))
         return self._apply(columns, n, None, 0)
 
     def _apply(self, columns: dict, n: int, y: np.ndarray | None, seed: int) -> np.ndarray:
         out = np.empty((n, len(self.feature_names_)))
-        at = 0
-        for step in self.steps:
-            width = len(step.names)
-            out[:, at : at + width] = step.transform(columns, y, seed)
-            at += width
+        for step, at in zip(self.steps, self._offsets, strict=True):
+            out[:, at : at + len(step.names)] = step.transform(columns, y, seed)
         return out
 
     # ------------------------------------------------------------ JSON
@@ -527,15 +668,18 @@ def _categorical(v: Any, where: str, r: int, name: str) -> str | None:
                        f"got {exc}") from None  # fmt: skip
 
 
-def parse_datetime(text: str) -> np.datetime64:
-    """An ISO-8601 date or date-time as naive UTC microseconds; ValueError if it is none."""
+_EPOCH, _EPOCH_UTC = datetime(1970, 1, 1), datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def parse_datetime(text: str) -> int:
+    """An ISO-8601 date or date-time as UTC epoch microseconds (a zone offset converts;
+    none means UTC); ValueError if it is none."""
     dt = datetime.fromisoformat(text)
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
-    return np.datetime64(dt, "us")
+    return (dt - (_EPOCH if dt.tzinfo is None else _EPOCH_UTC)) // _MICROSECOND
 
 
-def _datetime(v: Any, where: str, r: int, name: str) -> np.datetime64:
+def _datetime(v: Any, where: str, r: int, name: str) -> int:
     if v is None:
         return NAT
     if type(v) is not str:
@@ -549,7 +693,7 @@ def _datetime(v: Any, where: str, r: int, name: str) -> np.datetime64:
 
 
 _PARSERS = {"numeric": _numeric, "categorical": _categorical, "datetime": _datetime}
-_DTYPES = {"numeric": np.float64, "categorical": object, "datetime": "datetime64[us]"}
+_DTYPES = {"numeric": np.float64, "categorical": object, "datetime": np.int64}
 
 
 # ---------------------------------------------------------------- Arrow
@@ -588,12 +732,12 @@ def _from_arrow(col: pa.ChunkedArray, i: Input) -> np.ndarray:
     if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_null(t):
         return pc.cast(col, pa.timestamp("us"), safe=False).to_numpy(zero_copy_only=False)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        out = np.empty(len(col), dtype="datetime64[us]")
+        out = np.empty(len(col), dtype=np.int64)
         for r, v in enumerate(col.to_pylist()):
             try:
                 out[r] = NAT if v is None else parse_datetime(v)
             except ValueError:
                 raise BadInput(f"column {i.name!r} row {r}: {v[:40]!r} is not an ISO-8601 "
                                "date-time") from None  # fmt: skip
-        return out
+        return out.view("datetime64[us]")
     raise bad
