@@ -364,8 +364,8 @@ def test_stratified_split_keeps_class_shares_and_is_seeded():
     assert test.size == 250 and np.median(continuous[test]) == pytest.approx(0, abs=0.15)
     with pytest.raises(BadInput, match="1 of class 1; each class needs 2 rows"):
         stratified_split(np.r_[np.zeros(10), np.ones(1)], 0.2)
-    with pytest.raises(BadInput, match="0 of class 1"):
-        stratified_split(np.zeros(10), 0.2)
+    train, test = stratified_split(np.zeros(10), 0.2, seed=1)  # nothing to stratify
+    assert test.size == 2 and np.array_equal(np.sort(np.r_[train, test]), np.arange(10))
     with pytest.raises(BadInput, match="holdout_fraction must lie strictly between 0 and 1"):
         stratified_split(y, 0.0)
 
@@ -388,6 +388,10 @@ def test_kfold_partitions_and_stratifies():
         kfold(3, 5)
     with pytest.raises(BadInput, match="class 1 has 2 rows, too few for 3 folds"):
         kfold(10, 3, y=np.r_[np.zeros(8), np.ones(2)])
+    with pytest.raises(BadInput, match="y has 9 rows, expected 10"):
+        kfold(10, 3, y=np.zeros(9))
+    constant = kfold(10, 3, seed=2, y=np.zeros(10))
+    assert sorted(v.size for _, v in constant) == [3, 3, 4]
 
 
 # -------------------------------------------------------------------------------- gates

@@ -2,7 +2,9 @@
 
 Every function returns int64 NumPy arrays of row positions and is deterministic: the
 time split by construction, the others for a given seed. A label is "binary" when it
-holds only 0 and 1; then every split keeps both classes on each side, or says why not.
+holds both 0 and 1 and nothing else; then every split keeps both classes on each side,
+or says why not. A label of one value has nothing to stratify and gets a plain seeded
+split (a binary task checks that it has both classes before it splits).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def _labels(y: Any, where: str) -> np.ndarray:
 
 
 def is_binary(y: np.ndarray) -> bool:
-    return bool(np.isin(y, (0.0, 1.0)).all())
+    """Both classes 0 and 1 present and nothing else."""
+    return bool(np.isin(y, (0.0, 1.0)).all()) and 0 < int(y.sum()) < y.size
 
 
 def _held_out(size: int, fraction: float) -> int:
