@@ -203,6 +203,8 @@ def test_fairness_missing_group_and_one_class_group():
     assert f["equalized_odds_difference"] == 1.0
     numeric = ev.fairness(y, p, np.array([1, 1, np.nan, np.nan, 2, 2], dtype=float))
     assert {g["group"] for g in numeric["groups"]} == {"1.0", "2.0", "(missing)"}
+    codes = ev.fairness(y, p, np.array([1, 1, 2, 2, 3, 3]))
+    assert [g["group"] for g in codes["groups"]] == ["1", "2", "3"]
 
 
 def test_fairness_leaves_out_rates_a_group_cannot_have_where_fairlearn_counts_zero():

@@ -183,14 +183,19 @@ def baseline(task: str, y_train: Any, y_test: Any, threshold: float = 0.5) -> di
 
 
 def _group_labels(groups: Any, n: int) -> np.ndarray:
-    g = np.asarray(groups, dtype=object)
+    g = np.asarray(groups)
     if g.shape != (n,):
         raise BadInput(f"fairness: groups has shape {g.shape}, expected ({n},) like y")
-    out = np.empty(n, dtype=object)
-    for i, v in enumerate(g):
-        missing = v is None or (isinstance(v, float) and v != v) or (
-            isinstance(v, np.datetime64) and np.isnat(v))  # fmt: skip
-        out[i] = MISSING_GROUP if missing else str(v)
+    if g.dtype.kind == "f":
+        missing = np.isnan(g)
+    elif g.dtype.kind in "mM":
+        missing = np.isnat(g)
+    elif g.dtype.kind == "O":  # None, and NaN or NaT (the values unequal to themselves)
+        missing = np.fromiter((v is None or v != v for v in g), dtype=bool, count=n)
+    else:
+        missing = np.zeros(n, dtype=bool)
+    out = g.astype(str).astype(object)
+    out[missing] = MISSING_GROUP
     return out
 
 
