@@ -58,8 +58,8 @@ TARGET_FOLDS = 5
 TARGET_SMOOTH = 10.0
 CLIP = 1e6  # standardised numeric values are clipped here, so outliers stay finite
 # Up to this many rows, ``transform`` skips the kernels' validation and dispatch (most of
-# a single request's cost) and applies the fitted state with the kernels' NumPy reference
-# functions and dict lookups; tests check both paths give the same matrix.
+# a single request's cost) and applies the fitted state with dict lookups and the same
+# float arithmetic in Python; tests check that both paths give the same matrix, bit for bit.
 FAST_ROWS = 64
 NAT = np.iinfo(np.int64).min  # datetime64's NaT, as int64 microseconds
 
@@ -431,12 +431,12 @@ def cross_fit(values: np.ndarray, y: np.ndarray, seed: int, folds: int = TARGET_
 
 
 def _fit_categorical(values: np.ndarray, name: str, y: np.ndarray | None, seed: int):
-    summary = category_summary(values)
-    if summary.total == 0:
+    if all(v is None for v in values.tolist()):
         raise BadInput(
             f"input {name!r} has no values in the training rows; "
             "exclude it or give it the role 'ignore'"
         )
+    summary = category_summary(values)
     if len(summary.categories) <= ONE_HOT_MAX:
         return _OneHot(name, OneHotEncoder.from_summary(summary))
     if y is not None and len(summary.categories) <= TARGET_MAX:
@@ -464,12 +464,21 @@ def _check_columns(columns: Any, inputs: list[Input]) -> int:
     return n or 0
 
 
-def _as_column(values: Any, role: str) -> np.ndarray:
-    if role == "numeric":
-        return np.asarray(values, dtype=np.float64)
-    if role == "datetime":
-        return np.asarray(values).astype("datetime64[us]", copy=False)
-    return np.asarray(values, dtype=object)
+def _as_column(values: Any, i: Input) -> np.ndarray:
+    """A column in its role's canonical dtype; categories not given as text become text."""
+    try:
+        if i.role == "numeric":
+            return np.asarray(values, dtype=np.float64)
+        if i.role == "datetime":
+            return np.asarray(values).astype("datetime64[us]", copy=False)
+        values = np.asarray(values, dtype=object)
+        if any(type(v) is not str and v is not None for v in values.tolist()):
+            text = np.empty(len(values), dtype=object)
+            text[:] = [category_text(v) for v in values.tolist()]
+            return text
+        return values
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"columns: {i.name!r} cannot be a {i.role} input ({exc})") from None
 
 
 class Pipeline:
@@ -503,7 +512,7 @@ class Pipeline:
         n = _check_columns(columns, inputs)
         if n == 0:
             raise BadInput("no training rows to fit the pipeline on")
-        columns = {i.name: _as_column(columns[i.name], i.role) for i in inputs}
+        columns = {i.name: _as_column(columns[i.name], i) for i in inputs}
         if y is not None:
             y = _check_target(y, n, task)
         by_role = {r: [i.name for i in inputs if i.role == r] for r in ROLES}
@@ -524,7 +533,7 @@ class Pipeline:
         kernels' dispatch; the result is the same.
         """
         n = _check_columns(columns, self.inputs)
-        columns = {i.name: _as_column(columns[i.name], i.role) for i in self.inputs}
+        columns = {i.name: _as_column(columns[i.name], i) for i in self.inputs}
         if fast if fast is not None else n <= FAST_ROWS:
             rows = [[0.0] * len(self.feature_names_) for _ in range(n)]
             for step, at in zip(self.steps, self._offsets, strict=True):
@@ -589,7 +598,10 @@ class Pipeline:
                     raise BadInput(f"{where}[{r}].{name}: missing (model needs "
                                    f"{', '.join(values)})") from None  # fmt: skip
                 out.append(parse(v, where, r, name))
-        return {name: np.array(v, dtype=_DTYPES[self._roles[name]]) for name, v in values.items()}
+        out = {name: np.array(v, dtype=_DTYPES[self._roles[name]]) for name, v in values.items()}
+        for name in self._datetimes:
+            out[name] = out[name].view("datetime64[us]")
+        return out
 
 
 def _check_target(y: Any, n: int, task: str) -> np.ndarray:

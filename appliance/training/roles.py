@@ -67,7 +67,9 @@ def allowed_roles(t: pa.DataType) -> tuple[str, ...]:
 
 
 def infer_role(name: str, column: pa.ChunkedArray) -> str:
-    t = _base(column.type)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    t = column.type
     n = len(column)
     if n == column.null_count:
         return "ignore"
