@@ -3,6 +3,7 @@
 
 import copy
 import math
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -223,3 +224,247 @@ def test_card_renders_what_a_bundle_lacks():
     bare = {"name": "m", "version": 1}
     assert "No metrics recorded." in card.markdown(bare)
     assert "No gates were evaluated." in card.html(bare)
+
+
+def test_card_gives_the_event_time_range_in_utc():
+    lineage = {"event_time_from_us": 1704067200000000, "event_time_to_us": 1706745600000000}
+    md = card.markdown({"name": "m", "version": 1, "lineage": lineage})
+    assert "| time range | 2024-01-01T00:00:00+00:00 to 2024-02-01T00:00:00+00:00 |" in md
+    assert "event\\_time" not in md
+
+
+# -- the pages, over a home with a trained model ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_home(tmp_path_factory):
+    """credit@1 (a 3-trial search, fairness across gender, live) and credit@2 (rejected:
+    fairness thresholds of 0), with the Flask test client over them."""
+    import pyarrow.csv as pacsv
+
+    from appliance import demo
+    from appliance.core import Appliance
+    from appliance.training.specs import Search
+    from tests.conftest import ACTOR
+    from webui import create_app
+
+    base = tmp_path_factory.mktemp("models")
+    pacsv.write_csv(demo.credit_risk(3000, seed=3), base / "credit.csv")
+    app = Appliance.open({"home": str(base / "home")})
+    app.init(ACTOR)
+    app.ingestion.ingest(base / "credit.csv", "loans", "customer_id", "event_time", ACTOR)
+    first = app.training.train("loans", "default", "credit", ACTOR, sensitive="gender",
+                               search=Search(strategy="random", trials=3),
+                               intended_use="Pre-screen <b>loans</b> for review")  # fmt: skip
+    second = app.training.train("loans", "default", "credit", ACTOR, sensitive="gender",
+                                gates={"fairness": {"demographic_parity": 0.0,
+                                                    "equalized_odds": 0.0}})  # fmt: skip
+    assert (first["status"], second["status"]) == ("ready", "rejected")
+    app.serving.deploy("credit", 1, ACTOR)
+    client = create_app(app, {"TESTING": True}).test_client()
+    yield app, client, first, second
+    app.close()
+
+
+def section(page: str, sid: str) -> str:
+    """The HTML of the page's <section id=sid> (sections do not nest)."""
+    start = page.index(">", page.index(f'id="{sid}"')) + 1
+    return page[start : page.index("</section>", start)]
+
+
+def text(fragment: str) -> str:
+    """What a reader sees: tags dropped, entities decoded, whitespace collapsed."""
+    from html import unescape
+
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def get(client, path: str, status: int = 200) -> str:
+    r = client.get(path)
+    assert r.status_code == status, r.data[:2000]
+    return r.data.decode()
+
+
+def test_models_page_lists_each_version_with_status_gates_and_score(trained_home):
+    app, client, first, second = trained_home
+    page = get(client, "/models")
+    assert 'id="nav-models"' in page and 'data-model="credit"' in page
+    rows = [text(r) for r in re.findall(r'<tr class="version.*?</tr>', page, re.S)]
+    assert len(rows) == 2 and rows[0].startswith("v2") and rows[1].startswith("v1 live")
+    auc2, auc1 = (r["metrics"]["holdout"]["roc_auc"] for r in (second, first))
+    n = len(second["metrics"]["gates"]["results"])
+    assert f"rejected — failed {n - 2}/{n}; failed: demographic_parity, equalized_odds" in rows[0]
+    assert f"ROC AUC {auc2:.4f}" in rows[0]
+    assert f"ready — passed {n}/{n}" in rows[1] and f"ROC AUC {auc1:.4f}" in rows[1]
+
+
+def test_version_page_shows_gates_fairness_calibration_and_lineage(trained_home):
+    app, client, first, _ = trained_home
+    page = get(client, "/models/credit/1")
+    m = first["metrics"]
+    head = text(section(page, "version"))
+    n = len(m["gates"]["results"])
+    assert head.startswith("credit v1 ready live") and f"Gates: passed ({n} of {n})" in head
+    gates = text(section(page, "gates"))
+    for g in m["gates"]["results"]:
+        assert f"{g['gate']} {g['metric']} {card.cell(g['value'])}" in gates
+    assert len(re.findall(r'<td class="ok">pass</td>', section(page, "gates"))) == n
+    assert "FAIL" not in gates
+    fairness = section(page, "fairness")
+    chart = fairness[fairness.index("<svg") : fairness.index("</svg>") + 6]
+    root = parse(chart)
+    assert "per group of gender" in root.get("aria-label")
+    female = next(g for g in m["fairness"]["groups"] if g["group"] == "female")
+    bars = {title(b): float(b.get("height")) for b in marks(root, "rect", "bar")}
+    rate = female["selection_rate"]
+    assert bars[f"female · selection rate: {rate:.3g}"] == pytest.approx(
+        rate * charts.Frame.height, abs=0.01)  # fmt: skip
+    row = " ".join(card.cell(female[k]) for k in ("count", "selection_rate", "tpr", "fpr"))
+    assert f"female {row}" in text(fairness)
+    dpd = card.cell(m["fairness"]["demographic_parity_difference"])
+    assert f"demographic parity difference {dpd}" in text(fairness)
+    calibration = section(page, "calibration")
+    points = marks(parse(calibration[calibration.index("<svg") : calibration.index("</svg>") + 6]),
+                   "circle", "point")  # fmt: skip
+    bins = [b for b in m["holdout"]["calibration"] if b["count"]]
+    assert len(points) == len(bins)
+    assert f"Expected calibration error: {card.cell(m['holdout']['ece'])}" in text(calibration)
+    noise = m["robustness"]["noise"]["mean_abs_change"]
+    assert f"noise {card.cell(noise)}" in text(section(page, "robustness"))
+    data = text(section(page, "data"))
+    assert "source table loans" in data and "rows 3000" in data and "code version falaj" in data
+    assert re.search(r"time range \d{4}-\d\d-\d\dT[\d:]+\+00:00 to \d{4}", data)
+    inputs = text(section(page, "inputs"))
+    assert "loan_purpose categorical string" in inputs and "income numeric double" in inputs
+    assert "Sensitive attribute: gender. It is not a model input" in inputs
+    assert "gender categorical" not in inputs
+    assert "Pre-screen &lt;b&gt;loans&lt;/b&gt; for review" in section(page, "intended-use")
+    metrics = text(section(page, "metrics"))
+    assert f"ROC AUC {card.cell(m['holdout']['roc_auc'])}" in metrics
+    assert 'href="/models/credit/1/card"' in page and 'href="/models/credit/1/card.md"' in page
+
+
+def test_a_rejected_version_shows_the_gates_it_failed(trained_home):
+    _, client, _, second = trained_home
+    page = get(client, "/models/credit/2")
+    assert text(section(page, "version")).startswith("credit v2 rejected")
+    assert "deploying it needs --force" in text(section(page, "version"))
+    gates = text(section(page, "gates"))
+    value = card.cell(second["metrics"]["fairness"]["demographic_parity_difference"])
+    assert f"demographic_parity demographic_parity_difference {value} ≤ 0.0000 FAIL" in gates
+    assert "At least one gate failed: rejected." in gates
+
+
+def test_the_model_card_as_html_and_markdown(trained_home):
+    app, client, _, _ = trained_home
+    from tests.conftest import ACTOR
+
+    r = client.get("/models/credit/1/card")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    page = r.data.decode()
+    assert page.startswith("<!doctype html>") and "<title>Model card: credit v1</title>" in page
+    assert "female" in text(section(page, "fairness")) and "<link" not in page
+    r = client.get("/models/credit/2/card.md")
+    assert r.status_code == 200 and r.mimetype == "text/markdown"
+    assert r.headers["Content-Disposition"] == 'attachment; filename="credit-v2-card.md"'
+    md = r.data.decode()
+    assert md == card.markdown(app.registry.card_info("credit", 2, ACTOR))
+    assert md.startswith("# Model card: credit v2\n") and "| Status | rejected |" in md
+
+
+@pytest.mark.parametrize("path", ["/models/credit/9", "/models/nope/1", "/models/credit/9/card",
+                                  "/models/credit/9/card.md", "/runs/nope",
+                                  "/runs?compare=nope"])  # fmt: skip
+def test_unknown_models_versions_and_runs_are_the_404_page(trained_home, path):
+    page = get(trained_home[1], path, 404)
+    assert "Error 404" in page
+    found = r"model 'nope' is not registered|no version 9|no run 'nope'"
+    assert re.search(found, text(section(page, "error-message")))
+
+
+def test_runs_page_lists_fits_and_searches_and_compares_them(trained_home):
+    app, client, first, second = trained_home
+    page = get(client, "/runs")
+    rows = [text(r) for r in re.findall(r'<tr class="run">.*?</tr>', page, re.S)]
+    assert len(rows) == 3  # two final fits and one search; its trials are on its page
+    assert rows[0].startswith(second["run"]) and "rejected" in rows[0] and "v2" in rows[0]
+    search = next(r for r in rows if r.startswith(first["search"]))
+    assert "search linear completed" in search and " 3 v1 " in search
+    assert "No runs of nope yet" in get(client, "/runs?model=nope")
+    assert len(re.findall(r'<tr class="run">', get(client, "/runs?model=credit"))) == 3
+
+    both = f"{first['run']},{second['run']}"
+    for path in [f"/runs?compare={both}",
+                 f"/runs?compare={first['run']}&compare={second['run']}"]:  # fmt: skip
+        compare = section(get(client, path), "compare")
+        heads = re.findall(r'<th><a href="/runs/([^"]+)">', compare)
+        assert heads == [first["run"], second["run"]]
+        c1 = card.cell(app.runs.get(first["run"], app_actor())["params"]["C"])
+        assert re.search(rf'<tr class="param differs"><th>C</th><td>{re.escape(c1)}</td>'
+                         r"<td>1.0000</td>", compare)  # fmt: skip
+        auc = [card.cell(r["metrics"]["holdout"]["roc_auc"]) for r in (first, second)]
+        assert f"holdout.roc_auc {auc[0]} {auc[1]}" in text(compare)
+        assert "gates_passed yes no" in text(compare)
+    many = ",".join(f"r{i}" for i in range(9))
+    assert "at most 8 runs at once, not 9" in get(client, f"/runs?compare={many}", 400)
+
+
+def app_actor():
+    from tests.conftest import ACTOR
+
+    return ACTOR
+
+
+def test_a_search_page_charts_its_trials(trained_home):
+    app, client, first, _ = trained_home
+    page = get(client, f"/runs/{first['search']}")
+    trials = app.runs.list(app_actor(), parent=first["search"])
+    trials = sorted((t for t in trials if t["kind"] == "trial"), key=lambda t: t["id"])
+    assert len(trials) == 3
+    rows = [text(r) for r in re.findall(r'<tr class="trial">.*?</tr>', page, re.S)]
+    assert [r.split()[1] for r in rows] == [t["id"] for t in trials]
+    scores = [t["metrics"]["roc_auc"] for t in trials]
+    assert [r.split()[3] for r in rows] == [card.cell(s) for s in scores]
+    box = section(page, "trials")
+    root = parse(box[box.index("<svg") : box.index("</svg>") + 6])
+    points = marks(root, "circle", "point")
+    assert [title(p) for p in points] == [f"{t['id']} (completed): roc_auc {s:.3g}"
+                                          for t, s in zip(trials, scores, strict=True)]  # fmt: skip
+    best = max(range(3), key=lambda i: scores[i])
+    assert min(float(p.get("cy")) for p in points) == float(points[best].get("cy"))
+    assert f"Final fit {first['run']} (registered)" in text(section(page, "run"))
+    params = text(section(page, "run-params"))
+    assert "strategy random" in params and "trials 3" in params
+
+
+def test_the_alias_form_sets_moves_and_removes_an_alias(trained_home):
+    app, client, _, _ = trained_home
+    actor = app_actor()
+    r = client.post("/models/credit/1/alias", data={"alias": "champion"})
+    assert r.status_code == 302
+    assert r.headers["Location"].startswith("/models/credit/1?done=credit@champion+now+names")
+    page = get(client, r.headers["Location"])
+    assert text(section(page, "aliases")).startswith("Aliases credit@champion ×")
+    assert 'id="done"' in page and "credit@champion now names version 1" in page
+    assert app.registry.aliases("credit", actor) == {"champion": 1}
+    page = text(section(get(client, "/models"), "model-1"))
+    assert "v1 live ready @champion" in page
+
+    r = client.post("/models/credit/2/alias", data={"alias": "champion"}, follow_redirects=True)
+    assert r.status_code == 200 and app.registry.aliases("credit", actor) == {"champion": 2}
+    events = [e for e in app.audit.tail(5, actor) if e["action"] == "model.alias"]
+    assert events and events[-1]["subject"] == "credit@champion"
+
+    for bad in ["no spaces allowed", "<script>x</script>", ""]:
+        r = client.post("/models/credit/2/alias", data={"alias": bad})
+        assert r.status_code == 302 and "ok=0" in r.headers["Location"]
+        page = get(client, r.headers["Location"])
+        assert 'class="notice bad" id="done"' in page and "<script>x" not in page
+    assert app.registry.aliases("credit", actor) == {"champion": 2}
+    assert "give a name" in get(client, client.post("/models/credit/2/alias", data={}).location)
+
+    r = client.post("/models/credit/2/alias", data={"alias": "champion", "remove": "1"},
+                    follow_redirects=True)  # fmt: skip
+    assert "removed alias credit@champion" in r.data.decode()
+    assert app.registry.aliases("credit", actor) == {}
+    assert client.post("/models/credit/9/alias", data={"alias": "x"}).status_code == 404

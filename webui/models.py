@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from appliance.errors import BadInput, FalajError
 from appliance.registry import card
+from appliance.training.gates import LOWER_IS_BETTER
 from webui import charts
 from webui.api import appliance, request_actor
 
@@ -24,7 +25,6 @@ MAX_REF = 200  # an alias or run id is a short name; anything longer is cut, the
 MAX_COMPARE = 8  # runs side by side; more would not fit a screen
 MAX_RUNS = 300  # rows of the runs table
 SCORES = ("roc_auc", "rmse", "log_loss", "r2", "mae", "accuracy")  # a run's headline metric
-LOWER_IS_BETTER = {"log_loss", "brier", "rmse", "mae", "ece"}  # as the search minimises them
 NOT_SCORES = {"trials", "best_trial", "stopped_by", "budget", "gates_passed"}
 
 
@@ -101,7 +101,11 @@ def _charts(metrics: dict[str, Any]) -> dict[str, Markup]:
 @bp.get("/models/<name>/<int:version>")
 def version(name: str, version: int):
     app, actor = appliance(), request_actor()
-    row = app.registry.version(name, version, actor)  # UnknownModel: the 404 page
+    app.registry.version(name, version, actor)  # UnknownModel: the 404 page
+    # the listing's row carries what one version's row lacks: live, aliases
+    row = next(
+        r for r in app.registry.versions(actor) if (r["name"], r["version"]) == (name, version)
+    )
     info = app.registry.card_info(name, version, actor)
     metrics = info.get("metrics") or row.get("metrics") or {}
     return render_template(

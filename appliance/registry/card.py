@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
@@ -21,12 +22,13 @@ METRIC_NAMES = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC", "log_loss": "log loss"
                 "brier": "Brier score", "accuracy": "accuracy", "f1": "F1", "rmse": "RMSE",
                 "mae": "MAE", "r2": "R²", "rows": "rows"}  # fmt: skip
 # Lineage keys in the order a reader wants them, with their labels; others follow as given.
-LINEAGE = {"training_set": "training set", "table": "source table", "tables": "tables",
-           "table_fingerprints": "table fingerprints", "data_fingerprint": "data fingerprint",
-           "views": "view versions", "view_versions": "view versions", "label": "label",
-           "rows": "rows", "train_rows": "training rows", "holdout_rows": "hold-out rows",
-           "time_range": "time range", "split": "split", "code_version": "code version",
-           "seed": "seed", "device": "device"}  # fmt: skip
+LINEAGE = {"source": "source", "training_set": "training set", "table": "source table",
+           "tables": "tables", "table_fingerprints": "table fingerprints",
+           "data_fingerprint": "data fingerprint", "views": "view versions",
+           "view_versions": "view versions", "label": "label", "rows": "rows",
+           "time_range": "time range", "split": "split", "features": "features",
+           "roles": "roles", "code_version": "code version", "seed": "seed", "device": "device"}  # fmt: skip
+TIME_RANGE = ("event_time_from_us", "event_time_to_us")  # microseconds since the epoch, UTC
 NONE = "—"
 OPS = {"<=": "≤", ">=": "≥", "<": "<", ">": ">"}  # a gate's comparison, as a reader writes it
 
@@ -113,7 +115,17 @@ def _details(info: dict, lineage: dict, task: str | None) -> Section:
     return Section("Model details", "details", tables=[(["", ""], rows)])
 
 
+def _utc(us: Any) -> str:
+    if isinstance(us, bool) or not isinstance(us, int):
+        return cell(us)
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="seconds")
+
+
 def _data(lineage: dict) -> Section:
+    if all(k in lineage for k in TIME_RANGE) and "time_range" not in lineage:
+        lo, hi = (_utc(lineage[k]) for k in TIME_RANGE)
+        lineage = {k: v for k, v in lineage.items() if k not in TIME_RANGE}
+        lineage["time_range"] = f"{lo} to {hi}"
     keys = [k for k in LINEAGE if k in lineage] + [k for k in lineage if k not in LINEAGE]
     seen, rows = set(), []
     for k in keys:
