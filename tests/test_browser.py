@@ -171,3 +171,62 @@ def test_the_data_page(home, tmp_path, start_server, browser):
                                    "entities": [{"customer_id": "c2"}]})  # fmt: skip
     assert status == 200 and body["results"][0]["values"]["amount"] == 20.0
     page.close()
+
+
+def test_the_models_pages(home, start_server, browser):
+    """From the nav to a version: its gates and the fairness chart (SVG drawn on the
+    server), an alias set through the form (and a bad one refused), then its model card."""
+    from appliance import demo
+    from appliance.core import Appliance
+    from tests.conftest import ACTOR
+
+    app = Appliance.open({"home": str(home)})
+    app.init(ACTOR)
+    app.ingestion.ingest(demo.credit_risk(2000, seed=3), "loans", "customer_id", "event_time",
+                         ACTOR)  # fmt: skip
+    trained = app.training.train("loans", "default", "credit", ACTOR, sensitive="gender")
+    app.close()
+    gates = trained["metrics"]["gates"]["results"]
+    assert trained["status"] == "ready"
+
+    server = start_server(home)
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(server.url + "/")
+    page.click("#nav-models")
+    assert page.title() == "Models · Falaj"
+    row = page.locator("tr.version").first
+    assert row.inner_text().startswith("v1") and "passed" in row.inner_text()
+    row.locator("a").first.click()
+    assert page.title() == "credit v1 · Falaj"
+    assert page.locator("#version-status").inner_text() == "ready"
+    rows = page.locator("#gates tbody tr")
+    assert rows.count() == len(gates)
+    assert page.locator("#gates td.ok").all_inner_texts() == ["pass"] * len(gates)
+    assert "demographic_parity" in page.locator("#gates").inner_text()
+
+    chart = page.locator("#fairness-chart svg")
+    assert chart.get_attribute("role") == "img" and "gender" in chart.get_attribute("aria-label")
+    box = chart.bounding_box()
+    assert box["width"] > 200 and box["height"] > 100  # drawn, not just present
+    assert page.locator("#fairness-chart rect.bar").count() >= 4  # 2 groups x 3 rates, less n/a
+    assert "female" in page.locator("#fairness table").inner_text()
+    assert page.locator("#calibration-chart circle.point").count() >= 2
+
+    page.fill("#alias-name", "champion")
+    page.click("#alias-form button")
+    assert page.locator("#done").inner_text() == "credit@champion now names version 1"
+    assert "credit@champion" in page.locator("#aliases .alias-list").inner_text()
+    page.fill("#alias-name", "not valid!")
+    page.click("#alias-form button")
+    notice = page.locator("#done")
+    assert "is not valid" in notice.inner_text() and "bad" in notice.get_attribute("class")
+
+    page.click("#card-link")
+    assert page.title() == "Model card: credit v1"
+    assert "challenger" not in page.locator("#details").inner_text()
+    assert "Aliases\tchampion" in page.locator("#details").inner_text()
+    assert "female" in page.locator("#fairness").inner_text()
+    assert all(u.startswith(server.url) for u in requests), requests  # nothing from the internet
+    page.close()
