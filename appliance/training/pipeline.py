@@ -260,7 +260,7 @@ class _OneHot:
         self.names = [f"{column}={c}" for c in encoder.categories_.tolist()]
 
     def transform(self, columns: dict[str, np.ndarray], y: Any = None, seed: int = 0):
-        return self.encoder.transform(columns[self.column])
+        return self.encoder.transform(_text(columns[self.column])[0])
 
     @cached_property
     def _index(self) -> dict[str, int]:
@@ -293,16 +293,18 @@ class _Target:
 
     @classmethod
     def fit(cls, values: np.ndarray, summary: Any, y: np.ndarray, seed: int, column: str):
-        target = TargetEncoder.from_summary(category_summary(values, y), TARGET_SMOOTH)
-        scaler = _fit_scaler(cross_fit(values, y, seed), [column])
+        text, missing = _text(values)
+        with_y = category_summary(text[~missing], y[~missing])
+        target = TargetEncoder.from_summary(with_y, TARGET_SMOOTH)
+        scaler = _fit_scaler(cross_fit(text, y, seed), [column])
         return cls(column, target, scaler, FrequencyEncoder.from_summary(summary))
 
     def transform(self, columns: dict[str, np.ndarray], y: Any = None, seed: int = 0):
-        values = columns[self.column]
-        encoded = self.target.transform(values) if y is None else cross_fit(values, y, seed)
-        out = np.empty((len(values), 2))
+        text, _ = _text(columns[self.column])
+        encoded = self.target.transform(text) if y is None else cross_fit(text, y, seed)
+        out = np.empty((len(text), 2))
         out[:, 0] = self.scaler.transform(encoded)[:, 0]
-        out[:, 1] = self.frequency.transform(values)
+        out[:, 1] = self.frequency.transform(text)
         return out
 
     @cached_property
@@ -341,10 +343,12 @@ class _Hashing:
         ]
 
     def transform(self, columns: dict[str, np.ndarray], y: Any = None, seed: int = 0):
-        values = columns[self.column]
-        return np.hstack(
-            [self.hashing.transform(values), self.frequency.transform(values)[:, None]]
-        )
+        text, missing = _text(columns[self.column])
+        out = np.empty((len(text), len(self.names)))
+        out[:, :-1] = self.hashing.transform(text)
+        out[missing, :-1] = 0.0  # missing: no bucket
+        out[:, -1] = self.frequency.transform(text)
+        return out
 
     @cached_property
     def _tables(self) -> tuple[dict[str, int], list[float]]:
@@ -406,18 +410,31 @@ def _date_parts(us: int) -> tuple[int, ...] | None:
     return d.year, d.month, d.day, d.weekday(), rem // _HOUR_US, doy
 
 
-def cross_fit(values: np.ndarray, y: np.ndarray, seed: int, folds: int = TARGET_FOLDS):
+# Stands for a missing value in the text handed to the kernels: it is never a fitted
+# category (fits see only the present values), so it encodes as unseen, which for one-hot,
+# target and frequency encoding is what missing encodes as; hashing zeroes those rows.
+_MISSING = "\x00missing"
+
+
+def _text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fixed-width text, missing mask) of a categorical column: NumPy text takes the
+    kernels' vectorised path, where object arrays take a Python loop per call."""
+    missing = np.equal(values, None)
+    return np.where(missing, _MISSING, values).astype(str), missing
+
+
+def cross_fit(text: np.ndarray, y: np.ndarray, seed: int, folds: int = TARGET_FOLDS):
     """Out-of-fold target encodings of the training rows: each row's from the other folds.
 
     Text is factorised once into float codes (NaN missing), so the folds run on the
     kernels' numeric path; encodings equal those fitted on the text itself.
     """
-    missing = np.array([v is None for v in values], dtype=bool)
-    _, inverse = np.unique(values[~missing].astype(str), return_inverse=True)
-    codes = np.full(len(values), np.nan)
+    missing = text == _MISSING
+    _, inverse = np.unique(text[~missing], return_inverse=True)
+    codes = np.full(len(text), np.nan)
     codes[~missing] = inverse
-    fold = np.random.default_rng(seed).permutation(len(values)) % folds
-    out = np.empty(len(values))
+    fold = np.random.default_rng(seed).permutation(len(text)) % folds
+    out = np.empty(len(text))
     for k in range(folds):
         held, rest = fold == k, fold != k
         if not held.any():
@@ -431,12 +448,13 @@ def cross_fit(values: np.ndarray, y: np.ndarray, seed: int, folds: int = TARGET_
 
 
 def _fit_categorical(values: np.ndarray, name: str, y: np.ndarray | None, seed: int):
-    if all(v is None for v in values.tolist()):
+    text, missing = _text(values)
+    if missing.all():
         raise BadInput(
             f"input {name!r} has no values in the training rows; "
             "exclude it or give it the role 'ignore'"
         )
-    summary = category_summary(values)
+    summary = category_summary(text[~missing])
     if len(summary.categories) <= ONE_HOT_MAX:
         return _OneHot(name, OneHotEncoder.from_summary(summary))
     if y is not None and len(summary.categories) <= TARGET_MAX:
