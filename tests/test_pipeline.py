@@ -114,7 +114,9 @@ def test_overrides_win_and_are_checked(table):
     with pytest.raises(BadInput, match=r"'tags' has type list<item: string>, which cannot be "
                                        r"numeric \(it can be: ignore\)"):  # fmt: skip
         infer_roles(table, set(), {"tags": "numeric"})
-    with pytest.raises(BadInput, match=r"'label' is the label, a key or the sensitive"):
+    with pytest.raises(
+        BadInput, match=r"'label' is excluded from the model inputs \(the label, a key"
+    ):
         infer_roles(table, {"label"}, {"label": "numeric"})
 
 
@@ -301,6 +303,8 @@ def test_json_round_trip_gives_the_same_matrix(fitted, data):
         Pipeline.from_dict(d | {"format": 2})
     with pytest.raises(BadInput, match=r"unknown step kind 'magic'"):
         Pipeline.from_dict(d | {"steps": [{"kind": "magic"}]})
+    with pytest.raises(BadInput, match=r"pipeline.json: malformed \(KeyError: 'column'\)"):
+        Pipeline.from_dict(d | {"steps": [{"kind": "one_hot"}]})
 
 
 # ---------------------------------------------------------------- records

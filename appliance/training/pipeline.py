@@ -20,6 +20,10 @@ Steps, in output order (feature names in brackets):
 - datetime inputs, together: the parts in ``DATETIME_PARTS`` (``opened__month``), imputed
   with their training means and standardised, then a 0/1 indicator per input that had
   missing values in training (``opened__missing``).
+
+``transform`` output is always finite. Up to ``FAST_ROWS`` rows (a model server's
+requests) it applies the same fitted state without the kernels' per-call dispatch, with
+the same arithmetic, so both paths give the same matrix bit for bit.
 """
 
 from __future__ import annotations
@@ -580,13 +584,16 @@ class Pipeline:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             got = d.get("format") if isinstance(d, dict) else type(d).__name__
             raise BadInput(f"pipeline.json: format {got!r} is not one this Falaj reads ({FORMAT})")
-        inputs = [Input(i["name"], i["role"]) for i in d["inputs"]]
-        steps = []
-        for s in d["steps"]:
-            if s.get("kind") not in STEPS:
-                raise BadInput(f"pipeline.json: unknown step kind {s.get('kind')!r}")
-            steps.append(STEPS[s["kind"]].from_dict(s))
-        pipeline = cls(inputs, steps)
+        try:
+            inputs = [Input(i["name"], i["role"]) for i in d["inputs"]]
+            steps = []
+            for s in d["steps"]:
+                if s.get("kind") not in STEPS:
+                    raise BadInput(f"pipeline.json: unknown step kind {s.get('kind')!r}")
+                steps.append(STEPS[s["kind"]].from_dict(s))
+            pipeline = cls(inputs, steps)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BadInput(f"pipeline.json: malformed ({type(exc).__name__}: {exc})") from None
         if "feature_names" in d and d["feature_names"] != pipeline.feature_names_:
             raise BadInput("pipeline.json: its feature names do not match its steps")
         return pipeline

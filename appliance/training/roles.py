@@ -115,7 +115,8 @@ def infer_roles(
             raise BadInput(f"roles: {name!r} has type {t}, which cannot be {role} "
                            f"(it can be: {', '.join(allowed_roles(t))})")  # fmt: skip
         if name in exclude and role in INPUT_ROLES:
-            raise BadInput(f"roles: {name!r} is the label, a key or the sensitive attribute, "
+            raise BadInput(f"roles: {name!r} is excluded from the model inputs (the label, a "
+                           "key, the sensitive attribute or a column left out of the features), "
                            f"so it cannot be a {role} input")  # fmt: skip
     return {
         name: overrides.get(name) or infer_role(name, table[name])
