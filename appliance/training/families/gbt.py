@@ -1,8 +1,8 @@
 """The gbt family: gradient-boosted trees with LightGBM, saved in its own text format.
 
 LightGBM is trained through ``lgb.train`` on a ``Booster`` (never the scikit-learn wrapper
-or a pickle) with ``deterministic=True`` and row-wise histograms, so the same seed, data
-and thread count give the same trees. ``n_estimators`` is the number of boosting rounds;
+or a pickle) with ``deterministic=True`` and a fixed histogram layout, so the same seed,
+data and thread count give the same trees. ``n_estimators`` is the number of boosting rounds;
 ``budget`` scales it and, given a validation set, training stops once the validation loss
 has not improved for ``early_stopping_rounds`` rounds, keeping the best round's trees.
 
@@ -43,9 +43,12 @@ class GBT(Estimator):
     family = "gbt"
     PARAMS = PARAMS
 
-    def lightgbm_params(self, seed: int, device: str) -> dict[str, Any]:
+    def lightgbm_params(self, seed: int, device: str, n_features: int) -> dict[str, Any]:
         """The parameters handed to ``lgb.train``, by LightGBM's own names."""
-        p = self.params_
+        p, n_threads = self.params_, threads()
+        # deterministic needs the histogram layout fixed rather than timed at the start;
+        # this is the choice LightGBM's timing makes: by column when every thread gets one
+        layout = "force_col_wise" if n_features >= n_threads else "force_row_wise"
         params = {
             "objective": OBJECTIVE[self.task],
             "num_leaves": p["num_leaves"],
@@ -55,8 +58,8 @@ class GBT(Estimator):
             "lambda_l2": p["lambda_l2"],
             "seed": seed,
             "deterministic": True,
-            "force_row_wise": True,  # with deterministic: the same histograms every run
-            "num_threads": threads(),
+            layout: True,
+            "num_threads": n_threads,
             "verbose": -1,
         }
         if device == "cuda":
@@ -79,7 +82,7 @@ class GBT(Estimator):
         self.best_iteration_ = int(self.booster_.current_iteration())
 
     def _train(self, X, y, X_valid, y_valid, seed, rounds, device) -> lgb.Booster:
-        params = self.lightgbm_params(seed, device)
+        params = self.lightgbm_params(seed, device, X.shape[1])
         train = lgb.Dataset(X, y, params=params)
         valid, callbacks = [], []
         if X_valid is not None:
