@@ -242,9 +242,27 @@ def test_bad_data_and_task(data):
         linear("multiclass").fit(X, y)
     with pytest.raises(BadInput, match="budget must be in"):
         linear("binary").fit(X, y, budget=0)
+    with pytest.raises(BadInput, match="seed must be an integer"):
+        linear("binary").fit(X, y, seed=2**40)
     fitted = linear("binary").fit(X, y)
     with pytest.raises(BadInput, match="X has 3 features, the model 8"):
         fitted.predict(X[:, :3])
+
+
+def test_unreadable_bundles(fitted):
+    files = _files(fitted["mlp", "binary"])
+    with pytest.raises(BadInput, match="the model bundle has no model.json"):
+        families.load({})
+    doc = json.loads(files["model.json"])
+    doc["layers"][0]["weight"] = doc["layers"][0]["weight"][:-8]
+    with pytest.raises(BadInput, match="layer 0 weight holds"):
+        families.load({"model.json": json.dumps(doc)})
+    del doc["task"]
+    with pytest.raises(BadInput, match="mlp model.json is not readable.*task"):
+        families.load({"model.json": json.dumps(doc)})
+    gbt = _files(fitted["gbt", "binary"])
+    with pytest.raises(BadInput, match="no model.txt"):
+        families.load({"model.json": gbt["model.json"]})
 
 
 def test_spaces_and_defaults_check():

@@ -66,16 +66,15 @@ def wants_gpu() -> bool:
 
 @dataclass(frozen=True)
 class Param:
-    """One hyperparameter: its kind ("int", "float", "layers" or "choice"), default, bounds
-    (``lo``/``hi`` inclusive, ``lo_open`` makes ``lo`` exclusive), the allowed ``choices``
-    and its default search range (a ``space()`` entry, or None when not searched)."""
+    """One hyperparameter: its kind ("int", "float" or "layers"), default, bounds (``lo`` and
+    ``hi`` inclusive, ``lo_open`` makes ``lo`` exclusive) and its default search range (a
+    ``space()`` entry, or None when it is not searched)."""
 
     kind: str
     default: Any
     lo: float | None = None
     hi: float | None = None
     lo_open: bool = False
-    choices: tuple = ()
     search: dict | None = None
 
     def check(self, where: str, value: Any) -> Any:
@@ -83,11 +82,7 @@ class Param:
         or BadInput naming ``where``."""
         if self.kind == "layers":
             return _layers(where, value)
-        if self.kind == "choice":
-            if value not in self.choices:
-                raise BadInput(f"{where} must be one of {list(self.choices)}, got {value!r}")
-            return value
-        ok = not isinstance(value, bool) and isinstance(value, int | float | np.number)
+        ok = _is_number(value)
         if ok and self.kind == "int":
             ok = float(value).is_integer()
             value = int(value) if ok else value
@@ -106,6 +101,10 @@ class Param:
         lo = "" if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo:g}"
         hi = "" if self.hi is None else f"<= {self.hi:g}"
         return " and ".join(p for p in (lo, hi) if p)
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool | np.bool_) and isinstance(value, int | float | np.number)
 
 
 def _layers(where: str, value: Any) -> list[int]:
@@ -187,9 +186,10 @@ class Estimator:
         rounds or epochs stop early on the validation loss. ``budget`` in (0, 1] is the
         share of the full effort (rounds, epochs) to spend, for successive halving."""
         self.params_ = self.checked_params()
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise BadInput(f"{self.family}: seed must be an integer, got {seed!r}")
-        if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget <= 1:
+        if not _is_number(seed) or seed != int(seed) or not 0 <= seed < 2**31:
+            # LightGBM takes a 32-bit seed
+            raise BadInput(f"{self.family}: seed must be an integer in [0, 2**31), got {seed!r}")
+        if not _is_number(budget) or not 0 < budget <= 1:
             raise BadInput(f"{self.family}: budget must be in (0, 1], got {budget!r}")
         X, y = self._data(X, y, "X", "y")
         if (X_valid is None) != (y_valid is None):
@@ -265,11 +265,14 @@ class Estimator:
                 f"model.json names family {family!r}, expected one of {', '.join(expected)}"
             )
         klass = get(family)
-        self = klass(doc["task"], **doc["params"])
-        self.params_ = self.checked_params()
-        self.n_features_ = int(doc["n_features"])
-        self.device_ = doc.get("device", "cpu")
-        self._restore(doc, files)
+        try:
+            self = klass(doc["task"], **doc["params"])
+            self.params_ = self.checked_params()
+            self.n_features_ = int(doc["n_features"])
+            self.device_ = doc.get("device", "cpu")
+            self._restore(doc, files)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInput(f"{family} model.json is not readable: {exc!r}") from None
         return self
 
     # -- what a family implements ----------------------------------------------------

@@ -54,7 +54,11 @@ class MLP(Estimator):
         epochs = max(1, math.ceil(self.params_["epochs"] * budget))
         if self.device_ == "cuda":  # cuBLAS needs this for deterministic kernels
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        previous = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+        previous = (
+            torch.get_num_threads(),
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
         devices = [torch.cuda.current_device()] if self.device_ == "cuda" else []
         torch.set_num_threads(threads())
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -64,7 +68,7 @@ class MLP(Estimator):
                 self.layers_ = self._train(torch, X, y, X_valid, y_valid, seed, epochs)
         finally:
             torch.set_num_threads(previous[0])
-            torch.use_deterministic_algorithms(previous[1])
+            torch.use_deterministic_algorithms(previous[1], warn_only=previous[2])
 
     def _device(self, torch) -> str:
         if not wants_gpu():
