@@ -108,6 +108,19 @@ def test_trial_scores_mark_each_trial_and_the_best_so_far():
     ]
     assert ys[-1] == max(ys)  # 0.3, the lowest value, drawn lowest
     assert parse(charts.trial_scores([], title="none yet", metric="roc_auc")) is not None
+    root = parse(charts.trial_scores([0.5, 0.6], title="t", metric="m", first=0))
+    assert [title(p) for p in marks(root, "circle", "point")] == [
+        "trial 0: m 0.5",
+        "trial 1: m 0.6",
+    ]
+
+
+def test_an_axis_left_to_the_data_ends_on_a_round_number():
+    root = parse(charts.grouped_bars(["a", "b"], {"rate": [0.0712, 0.03]}, title="t"))
+    ticks = [t.text for t in root.iter(SVG + "text") if t.get("text-anchor") == "end"]
+    assert ticks[0] == "0" and ticks[-1] == "0.08"
+    (high,) = [b for b in marks(root, "rect", "bar") if title(b) == "a · rate: 0.0712"]
+    assert float(high.get("height")) == pytest.approx(0.0712 / 0.08 * charts.Frame.height, abs=0.01)
 
 
 def test_bars_compare_values_including_negative_ones():
@@ -316,9 +329,9 @@ def test_version_page_shows_gates_fairness_calibration_and_lineage(trained_home)
     assert "per group of gender" in root.get("aria-label")
     female = next(g for g in m["fairness"]["groups"] if g["group"] == "female")
     bars = {title(b): float(b.get("height")) for b in marks(root, "rect", "bar")}
-    rate = female["selection_rate"]
-    assert bars[f"female · selection rate: {rate:.3g}"] == pytest.approx(
-        rate * charts.Frame.height, abs=0.01)  # fmt: skip
+    male = next(g for g in m["fairness"]["groups"] if g["group"] == "male")
+    f_bar, m_bar = (bars[f"{g['group']} · TPR: {g['tpr']:.3g}"] for g in (female, male))
+    assert f_bar / m_bar == pytest.approx(female["tpr"] / male["tpr"], rel=1e-3)
     row = " ".join(card.cell(female[k]) for k in ("count", "selection_rate", "tpr", "fpr"))
     assert f"female {row}" in text(fairness)
     dpd = card.cell(m["fairness"]["demographic_parity_difference"])
@@ -353,6 +366,8 @@ def test_a_rejected_version_shows_the_gates_it_failed(trained_home):
     value = card.cell(second["metrics"]["fairness"]["demographic_parity_difference"])
     assert f"demographic_parity demographic_parity_difference {value} ≤ 0.0000 FAIL" in gates
     assert "At least one gate failed: rejected." in gates
+    auc = card.cell(second["metrics"]["holdout"]["roc_auc"])
+    assert f"champion roc_auc {auc} — pass no champion yet" in gates  # no threshold to beat
 
 
 def test_the_model_card_as_html_and_markdown(trained_home):

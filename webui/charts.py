@@ -67,13 +67,22 @@ class Frame:
         return self.top + (self.y_hi - v) / (self.y_hi - self.y_lo) * self.height
 
 
+def _nice(v: float) -> float:
+    """``v`` rounded up at its first significant digit (0.0712 -> 0.08), so an axis ends
+    on a round number; 0 and negatives are left as they are."""
+    if v <= 0:
+        return v
+    unit = 10 ** math.floor(math.log10(v))
+    return round(math.ceil(round(v / unit, 9)) * unit, 12)
+
+
 def _range(
     values: Sequence[float | None], lo: float | None, hi: float | None
 ) -> tuple[float, float]:
     """The y range: the given bounds, else the values' (with 0 in it for bars), never empty."""
     found = [v for v in values if v is not None]
-    lo = min([0.0, *found]) if lo is None else lo
-    hi = max([lo, *found]) if hi is None else hi
+    lo = -_nice(-min([0.0, *found])) if lo is None else lo
+    hi = _nice(max([lo, *found])) if hi is None else hi
     if hi <= lo:
         hi = lo + 1.0
     return lo, hi
@@ -217,9 +226,11 @@ def trial_scores(
     metric: str,
     higher_is_better: bool = True,
     labels: Sequence[str] | None = None,
+    first: int = 1,
 ) -> str:
     """A search's trials in order: each trial's score as a point (none for a failed or
-    pruned trial without one) and the best score so far as a step line."""
+    pruned trial without one) and the best score so far as a step line. ``first`` is the
+    number the axis gives the first trial (a search that counts from 0 says so)."""
     values = [_num(s) for s in scores]
     found = [v for v in values if v is not None]
     lo, hi = (min(found), max(found)) if found else (0.0, 1.0)
@@ -229,7 +240,7 @@ def trial_scores(
     step = max(1, math.ceil(len(values) / 10))
     for n in range(1, len(values) + 1, step):
         body.append(f'<text x="{_r(f.x(n))}" y="{f.top + f.height + 16}" text-anchor="middle" '
-                    f'fill="#66737a">{n}</text>')  # fmt: skip
+                    f'fill="#66737a">{n - 1 + first}</text>')  # fmt: skip
     body.append(f'<text x="{_r(f.left + f.width / 2)}" y="{HEIGHT - 6}" text-anchor="middle" '
                 f'fill="#66737a">trial</text>')  # fmt: skip
     best, path = None, []
@@ -246,7 +257,7 @@ def trial_scores(
     for n, v in enumerate(values, start=1):
         if v is None:
             continue
-        name = labels[n - 1] if labels else f"trial {n}"
+        name = labels[n - 1] if labels else f"trial {n - 1 + first}"
         body.append(f'<circle class="point" cx="{_r(f.x(n))}" cy="{_r(f.y(v))}" r="3.5" '
                     f'fill="{PALETTE[0]}"><title>{_e(name)}: {_e(metric)} {_fmt(v)}</title>'
                     f"</circle>")  # fmt: skip

@@ -75,7 +75,7 @@ def _charts(metrics: dict[str, Any]) -> dict[str, Markup]:
                   for label, key in [("selection rate", "selection_rate"), ("TPR", "tpr"),
                                      ("FPR", "fpr")]}  # fmt: skip
         title = f"Selection rate, TPR and FPR per group of {fairness.get('sensitive')}"
-        out["fairness"] = charts.grouped_bars(names, series, title=title, y_lo=0.0, y_hi=1.0)
+        out["fairness"] = charts.grouped_bars(names, series, title=title)  # axis fits the rates
     holdout = metrics.get("holdout") or {}
     if holdout.get("calibration"):
         out["calibration"] = charts.reliability(
@@ -238,8 +238,11 @@ def run(run_id: str):
     app, actor = appliance(), request_actor()
     found = app.runs.get(run_id[:MAX_REF], actor)  # NotFound: the 404 page
     children = app.runs.list(actor, parent=found["id"])
-    trials = sorted((t for t in children if t.get("kind") == "trial"),
-                    key=lambda t: _trial_number(t["id"]))  # fmt: skip
+    trials = sorted(
+        (t | {"number": _trial_number(t["id"], i), "flat": flat(t.get("metrics") or {})}
+         for i, t in enumerate(reversed(children)) if t.get("kind") == "trial"),
+        key=lambda t: t["number"],
+    )  # fmt: skip
     metric = score(found)[0] if found.get("kind") == "search" else None
     metric = metric or next((score(t)[0] for t in trials if score(t)[0]), None)
     chart = None
@@ -251,16 +254,17 @@ def run(run_id: str):
                 metric=metric,
                 higher_is_better=metric not in LOWER_IS_BETTER,
                 labels=[f"{t['id']} ({t.get('status')})" for t in trials],
+                first=min(t["number"] for t in trials),
             )
         )
     return render_template(
-        "runs.html", run=found, trials=[t | {"flat": flat(t.get("metrics"))} for t in trials],
+        "runs.html", run=found, trials=trials,
         fits=[c for c in children if c.get("kind") != "trial"], chart=chart, metric=metric,
         params=found.get("params") or {}, metrics=flat(found.get("metrics") or {}),
     )  # fmt: skip
 
 
-def _trial_number(run_id: str) -> tuple[int, str]:
-    """Trials in the order they ran: their ids end in -t<number>."""
+def _trial_number(run_id: str, fallback: int) -> int:
+    """A trial's number, from its id's -t<number> ending; else its place in time."""
     head, _, number = str(run_id).rpartition("-t")
-    return (int(number), head) if head and number.isdigit() else (10**9, str(run_id))
+    return int(number) if head and number.isdigit() else fallback

@@ -184,8 +184,8 @@ def _gates(gates: Any) -> Section:
     verdict = {True: ["Every gate passed."], False: ["At least one gate failed: rejected."]}
     table = [
         [cell(r.get("gate")), cell(r.get("metric")), cell(r.get("value")),
-         f"{OPS.get(r.get('op'), '')} {cell(r.get('threshold'))}".strip()
-         if "threshold" in r else NONE,
+         f"{OPS.get(r.get('op'), '')} {cell(r['threshold'])}".strip()
+         if r.get("threshold") is not None else NONE,
          _verdict(r.get("passed")), cell(r.get("detail"))]
         for r in rows
     ]  # fmt: skip
