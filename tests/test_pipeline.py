@@ -364,6 +364,15 @@ def test_records_are_checked(small, records, message):
     assert str(err.value) == message
 
 
+def test_record_columns_changed_after_parsing_are_checked_again(small):
+    records = [{"n": 1, "c": "a", "t": "2024-01-01"}, {"n": None, "c": None, "t": None}]
+    cols = small.columns_from_records(records)
+    np.testing.assert_array_equal(small.transform(cols), small.transform(dict(cols)))
+    cols["n"] = np.array(["x", "y"], dtype=object)
+    with pytest.raises(BadInput, match=r"columns: 'n' cannot be a numeric input"):
+        small.transform(cols)
+
+
 def test_errors_name_where(small):
     with pytest.raises(BadInput, match=r"^body.instances\[0\].n: missing"):
         small.columns_from_records([{}], where="body.instances")

@@ -554,8 +554,11 @@ class Pipeline:
         ``fast`` (default: up to ``FAST_ROWS`` rows) applies the fitted state without the
         kernels' dispatch; the result is the same.
         """
-        n = _check_columns(columns, self.inputs)
-        columns = {i.name: _as_column(columns[i.name], i) for i in self.inputs}
+        if type(columns) is _RecordColumns and columns.owner is self:
+            n = len(columns.rows)  # built by columns_from_records: already canonical
+        else:
+            n = _check_columns(columns, self.inputs)
+            columns = {i.name: _as_column(columns[i.name], i) for i in self.inputs}
         if fast if fast is not None else n <= FAST_ROWS:
             rows = [[0.0] * len(self.feature_names_) for _ in range(n)]
             for step, at in zip(self.steps, self._offsets, strict=True):
@@ -623,10 +626,29 @@ class Pipeline:
                     raise BadInput(f"{where}[{r}].{name}: missing (model needs "
                                    f"{', '.join(values)})") from None  # fmt: skip
                 out.append(parse(v, where, r, name))
-        out = {name: np.array(v, dtype=_DTYPES[self._roles[name]]) for name, v in values.items()}
+        out = _RecordColumns(
+            {name: np.array(v, dtype=_DTYPES[self._roles[name]]) for name, v in values.items()}
+        )
         for name in self._datetimes:
-            out[name] = out[name].view("datetime64[us]")
+            dict.__setitem__(out, name, out[name].view("datetime64[us]"))
+        out.owner, out.rows = self, records
         return out
+
+
+class _RecordColumns(dict):
+    """``columns`` that ``columns_from_records`` built, in their canonical dtypes: the
+    pipeline that built them transforms them without checking them again."""
+
+    owner: Pipeline | None
+    rows: list
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.owner = None  # changed: check it again
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.owner = None
+        super().update(*args, **kwargs)
 
 
 def _check_target(y: Any, n: int, task: str) -> np.ndarray:
