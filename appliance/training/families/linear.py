@@ -47,6 +47,14 @@ class Linear(Estimator):
             model = Ridge(alpha=p["alpha"], backend=self.device_)
         self.model_ = model.fit(X, y)
 
+    @property
+    def coef_(self) -> np.ndarray:
+        return self.model_.coef_
+
+    @property
+    def intercept_(self) -> float:
+        return self.model_.intercept_
+
     def _predict(self, X: np.ndarray) -> np.ndarray:
         if self.task == "binary":
             return np.asarray(self.model_.predict_proba(X), dtype=np.float64)

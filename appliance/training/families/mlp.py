@@ -9,8 +9,9 @@ without a better validation loss and keeps the best epoch's weights.
 Weights are stored in model.json as base64 little-endian float32. ``predict`` runs the
 forward pass in NumPy (float64 from those float32 weights), so serving never imports
 torch and a loaded model predicts exactly as the fitted one. Training runs on CUDA when
-the device setting allows it and ``torch.cuda.is_available()``, else on the CPU; the
-random draws are the same, the float arithmetic differs within a small tolerance.
+the device setting allows it (``auto`` or ``cuda``) and ``torch.cuda.is_available()``,
+else on the CPU; the random draws are the same, the float arithmetic differs within a
+small tolerance.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+import kernels
 from appliance.errors import BadInput
-from appliance.training.families import Estimator, Param, log, threads, wants_gpu
+from appliance.training.families import Estimator, Param, log, threads
 
 _NET = {
     "hidden": Param("layers", [64, 32], search={"choice": ["32", "64,32", "128,64"]}),
@@ -71,11 +73,15 @@ class MLP(Estimator):
             torch.use_deterministic_algorithms(previous[1], warn_only=previous[2])
 
     def _device(self, torch) -> str:
-        if not wants_gpu():
+        """cuda unless the device setting says cpu or torch sees no CUDA GPU (torch's own
+        check: the GPU extra's CuPy is not needed for the MLP)."""
+        device = kernels.get_device()
+        if device == "cpu":
             return "cpu"
         if torch.cuda.is_available():
             return "cuda"
-        log.info("mlp: torch sees no CUDA GPU, training on the CPU")
+        if device == "cuda":
+            log.info("mlp: torch sees no CUDA GPU, training on the CPU")
         return "cpu"
 
     def network(self, torch):
