@@ -20,7 +20,9 @@ computed by the pipeline itself, so the values are the served ones bit for bit; 
 are integer arithmetic on the epoch (Howard Hinnant's civil-from-days). Hashed columns have
 no ONNX form (ONNX cannot hash text), so they are refused. Linear models are MatMul + Add
 (+ Sigmoid) in double; LightGBM trees are converted by onnxmltools and run in float32
-(ONNX's TreeEnsemble), so they agree with native predictions to about 1e-5.
+(ONNX's TreeEnsemble), so they agree with native predictions to float32 precision
+(about 1e-7 relative; a value within a float32 step of a split threshold may go the other
+way).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from appliance.errors import BadInput
 from appliance.training.pipeline import CLIP, NAT, Pipeline
+from kernels.transforms import DATETIME_PARTS
 
 OPSET = 17  # ai.onnx
 ML_OPSET = 2  # ai.onnx.ml: LabelEncoder-2 (string -> int64 with keys/values)
@@ -44,6 +47,7 @@ GBT_OPSET = 15  # the highest onnxmltools 1.16 converts LightGBM to
 _DOUBLE, _INT64 = TensorProto.DOUBLE, TensorProto.INT64
 _ELEM = {"numeric": TensorProto.DOUBLE, "categorical": TensorProto.STRING, "datetime": _INT64}
 _DAY_US, _HOUR_US = 86_400_000_000, 3_600_000_000
+_PARTS = ("year", "month", "day", "weekday", "hour", "day_of_year")
 
 CONVENTIONS = (
     "Inputs: one per model input, shape [N, 1]. numeric: double, NaN missing. "
@@ -100,7 +104,7 @@ def build(model: Any) -> onnx.ModelProto:
         model_version=int(model.version),
         doc_string=CONVENTIONS.format(output=model.output_name),
     )
-    proto.ir_version = min(proto.ir_version, 8)  # readable by onnxruntime releases since 1.10
+    proto.ir_version = min(proto.ir_version, 8)  # opset 17's IR: newer ones shut out older runtimes
     helper.set_model_props(proto, {
         "falaj.model": where, "falaj.family": family, "falaj.task": model.task,
         "falaj.features": ",".join(model.pipeline.feature_names_),
@@ -197,7 +201,10 @@ def _categorical(g: _Graph, step: Any, where: str) -> str:
             'ONNX export reserves for a missing value; map "" to null and retrain to export'
         )
     # Rows: each category, then missing; unseen must encode as missing does.
-    values = np.array([*keys, None, "\x00unseen"], dtype=object)
+    unseen = "~unseen"
+    while unseen in keys:
+        unseen += "~"
+    values = np.array([*keys, None, unseen], dtype=object)
     table = step.transform({step.column: values})
     if not np.array_equal(table[-1], table[-2]):
         raise RuntimeError(f"{where}: {step.column!r} encodes unseen and missing differently")
@@ -253,13 +260,15 @@ def _date_parts(g: _Graph, us: str) -> str:
 
 
 def _datetime(g: _Graph, step: Any) -> str:
+    if tuple(DATETIME_PARTS) != _PARTS:  # _date_parts computes exactly these, in order
+        raise RuntimeError(f"date parts {DATETIME_PARTS} are not the exported {_PARTS}")
     parts, missing = [], []
     for column in step.columns:
         absent = g.op("Equal", column, g.i64(NAT))
         safe = g.op("Where", absent, g.i64(0), column)  # NaT would overflow the arithmetic
         parts.append(_date_parts(g, safe))
         missing.append(absent)
-    p = len(step.imputer.statistics_) // len(step.columns)
+    p = len(_PARTS)
     X = g.op("Cast", g.concat(parts), to=_DOUBLE)
     M = g.concat(missing)
     per_part = g.columns(M, np.repeat(np.arange(len(step.columns)), p))
