@@ -249,7 +249,7 @@ def run(run_id: str):
     if metric and trials:
         chart = Markup(  # noqa: S704 -- every label escaped by charts
             charts.trial_scores(
-                [flat(t.get("metrics") or {}).get(metric) for t in trials],
+                [t["flat"].get(metric) for t in trials],
                 title=f"Validation {metric} of each trial, in order, and the best so far",
                 metric=metric,
                 higher_is_better=metric not in LOWER_IS_BETTER,
