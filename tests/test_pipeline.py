@@ -268,6 +268,17 @@ def test_fast_path_equals_the_kernel_path(fitted, data):
     assert np.isfinite(fast).all()
 
 
+def test_long_free_text_takes_the_object_path_with_the_same_result(fitted, data, monkeypatch):
+    p, _ = fitted
+    columns = {k: v[:200].copy() for k, v in data[0].items()}
+    columns["zip"][:2] = [None, "unseen"]
+    columns["city"][:2] = [None, "unseen"]
+    want = p.transform(columns, fast=False)
+    monkeypatch.setattr(pl, "_TEXT_CHARS", 10)
+    assert pl._text(columns["city"])[0].dtype == object
+    np.testing.assert_array_equal(p.transform(columns, fast=False), want)
+
+
 def test_fast_helpers_agree_with_the_kernels():
     texts = ["", "a", "a\x00", "a\x00b", "\u00e9t\u00e9", "x" * 100, "42"]
     want = hash_buckets(np.array(texts, dtype=object), 32, seed=3)

@@ -296,16 +296,19 @@ class _Target:
         self.names = [f"{column}__target", f"{column}__frequency"]
 
     @classmethod
-    def fit(cls, values: np.ndarray, summary: Any, y: np.ndarray, seed: int, column: str):
-        text, missing = _text(values)
+    def fit(cls, column: str, text: np.ndarray, missing: np.ndarray, summary: Any,
+            y: np.ndarray, seed: int) -> _Target:  # fmt: skip
         with_y = category_summary(text[~missing], y[~missing])
         target = TargetEncoder.from_summary(with_y, TARGET_SMOOTH)
-        scaler = _fit_scaler(cross_fit(text, y, seed), [column])
+        scaler = _fit_scaler(cross_fit(text, missing, y, seed), [column])
         return cls(column, target, scaler, FrequencyEncoder.from_summary(summary))
 
     def transform(self, columns: dict[str, np.ndarray], y: Any = None, seed: int = 0):
-        text, _ = _text(columns[self.column])
-        encoded = self.target.transform(text) if y is None else cross_fit(text, y, seed)
+        text, missing = _text(columns[self.column])
+        # training rows (y given) get out-of-fold encodings, any others the full fit's
+        encoded = (
+            cross_fit(text, missing, y, seed) if y is not None else self.target.transform(text)
+        )
         out = np.empty((len(text), 2))
         out[:, 0] = self.scaler.transform(encoded)[:, 0]
         out[:, 1] = self.frequency.transform(text)
@@ -418,22 +421,27 @@ def _date_parts(us: int) -> tuple[int, ...] | None:
 # category (fits see only the present values), so it encodes as unseen, which for one-hot,
 # target and frequency encoding is what missing encodes as; hashing zeroes those rows.
 _MISSING = "\x00missing"
+_TEXT_CHARS = 1 << 26  # largest fixed-width copy of a column (4 bytes a character: 256 MiB)
 
 
 def _text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(fixed-width text, missing mask) of a categorical column: NumPy text takes the
-    kernels' vectorised path, where object arrays take a Python loop per call."""
+    """(text, missing mask) of a categorical column. Fixed-width NumPy text takes the
+    kernels' vectorised path, where object arrays take a Python loop per call; long free
+    text, whose fixed-width copy would be huge, stays an object array (None missing)."""
     missing = np.equal(values, None)
+    longest = max(map(len, values[~missing].tolist()), default=0)
+    if longest * len(values) > _TEXT_CHARS:
+        return values, missing
     return np.where(missing, _MISSING, values).astype(str), missing
 
 
-def cross_fit(text: np.ndarray, y: np.ndarray, seed: int, folds: int = TARGET_FOLDS):
+def cross_fit(text: np.ndarray, missing: np.ndarray, y: np.ndarray, seed: int,
+              folds: int = TARGET_FOLDS) -> np.ndarray:  # fmt: skip
     """Out-of-fold target encodings of the training rows: each row's from the other folds.
 
     Text is factorised once into float codes (NaN missing), so the folds run on the
     kernels' numeric path; encodings equal those fitted on the text itself.
     """
-    missing = text == _MISSING
     _, inverse = np.unique(text[~missing], return_inverse=True)
     codes = np.full(len(text), np.nan)
     codes[~missing] = inverse
@@ -462,7 +470,7 @@ def _fit_categorical(values: np.ndarray, name: str, y: np.ndarray | None, seed: 
     if len(summary.categories) <= ONE_HOT_MAX:
         return _OneHot(name, OneHotEncoder.from_summary(summary))
     if y is not None and len(summary.categories) <= TARGET_MAX:
-        return _Target.fit(values, summary, y, seed, name)
+        return _Target.fit(name, text, missing, summary, y, seed)
     return _Hashing(
         name, HashingEncoder(HASH_BUCKETS).fit(), FrequencyEncoder.from_summary(summary)
     )
