@@ -284,9 +284,8 @@ def _datetime(g: _Graph, step: Any) -> str:
 
 
 def _linear(g: _Graph, estimator: Any, X: str, output: str) -> None:
-    m = estimator.model_
-    z = g.op("Add", g.op("MatMul", X, g.const(m.coef_, np.float64, "coef")),
-             g.const(m.intercept_, np.float64, "intercept"))  # fmt: skip
+    z = g.op("Add", g.op("MatMul", X, g.const(estimator.coef_, np.float64, "coef")),
+             g.const(estimator.intercept_, np.float64, "intercept"))  # fmt: skip
     if estimator.task == "binary":
         g.op("Sigmoid", z, out=output)
     else:
