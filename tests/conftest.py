@@ -175,6 +175,9 @@ def start_server():
 
 # falaj ingest's options for the credit data set as table "loans"
 LOANS = ("--table", "loans", "--entity", "customer_id", "--timestamp", "event_time")
+# falaj train on its numeric columns only: the serving tests' records hold those
+TRAIN = ("train", "--table", "loans", "--label", "default", "--name", "credit",
+         "--features", ",".join(FEATURES))  # fmt: skip
 RECORD = dict.fromkeys(FEATURES, 1.0) | {"income": 15000.0, "loan_amount": 40000.0}
 
 
@@ -182,7 +185,7 @@ RECORD = dict.fromkeys(FEATURES, 1.0) | {"income": 15000.0, "loan_amount": 40000
 def trained(app, credit_csv):
     """An appliance with the credit data ingested and model credit@1 registered."""
     app.ingestion.ingest(credit_csv, "loans", "customer_id", "event_time", ACTOR)
-    app.training.train("loans", "default", "credit", ACTOR)
+    app.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES))
     return app
 
 

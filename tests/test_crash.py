@@ -34,12 +34,11 @@ from appliance.serving.slots import other
 from appliance.stores import control as control_store
 from appliance.stores import features as features_store
 from appliance.stores import ident
-from tests.conftest import ACTOR, FEATURES, RECORD, Falaj
+from tests.conftest import ACTOR, FEATURES, RECORD, TRAIN, Falaj
 
 KILLED = -signal.SIGKILL
 BIG_ROWS = 300_000
 HOME_ENTRIES = {"artifacts", "keys", "control.db", "features.duckdb", "tmp"}
-TRAIN = ("train", "--table", "loans", "--label", "default", "--name", "credit")
 
 # The fault points some test below kills the process at; one must cover each.
 EXERCISED: set[str] = set()
@@ -279,8 +278,8 @@ def template(tmp_path_factory, files) -> Path:
     try:
         app.init(ACTOR)
         app.ingestion.ingest(files["credit"], "loans", "customer_id", "event_time", ACTOR)
-        app.training.train("loans", "default", "credit", ACTOR)
-        app.training.train("loans", "default", "credit", ACTOR)
+        app.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES))
+        app.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES))
         app.serving.deploy("credit", 1, ACTOR)
     finally:
         app.close()

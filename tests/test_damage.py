@@ -18,7 +18,7 @@ import sqlcipher3
 
 from appliance import demo, keys
 from appliance.core import Appliance
-from tests.conftest import ACTOR, RECORD, Falaj, find_free_port
+from tests.conftest import ACTOR, FEATURES, RECORD, TRAIN, Falaj, find_free_port
 from webui import create_app
 
 PAGE = 4096  # SQLCipher's page: 16-byte IV and 64-byte HMAC at its end, page 1 starts with the salt
@@ -40,7 +40,7 @@ def pristine(tmp_path_factory) -> Path:
             app.ingestion.ingest(
                 demo.credit_risk(3000, seed=3), "loans", "customer_id", "event_time", ACTOR
             )
-            app.training.train("loans", "default", "credit", ACTOR)
+            app.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES))
             app.serving.deploy("credit", 1, ACTOR)
             for _ in range(3):
                 app.serving.predict("credit", [RECORD], ACTOR)
@@ -214,7 +214,7 @@ def loans_block(home: Path) -> int:
         (
             "features.duckdb",
             "loans",
-            ("train", "--table", "loans", "--label", "default", "--name", "credit"),
+            TRAIN,
         ),  # fmt: skip
     ],
 )

@@ -7,7 +7,7 @@ import pytest
 
 from appliance import demo
 from appliance.core import Appliance
-from tests.conftest import ACTOR, FEATURES, LOANS
+from tests.conftest import ACTOR, FEATURES, LOANS, TRAIN
 
 CANARY = "CANARY-7f3e9b1c-falaj"
 
@@ -15,9 +15,7 @@ CANARY = "CANARY-7f3e9b1c-falaj"
 def test_cli_flow_end_to_end(falaj, home, credit_csv, start_server):
     falaj.ok("init")
     falaj.ok("ingest", credit_csv, *LOANS)
-    version = int(
-        falaj.ok("train", "--table", "loans", "--label", "default", "--name", "credit").stdout
-    )
+    version = int(falaj.okTRAIN.stdout)
     assert version == 1
     assert "live in the blue slot" in falaj.ok("deploy", "credit", "--version", "1").output
 
@@ -67,8 +65,7 @@ def test_cli_flow_end_to_end(falaj, home, credit_csv, start_server):
     app = Appliance.open({"home": str(home)})
     try:
         model = app.registry.load("credit", 1)
-        X = np.array([[r[f] for f in FEATURES] for r in records], dtype=float)
-        np.testing.assert_allclose(body["predictions"], model.predict_matrix(X), rtol=1e-12)
+        np.testing.assert_allclose(body["predictions"], model.predict_records(records), rtol=1e-12)
         assert app.serving.decision_count(ACTOR, "credit") == 151
         actions = [e["action"] for e in reversed(app.audit.tail(10, ACTOR))]
         assert actions[:4] == ["home.init", "data.ingest", "model.register", "model.deploy"]
@@ -138,12 +135,7 @@ def test_the_readme_tour(falaj, tmp_path):
     )
     falaj.ok("init")
     assert "ingested 2000 rows" in falaj.ok("ingest", out, *LOANS).stdout
-    assert (
-        falaj.ok(
-            "train", "--table", "loans", "--label", "default", "--name", "credit"
-        ).stdout.strip()
-        == "1"
-    )
+    assert falaj.ok(*TRAIN).stdout.strip() == "1"
     assert falaj.ok("models", "verify", "credit@1").stdout.startswith("credit@1: bundle verified")
     csv = tmp_path / "loans.csv"
     falaj.ok("demo-data", csv, "--rows", "10")

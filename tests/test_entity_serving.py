@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from appliance.errors import BadInput, CheckFailed
-from tests.conftest import ACTOR, Falaj
+from tests.conftest import ACTOR, FEATURES, Falaj
 
 START = datetime(2024, 1, 1)
 N_CUSTOMERS = 120
@@ -97,7 +97,7 @@ def test_missing_entities_and_the_wrong_kind_of_model_are_refused(view_model, cr
     with pytest.raises(BadInput, match="non-empty list"):
         app.serving.predict_entities("risk", [], ACTOR)
     app.ingestion.ingest(credit_csv, "loans", "customer_id", "event_time", ACTOR)
-    app.training.train("loans", "default", "credit", ACTOR)
+    app.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES))
     app.serving.deploy("credit", 1, ACTOR)
     with pytest.raises(BadInput, match="credit@1 was not trained on feature views"):
         app.serving.predict_entities("credit", [{"customer_id": "c1"}], ACTOR)
@@ -115,8 +115,11 @@ def test_expired_and_null_values_take_the_training_means(app, tmp_path):
     # every 2024 row is far older than 30 days now: values expire and read as null
     r = app.serving.predict_entities("risk", [{"customer_id": "c5"}], ACTOR)
     assert r["statuses"] == [{"debt": "OUTSIDE_MAX_AGE", "income": "OUTSIDE_MAX_AGE"}]
-    expected = model.predict_matrix(np.array([model.fill]))
+    # expired values are missing ones: the pipeline imputes them as training did
+    expected = model.predict_records([{"debt": None, "income": None}])
     np.testing.assert_allclose(r["predictions"], expected, rtol=1e-12)
+    means = model.pipeline.to_dict()
+    assert "debt" in str(means) and "income" in str(means)
 
 
 def test_training_sets_are_checked_before_training(view_model):

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from appliance.core import Appliance
-from appliance.errors import BundleTampered, NotFound
+from appliance.errors import BadInput, BundleTampered, NotFound
 from tests.conftest import ACTOR, FEATURES, RECORD
 
 
 @pytest.mark.parametrize(
-    "victim", ["model.json", "transform.json", "schema.json", "MANIFEST", "MANIFEST.sig"]
+    "victim", ["model.json", "pipeline.json", "schema.json", "MANIFEST", "MANIFEST.sig"]
 )
 def test_flipped_byte_refuses_deploy(falaj, trained, victim):
     path = trained.home / "artifacts" / "credit" / "v1" / victim
@@ -36,7 +36,7 @@ def test_extra_file_in_bundle_refuses_deploy(trained):
 
 
 def test_blue_green_switch(trained):
-    trained.training.train("loans", "default", "credit", ACTOR)
+    trained.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES))
     assert trained.serving.deploy("credit", 1, ACTOR)["slot"] == "blue"
     r = trained.serving.deploy("credit", 2, ACTOR)
     assert (r["slot"], r["previous_version"]) == ("green", 1)
@@ -63,8 +63,8 @@ def test_predict_answers_and_logs(client, trained):
     body = resp.get_json()
     assert (body["model"], body["version"]) == ("credit", 1)
     model = trained.registry.load("credit", 1)
-    X = np.array([[r[f] for f in FEATURES] for r in (RECORD, RECORD | {"age": 60.0})])
-    np.testing.assert_allclose(body["predictions"], model.predict_matrix(X), rtol=1e-12)
+    expected = model.predict_records([RECORD, RECORD | {"age": 60.0}])
+    np.testing.assert_allclose(body["predictions"], expected, rtol=1e-12)
     # durable: the records were committed before the answer was sent
     logged = trained.features.query("SELECT * FROM _predictions ORDER BY output")
     assert len(logged) == 2
@@ -94,11 +94,15 @@ def test_predict_answers_and_logs(client, trained):
         (
             {"records": [RECORD, RECORD | {"age": "old"}]},
             400,
-            'records[1].age: expected a number, got "old"',
+            "records[1].age: expected a number or null, got a string ('old')",
         ),
-        ({"records": [RECORD | {"age": True}]}, 400, "records[0].age: expected a number, got true"),
-        ({"records": [RECORD | {"age": None}]}, 400, "records[0].age: expected a number, got null"),
-        ({"records": [RECORD | {"age": 10**400}]}, 400, "records[0].age: the integer is too large"),
+        (
+            {"records": [RECORD | {"age": True}]},
+            400,
+            "records[0].age: expected a number or null, got a boolean",
+        ),
+        ({"records": [RECORD | {"age": 10**400}]}, 400, "records[0].age: 1000"),
+        ({"records": [RECORD | {"age": 10**400}]}, 400, "is too large for a float64"),
         ({"records": []}, 400, "records: expected a non-empty list"),
         ({"records": ["x"]}, 400, "records[0]: expected an object"),
         ({"rows": []}, 400, 'missing field "records"'),
@@ -189,7 +193,7 @@ def test_async_decisions_are_written_in_the_background_and_on_close(home, credit
     app = Appliance.open({"home": str(home), "decision_log": "async"})
     app.init(ACTOR)
     app.ingestion.ingest(credit_csv, "loans", "customer_id", "event_time", ACTOR)
-    app.training.train("loans", "default", "credit", ACTOR)
+    app.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES))
     app.serving.deploy("credit", 1, ACTOR)
     for _ in range(10):
         app.serving.predict("credit", [RECORD] * 2, ACTOR)
@@ -210,7 +214,7 @@ def test_async_decisions_are_written_in_the_background_and_on_close(home, credit
 
 
 def test_rollback_switches_slots_and_is_audited(falaj, trained):
-    trained.training.train("loans", "default", "credit", ACTOR)
+    trained.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES))
     trained.serving.deploy("credit", 1, ACTOR)
     trained.close()
     r = falaj("rollback", "credit")
@@ -233,7 +237,7 @@ def flip(path) -> None:
 
 
 def test_a_tampered_deploy_changes_nothing_and_is_audited(falaj, trained):
-    trained.training.train("loans", "default", "credit", ACTOR)
+    trained.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES))
     trained.serving.deploy("credit", 1, ACTOR)
     before = trained.control.deployments()
     events = trained.control.audit_count()
@@ -257,7 +261,7 @@ def test_a_tampered_deploy_changes_nothing_and_is_audited(falaj, trained):
 
 
 def test_a_tampered_idle_slot_leaves_the_live_one_serving(falaj, home, trained, start_server):
-    trained.training.train("loans", "default", "credit", ACTOR)
+    trained.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES))
     trained.serving.deploy("credit", 1, ACTOR)
     trained.serving.deploy("credit", 2, ACTOR)
     trained.serving.rollback("credit", ACTOR)  # v1 live in blue, v2 idle in green
@@ -284,7 +288,7 @@ def test_a_tampered_idle_slot_leaves_the_live_one_serving(falaj, home, trained, 
 def test_a_tampered_live_slot_is_503_and_the_rest_still_answers(home, trained, start_server):
     trained.serving.deploy("credit", 1, ACTOR)
     trained.close()
-    flip(home / "artifacts" / "credit" / "v1" / "transform.json")
+    flip(home / "artifacts" / "credit" / "v1" / "pipeline.json")
     server = start_server(home)
     status, health = server.request("GET", "/healthz")
     assert status == 503 and health["status"] == "unavailable"
@@ -296,14 +300,25 @@ def test_a_tampered_live_slot_is_503_and_the_rest_still_answers(home, trained, s
     assert server.request("GET", "/api/v1/audit/verify")[1]["ok"] is True
 
 
-def test_a_prediction_that_is_not_finite_is_refused(client, trained):
-    # +inf and -inf terms in the linear score: NaN unless refused
+def test_nulls_and_extreme_values_are_answered(client, trained):
+    # a null is a missing value: imputed as training did; extreme values are clipped by
+    # the pipeline, so +inf and -inf terms never reach the linear score
     extreme = {f: (1e308 if i % 2 == 0 else -1e308) for i, f in enumerate(FEATURES)}
-    resp = client.post("/api/v1/models/credit/predict", json={"records": [RECORD, extreme]})
-    body = resp.get_data(as_text=True)
-    assert resp.status_code == 400 and "NaN" not in body
-    assert "records[1]: the model gives no finite prediction" in resp.get_json()["error"]["message"]
-    assert trained.features.query("SELECT count(*) AS n FROM _predictions")[0]["n"] == 0
+    nulls = dict.fromkeys(FEATURES)
+    resp = client.post("/api/v1/models/credit/predict",
+                       json={"records": [RECORD, extreme, nulls]})  # fmt: skip
+    assert resp.status_code == 200 and "NaN" not in resp.get_data(as_text=True)
+    p = resp.get_json()["predictions"]
+    assert all(0.0 <= x <= 1.0 for x in p) and len(set(p)) == 3
+    model = trained.registry.load("credit", 1)
+    assert p[2] == model.predict_records([nulls])[0]
+    assert trained.serving.decision_count(ACTOR) == 3
+
+
+def test_a_prediction_that_is_not_finite_is_refused(trained):
+    model = trained.registry.load("credit", 1)
+    with pytest.raises(BadInput, match=r"records\[1\]: the model gives no finite prediction"):
+        model.check_outputs(np.array([0.5, np.nan]))
 
 
 def test_a_decision_that_cannot_be_audited_is_refused_and_taken_back(client, trained, monkeypatch):

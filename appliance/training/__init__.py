@@ -148,9 +148,7 @@ class TrainingService:
         if spec.split == "time":
             train_idx, test_idx = splits.time_split(data.times, spec.holdout)
         else:
-            train_idx, test_idx = splits.stratified_split(
-                y if task == "binary" else np.zeros_like(y), spec.holdout, seed
-            )
+            train_idx, test_idx = splits.stratified_split(y, spec.holdout, seed)
         columns = columns_from_arrow(data.table, data.inputs)
         cols_train, cols_test = _take(columns, train_idx), _take(columns, test_idx)
         y_train, y_test = y[train_idx], y[test_idx]
@@ -159,7 +157,7 @@ class TrainingService:
         X_test = pipeline.transform(cols_test)
 
         family = families.get(spec.family)
-        params = family.defaults() | spec.params
+        params = family.defaults(task) | spec.params
         if spec.family == "linear" and task == "binary" and "C" not in spec.params:
             params["C"] = self.settings["l2_c"]
         folds = self._folds(spec, task, y_train, seed)
@@ -181,7 +179,7 @@ class TrainingService:
             search_id = _run_id("search")
             self._put_run({"id": search_id, "model": name, "spec": spec.name, "kind": "search",
                            "family": spec.family, "params": {"strategy": spec.search.strategy,
-                           "trials": spec.search.trials, "space": spec.search.space or family.space()},
+                           "trials": spec.search.trials, "space": spec.search.space or family.space(task)},
                            "metrics": {}, "status": "running", "seed": seed, "started_at": started,
                            "duration_s": 0.0, "created_by": str(actor)})  # fmt: skip
 
@@ -194,7 +192,7 @@ class TrainingService:
                                "status": trial.status, "seed": seed, "started_at": now(),
                                "duration_s": trial.duration_s, "created_by": str(actor)})  # fmt: skip
 
-            outcome = search.run(spec.search, spec.search.space or family.space(), task,
+            outcome = search.run(spec.search, spec.search.space or family.space(task), task,
                                  evaluate, record, progress)  # fmt: skip
             params = params | outcome.best.params
 
@@ -284,9 +282,7 @@ class TrainingService:
         if spec.split == "time":  # training rows are in time order: validate on the latest
             fit_idx, valid_idx = splits.time_split(np.arange(len(y_train)), VALIDATION_SHARE)
         else:
-            fit_idx, valid_idx = splits.stratified_split(
-                strat if strat is not None else np.zeros_like(y_train), VALIDATION_SHARE, seed
-            )
+            fit_idx, valid_idx = splits.stratified_split(y_train, VALIDATION_SHARE, seed)
         return [(fit_idx, valid_idx)]
 
     def _champion(self, name, data, test_idx, y_test, threshold) -> dict[str, Any] | None:
