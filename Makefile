@@ -29,6 +29,7 @@ test: $(STAMP)
 	$(BIN)/python -m benchmarks.control_plane --quick
 	$(BIN)/python -m benchmarks.pit --quick
 	$(BIN)/python -m benchmarks.online --quick
+	$(BIN)/python -m benchmarks.training --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -44,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.control_plane
 	$(BIN)/python -m benchmarks.pit
 	$(BIN)/python -m benchmarks.online
+	$(BIN)/python -m benchmarks.training
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
