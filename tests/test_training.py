@@ -12,6 +12,11 @@ from appliance.errors import BadInput
 from appliance.registry import bundles
 from tests.conftest import ACTOR, FEATURES, LOANS
 
+# every column of the credit table but its keys and the label, in table order
+INPUTS = [*FEATURES, "loan_purpose", "region", "gender"]
+BUNDLE = ["card.json", "lineage.json", "metrics.json", "model.json", "pipeline.json",
+          "schema.json", "verdict.json"]  # fmt: skip
+
 
 @pytest.fixture
 def loaded(app, credit_csv):
@@ -24,20 +29,23 @@ def test_train_prints_version_and_registers(falaj, credit_csv):
     falaj.ok("ingest", credit_csv, *LOANS)
     r = falaj.ok("train", "--table", "loans", "--label", "default", "--name", "credit")
     assert r.stdout.strip() == "1"
-    assert "hold-out ROC AUC" in r.stderr
+    assert r.stderr.startswith("credit@1 (linear): hold-out ROC AUC ")
+    assert r.stderr.strip().endswith("; gates passed")
     r = falaj.ok("train", "--table", "loans", "--label", "default", "--name", "credit")
     assert r.stdout.strip() == "2"
     listed = json.loads(falaj.ok("models", "list", "--json").output)
-    assert [(m["name"], m["version"]) for m in listed] == [("credit", 1), ("credit", 2)]
+    assert [(m["name"], m["version"], m["status"]) for m in listed] == [
+        ("credit", 1, "ready"), ("credit", 2, "ready")]  # fmt: skip
     shown = json.loads(falaj.ok("models", "show", "credit@2").output)
-    assert shown["features"] == FEATURES
+    assert shown["features"] == INPUTS  # categorical columns too, keys and label left out
     assert falaj.ok("models", "verify", "credit@1").output.startswith(
-        "credit@1: bundle verified (6 files)"
+        f"credit@1: bundle verified ({len(BUNDLE)} files)"
     )
 
 
 def test_model_matches_scikit_learn_on_the_time_ordered_split(loaded):
-    r = loaded.training.train("loans", "default", "credit", ACTOR)
+    # numeric inputs without missing values: the pipeline is a standard scaler
+    r = loaded.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES))
     data = loaded.features.query(
         f'SELECT {", ".join(FEATURES)}, "default" FROM loans ORDER BY event_time, customer_id'
     )
@@ -50,6 +58,7 @@ def test_model_matches_scikit_learn_on_the_time_ordered_split(loaded):
     assert r["metrics"]["holdout"]["rows"] == len(y) - n_train
     assert r["metrics"]["holdout"]["roc_auc"] == pytest.approx(auc, abs=1e-6)
     model = loaded.registry.load("credit", r["version"])
+    assert model.pipeline.feature_names_ == FEATURES
     np.testing.assert_allclose(model.estimator.coef_, sk.coef_[0], rtol=1e-4, atol=1e-6)
     assert r["metrics"]["holdout"]["roc_auc"] > 0.6  # the demo data has real signal
     assert r["gates_passed"]
@@ -59,24 +68,31 @@ def test_bundle_contents_and_lineage(loaded):
     assert loaded.training.train("loans", "default", "credit", ACTOR)["version"] == 1
     path = loaded.home / "artifacts" / "credit" / "v1"
     names = sorted(p.name for p in path.iterdir())
-    assert names == sorted(["MANIFEST", "MANIFEST.sig", "impute.json", "lineage.json", "metrics.json",
-                            "model.json", "schema.json", "transform.json"])  # fmt: skip
+    assert names == sorted(["MANIFEST", "MANIFEST.sig", *BUNDLE])
     manifest = (path / "MANIFEST").read_text().splitlines()
-    assert len(manifest) == 6
+    assert sorted(line.split("  ")[1] for line in manifest) == BUNDLE
     for line in manifest:
         digest, name = line.split("  ")
         assert bundles.sha256_bytes((path / name).read_bytes()) == digest
     lineage = json.loads((path / "lineage.json").read_text())
     assert lineage["table"] == "loans" and lineage["rows"] == 3000
-    assert lineage["event_time_from_us"] < lineage["holdout_from_us"] <= lineage["event_time_to_us"]
+    split = lineage["split"]
+    assert split["kind"] == "time" and split["holdout_rows"] == 600
+    assert lineage["event_time_from_us"] < split["holdout_from_us"] <= lineage["event_time_to_us"]
     record = loaded.registry.version("credit", 1, ACTOR)
     assert record["data_fingerprint"] == lineage["data_fingerprint"]
-    # the fill values are the training rows' means, which serving uses for missing values
-    impute = json.loads((path / "impute.json").read_text())
-    assert [v["name"] for v in impute["values"]] == FEATURES
+    # the pipeline keeps the training rows' means, which serving uses for missing values
+    pipeline = json.loads((path / "pipeline.json").read_text())
+    assert [i["name"] for i in pipeline["inputs"]] == INPUTS
+    numeric = next(s for s in pipeline["steps"] if s["kind"] == "numeric")
+    assert numeric["columns"] == FEATURES
     model = loaded.registry.load("credit", 1)
-    assert model.fill == [v["value"] for v in impute["values"]]
-    assert model.filled_matrix([{}])[0].tolist() == model.fill
+    empty = model.matrix([dict.fromkeys(INPUTS)])[0]  # every input null
+    at = [model.pipeline.feature_names_.index(f) for f in FEATURES]
+    np.testing.assert_allclose(empty[at], 0.0, atol=1e-9)  # the mean, scaled
+    assert np.isfinite(model.predict_records([dict.fromkeys(INPUTS)])).all()
+    verdict = json.loads((path / "verdict.json").read_text())
+    assert verdict["status"] == "ready" and verdict["passed"] is True
     # the same data gives the same fingerprint
     loaded.training.train("loans", "default", "credit", ACTOR)
     assert (
@@ -93,10 +109,14 @@ def test_bad_training_requests(loaded, tmp_path):
         loaded.training.train("nope", "default", "m", ACTOR)
     with pytest.raises(BadInput, match="has no column 'target'"):
         loaded.training.train("loans", "target", "m", ACTOR)
-    with pytest.raises(BadInput, match="labels must be 0 or 1, found"):
-        loaded.training.train("loans", "num_late_payments", "m", ACTOR)
+    with pytest.raises(BadInput, match="labels must be 0 or 1, found 2"):
+        loaded.training.train("loans", "num_late_payments", "m", ACTOR, task="binary")
     with pytest.raises(BadInput, match="model name 'bad name' is not valid"):
         loaded.training.train("loans", "default", "bad name", ACTOR)
+    with pytest.raises(BadInput, match="unknown model family 'forest'"):
+        loaded.training.train("loans", "default", "m", ACTOR, family="forest")
+    with pytest.raises(BadInput, match="has no column 'nope'"):
+        loaded.training.train("loans", "default", "m", ACTOR, sensitive="nope")
     assert loaded.registry.versions(ACTOR) == []
 
 
@@ -113,13 +133,15 @@ def test_gate_failure_exits_1_and_blocks_deploy(falaj, tmp_path):
         "ingest", tmp_path / "flip.csv", "--table", "noise", "--entity", "id", "--timestamp", "ts"
     )
     r = falaj("train", "--table", "noise", "--label", "y", "--name", "noise")
-    assert r.exit_code == 1 and "gates FAILED" in r.stderr
+    assert r.exit_code == 1 and "REJECTED by gates: baseline, calibration" in r.stderr
     shown = json.loads(falaj.ok("models", "show", "noise@1").output)
-    assert shown["metrics"]["gates"] == {
-        "beats_baseline_log_loss": False,
-        "roc_auc_above_chance": False,
-        "passed": False,
-    }
+    assert shown["status"] == "rejected"
+    gates = {g["gate"]: g["passed"] for g in shown["metrics"]["gates"]["results"]}
+    assert gates == {"baseline": False, "champion": True, "robustness_noise": True,
+                     "robustness_missing": True, "robustness_unseen": True,
+                     "calibration": False}  # fmt: skip
+    assert shown["metrics"]["gates"]["passed"] is False
     r = falaj("deploy", "noise", "--version", "1")
-    assert r.exit_code == 1 and "failed its gates" in r.stderr
+    assert r.exit_code == 1
+    assert "rejected by its gates (baseline, calibration)" in r.stderr
     falaj.ok("deploy", "noise", "--version", "1", "--force")
