@@ -33,7 +33,7 @@ def server(tmp_path_factory):
         app.ingestion.ingest(
             demo.credit_risk(3000, seed=3), "loans", "customer_id", "event_time", ACTOR
         )
-        app.training.train("loans", "default", MODEL, ACTOR)
+        app.training.train("loans", "default", MODEL, ACTOR, features=tuple(FEATURES))
         app.serving.deploy(MODEL, 1, ACTOR)
     finally:
         app.close()
@@ -165,7 +165,7 @@ def test_http_compressed_requests(http, expected, compression):
         (lambda c: c.infer(MODEL, inputs_for(httpclient, MATRIX, "FP64", "matrix"), model_version="2"), "version 2 is not live"),
         (lambda c: c.infer(MODEL, inputs_for(httpclient, MATRIX, "FP64", "columns")[:-1]), "no tensor for the model input 'num_late_payments'"),
         (lambda c: c.infer(MODEL, inputs_for(httpclient, MATRIX, "FP64", "matrix"), outputs=[httpclient.InferRequestedOutput("label")]), "one output, 'probability'"),
-        (lambda c: c.infer(MODEL, inputs_for(httpclient, np.full_like(MATRIX, np.nan), "FP64", "matrix")), "finite"),
+        (lambda c: c.infer(MODEL, inputs_for(httpclient, np.full_like(MATRIX, np.inf), "FP64", "matrix")), "finite"),
         (lambda c: c.get_model_metadata("ghost"), "'ghost' is not deployed"),
     ],
 )  # fmt: skip

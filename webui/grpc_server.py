@@ -129,7 +129,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         model = protocols.live_model(self.app.serving.server, name, request.model_version)
         for i, out in enumerate(request.outputs):
             protocols.check_output(out.name, i)
-        records = protocols.tensor_records(_tensors(request), model.features)
+        records = protocols.tensor_records(_tensors(request), model.inputs)
         result = self.app.serving.predict(name, records, _actor(context), where="inputs")
         predictions = result["predictions"]
         raw = np.asarray(predictions, dtype=protocols.DTYPES[protocols.OUTPUT_DATATYPE])

@@ -42,7 +42,7 @@ DTYPES = {"BOOL": "|b1", "UINT8": "|u1", "UINT16": "<u2", "UINT32": "<u4", "UINT
           "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}  # fmt: skip
 TYPES = frozenset(DTYPES) | {"BYTES"}  # BYTES: numbers written as text, e.g. b"1.5"
 OUTPUT_DATATYPE = "FP64"
-PLATFORM = "falaj-logistic-regression"
+PLATFORMS = {"linear": "falaj-linear", "gbt": "falaj-lightgbm", "mlp": "falaj-mlp"}
 
 Tensor = tuple[str, list[int], list]
 
@@ -62,8 +62,12 @@ def model_metadata(name: str, model) -> dict:
     return {
         "name": name,
         "versions": [str(model.version)],
-        "platform": PLATFORM,
-        "inputs": [{"name": f, "datatype": "FP64", "shape": [-1]} for f in model.features],
+        "platform": PLATFORMS.get(model.estimator.family, "falaj"),
+        # numbers travel as FP64; categories and date-times (ISO-8601) as BYTES text
+        "inputs": [
+            {"name": i.name, "datatype": "FP64" if i.type == "double" else "BYTES", "shape": [-1]}
+            for i in model.inputs
+        ],  # fmt: skip
         "outputs": [{"name": OUTPUT, "datatype": OUTPUT_DATATYPE, "shape": [-1]}],
     }
 
@@ -88,20 +92,26 @@ def check_shape(shape, where: str) -> list[int]:
     return shape
 
 
-def _text_number(value, where: str):
-    """A BYTES element (text) as a number; bad text is a 400 naming the tensor."""
+def _text(value, where: str):
+    """A BYTES element as text (a categorical or date-time input's value)."""
     if isinstance(value, bytes | bytearray | memoryview):
         try:
-            value = bytes(value).decode()
+            return bytes(value).decode()
         except UnicodeDecodeError:
             raise BadInput(f"{where}: a BYTES element is not UTF-8 text") from None
+    return value
+
+
+def _text_number(value, where: str):
+    """A BYTES element (text) given for a numeric input, as a number; bad text is a 400
+    naming the tensor."""
     if not isinstance(value, str):
         return value  # a number given as such: predict checks it like any other
     shown = value if len(value) <= 40 else value[:40] + "…"
     try:
         return float(value)
     except ValueError:
-        raise BadInput(f"{where}: BYTES element {shown!r} is not a number") from None
+        raise BadInput(f"{where}: text {shown!r} is not a number") from None
 
 
 def decode_raw(datatype: str, raw: bytes | memoryview, count: int, where: str) -> list:
@@ -115,7 +125,7 @@ def decode_raw(datatype: str, raw: bytes | memoryview, count: int, where: str) -
             size = int.from_bytes(raw[pos : pos + 4], "little")
             if pos + 4 + size > len(raw):
                 raise BadInput(f"{where}: BYTES element {len(values)} runs past the data")
-            values.append(_text_number(raw[pos + 4 : pos + 4 + size], where))
+            values.append(_text(raw[pos + 4 : pos + 4 + size], where))
             pos += 4 + size
         if len(values) != count:
             raise BadInput(
@@ -141,7 +151,7 @@ def tensor(name, shape, datatype: str, values: list, where: str) -> Tensor:
             f"{where} ({name}): shape {shape} needs {math.prod(shape)} values, got {len(values)}"
         )
     if datatype == "BYTES":
-        values = [_text_number(v, where) for v in values]
+        values = [_text(v, where) for v in values]
     elif datatype == "BOOL":
         values = [int(v) if isinstance(v, bool) else v for v in values]
     return name, shape, values
@@ -214,14 +224,18 @@ def _tensor(t, i: int, binary: _Binary | None) -> Tensor:
     return tensor(t["name"], shape, datatype, values, where)
 
 
-def tensor_records(tensors: list[Tensor], features: list[str]) -> list[dict]:
+def tensor_records(tensors: list[Tensor], inputs: list) -> list[dict]:
     """Records for ``serving.predict``: one [N, n_features] tensor (columns in the
-    model's input order), or one [N] or [N, 1] tensor per input, named for it."""
+    model's input order), or one [N] or [N, 1] tensor per input, named for it. Text
+    given for a numeric input (BYTES) must read as a number."""
     if not tensors:
         raise BadInput('request body: "inputs" must be a non-empty list of tensors')
+    features = [i.name for i in inputs]
+    numeric = {i.name for i in inputs if i.type == "double"}
     if len(tensors) == 1 and len(tensors[0][1]) == 2 and tensors[0][1][1] == len(features):
         _, (n, d), data = tensors[0]  # one [N, d] tensor, columns in the model's input order
-        return [dict(zip(features, data[r * d : (r + 1) * d], strict=True)) for r in range(n)]
+        records = [dict(zip(features, data[r * d : (r + 1) * d], strict=True)) for r in range(n)]
+        return _numbers(records, numeric, {f: f"inputs[0].{f}" for f in features})
     columns = {}
     for i, (name, shape, data) in enumerate(tensors):
         if name not in features:
@@ -240,15 +254,24 @@ def tensor_records(tensors: list[Tensor], features: list[str]) -> list[dict]:
     if len(lengths) != 1:
         raise BadInput(f"inputs: tensors have different lengths {sorted(lengths)}")
     n = lengths.pop()
-    return [{f: columns[f][r] for f in features} for r in range(n)]
+    where = {name: f"inputs[{i}].{name}" for i, (name, _, _) in enumerate(tensors)}
+    return _numbers([{f: columns[f][r] for f in features} for r in range(n)], numeric, where)
 
 
-def v2_records(body: dict, features: list[str], binary: bytes | None = None) -> list[dict]:
-    inputs = body.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
+def _numbers(records: list[dict], numeric: set[str], where: dict[str, str]) -> list[dict]:
+    for rec in records:
+        for name in numeric:
+            if isinstance(rec[name], str):
+                rec[name] = _text_number(rec[name], where[name])
+    return records
+
+
+def v2_records(body: dict, inputs: list, binary: bytes | None = None) -> list[dict]:
+    tensors = body.get("inputs")
+    if not isinstance(tensors, list) or not tensors:
         raise BadInput('request body: "inputs" must be a non-empty list of tensors')
     reader = _Binary(binary) if binary is not None else None
-    records = tensor_records([_tensor(t, i, reader) for i, t in enumerate(inputs)], features)
+    records = tensor_records([_tensor(t, i, reader) for i, t in enumerate(tensors)], inputs)
     if reader is not None and reader.pos != len(reader.data):
         raise BadInput(
             f"request body: {len(reader.data) - reader.pos} bytes of binary data after the "
@@ -386,7 +409,7 @@ def v2_infer(name: str, version: str | None = None):
     if request_id is not None and not isinstance(request_id, str):
         raise BadInput(f'request body: "id" must be a string, got {json.dumps(request_id)}')
     result = appliance().serving.predict(
-        name, v2_records(body, model.features, binary), request_actor(), where="inputs"
+        name, v2_records(body, model.inputs, binary), request_actor(), where="inputs"
     )
     predictions = result["predictions"]
     out = {"name": OUTPUT, "shape": [len(predictions)], "datatype": OUTPUT_DATATYPE}
