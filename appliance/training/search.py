@@ -9,6 +9,7 @@ Optuna's pruner stops those outside the best third at each rung.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -98,17 +99,20 @@ def run(
     if not space:
         raise BadInput("the search space is empty: give search.space in the spec")
     dists = distributions(space)
-    if search.strategy == "grid":
-        points = grid(space)
-        n_trials = min(search.trials, math.prod(len(v) for v in points.values()))
-        sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(points, seed=search.seed)
-    else:
-        n_trials = search.trials
-        sampler = optuna.samplers.RandomSampler(seed=search.seed)
+    sampler = optuna.samplers.RandomSampler(seed=search.seed)
     pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
               if search.strategy == "halving" else optuna.pruners.NopPruner())  # fmt: skip
     study = optuna.create_study(direction="minimize" if minimize else "maximize",
                                 sampler=sampler, pruner=pruner)  # fmt: skip
+    n_trials = search.trials
+    if search.strategy == "grid":
+        # The grid's points in a seeded order, queued up front: Optuna's GridSampler calls
+        # study.stop() once the grid is used up, which raises outside study.optimize.
+        points = grid(space)
+        combos = list(itertools.product(*points.values()))
+        n_trials = min(n_trials, len(combos))
+        for i in np.random.default_rng(search.seed).permutation(len(combos))[:n_trials]:
+            study.enqueue_trial(dict(zip(points, combos[i], strict=True)))
     outcome = Outcome(metric=metric)
     started = time.monotonic()
     for number in range(n_trials):

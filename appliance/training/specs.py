@@ -146,9 +146,17 @@ def parse_search(d: Any, where: str) -> Search:
         trials=_number(d.get("trials", 20), f"{where}: trials", 1, 10_000, integer=True),
         timeout_s=None if timeout is None else parse_duration(timeout, f"{where}: timeout").total_seconds(),
         seed=_number(d.get("seed", 0), f"{where}: seed", 0, 2**31 - 1, integer=True),
-        metric=d.get("metric"),
+        metric=_metric(d.get("metric"), f"{where}: metric"),
         space=parse_space(d["space"], f"{where}: space") if "space" in d else None,
     )  # fmt: skip
+
+
+def _metric(value: Any, where: str) -> str | None:
+    from appliance.training.gates import COMPARABLE  # the metrics evaluation computes
+
+    if value is not None and value not in COMPARABLE:
+        raise BadInput(f"{where}: {value!r} is not one of {', '.join(sorted(COMPARABLE))}")
+    return value
 
 
 def _named(kind: str, value: Any, where: str) -> str:
@@ -200,7 +208,10 @@ def parse_spec(name: Any, d: Any, where: str) -> Spec:
     if "family" in d:
         from appliance.training import families
 
-        families.get(d["family"])  # names the families when unknown
+        try:
+            families.get(d["family"])  # names the families when unknown
+        except BadInput as exc:
+            raise BadInput(f"{where}: family: {exc.message}") from None
         kw["family"] = d["family"]
     if "params" in d:
         kw["params"] = dict(_mapping(d["params"], f"{where}: params"))
@@ -222,7 +233,10 @@ def parse_spec(name: Any, d: Any, where: str) -> Spec:
     if d.get("gates") is not None:
         from appliance.training.gates import GateConfig
 
-        GateConfig.from_spec(_mapping(d["gates"], f"{where}: gates"))  # checked now, used later
+        try:  # checked now, used later
+            GateConfig.from_spec(_mapping(d["gates"], f"{where}: gates"))
+        except BadInput as exc:  # its message names the key path from "gates"
+            raise BadInput(f"{where}: {exc.message}") from None
         kw["gates"] = d["gates"]
     if "threshold" in d:
         kw["threshold"] = _number(d["threshold"], f"{where}: threshold", 0.0, 1.0)
