@@ -272,8 +272,9 @@ class Appliance:
         say(f"ingested {r['rows']} rows into {DEMO_TABLE}")
         m = self.online.materialize(DEMO_VIEW, actor)
         say(f"materialized {m['view']} for {m['entities']} customers")
-        spine = data.select(["customer_id", "event_time", "default"]).rename_columns(
-            ["customer_id", "event_timestamp", "default"]
+        # the label, and the sensitive attribute for the fairness gates, ride on the spine
+        spine = data.select(["customer_id", "event_time", "default", "gender"]).rename_columns(
+            ["customer_id", "event_timestamp", "default", "gender"]
         )
         # The set's file is plaintext: it lives only while training reads it. Its record
         # (fingerprint, views, as-of time) stays, and rebuilds it exactly.
@@ -282,11 +283,18 @@ class Appliance:
         try:
             s = self.training_sets.build(spine, [f"{DEMO_VIEW}:*"], actor, out=scratch)
             say(f"built training set {s['id']} ({s['rows']} rows, point in time)")
-            t = self.training.train_on_set(s["id"], "default", DEMO_MODEL, actor)
+            t = self.training.train_on_set(
+                s["id"], "default", DEMO_MODEL, actor, sensitive="gender",
+                intended_use="Ranks loan applications by their risk of default, for review "
+                "by a credit officer. Not for automated refusals.",
+            )  # fmt: skip
         finally:
             scratch.unlink(missing_ok=True)
+        fair = t["metrics"]["fairness"]
         say(f"trained {DEMO_MODEL}@{t['version']} "
-            f"(hold-out ROC AUC {t['metrics']['holdout']['roc_auc']:.3f})")  # fmt: skip
+            f"(hold-out ROC AUC {t['metrics']['holdout']['roc_auc']:.3f}; demographic parity "
+            f"difference across gender {fair['demographic_parity_difference']:.3f})")  # fmt: skip
+        self.registry.set_alias(DEMO_MODEL, "champion", t["version"], actor)
         d = self.serving.deploy(DEMO_MODEL, t["version"], actor)
         say(f"deployed {DEMO_MODEL}@{d['version']} in the {d['slot']} slot")
         return {"ingest": r, "materialize": m, "training_set": s, "train": t, "deploy": d}

@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-# The demo's workspace: the applications table under a contract, and a view of the
-# applicant's numeric features (never the sensitive attribute) that models train on.
+# The demo's workspace: the applications table under a contract, a view of the
+# applicant's features (numeric and categorical, never the sensitive attribute) that
+# models train on, and a training spec that searches gradient-boosted trees.
 WORKSPACE = """\
 # The demo workspace (falaj apply reads this file; see the README's tour)
 entities:
@@ -40,7 +41,21 @@ views:
   applicant:
     table: credit_applications
     columns: [age, income, employment_years, loan_amount, debt_to_income,
-              credit_utilization, num_credit_lines, num_late_payments]
+              credit_utilization, num_credit_lines, num_late_payments, loan_purpose, region]
+training:
+  credit_risk_gbt:
+    model: credit_risk
+    table: credit_applications
+    label: default
+    sensitive: gender
+    family: gbt
+    search: {strategy: halving, trials: 9, timeout: 5m, seed: 7}
+    gates:
+      champion: {metric: roc_auc, margin: 0.0}
+      fairness: {demographic_parity: 0.1, equalized_odds: 0.1}
+    intended_use: >-
+      Ranks loan applications by their risk of default, for review by a credit officer.
+      Not for automated refusals.
 """
 
 START = datetime(2025, 1, 1)

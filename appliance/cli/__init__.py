@@ -228,7 +228,7 @@ def deploy(app: Appliance, ref: str, version: int | None, force: bool, as_json: 
     changes nothing. A version rejected by its gates needs --force.
 
     \b
-    Examples:
+    Example:
         falaj deploy credit --version 2
         falaj deploy models:/credit@champion
     """

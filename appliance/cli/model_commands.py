@@ -102,7 +102,7 @@ def train(app: Appliance, spec_name, workspace, table, training_set, label, name
     rejected, and the command exits 1.
 
     \b
-    Examples:
+    Example:
         falaj train --spec credit_risk
         falaj train --table loans --label default --name credit --family gbt \\
             --sensitive gender --search halving --trials 18
@@ -220,7 +220,7 @@ def models_alias(app: Appliance, name: str, alias: str, version: int | None, del
     """Point ALIAS (champion, challenger, any name) at VERSION, or --delete it. Audited.
 
     \b
-    Examples:
+    Example:
         falaj models alias credit champion 3
         falaj models alias credit challenger --delete
     """
