@@ -20,6 +20,7 @@ import numpy as np
 import optuna
 
 from appliance.errors import BadInput
+from appliance.training.gates import TASK_METRICS
 from appliance.training.specs import Search
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -95,6 +96,9 @@ def run(
     """Try configurations; ``evaluate(params, budget)`` fits one and returns its
     validation metrics. Returns every trial and the best completed one."""
     metric = search.metric or default_metric(task)
+    if metric not in TASK_METRICS.get(task, ()):
+        raise BadInput(f"search metric {metric!r} does not apply to {task} (use one of "
+                       f"{', '.join(TASK_METRICS.get(task, ()))})")  # fmt: skip
     minimize = metric in LOWER_IS_BETTER
     if not space:
         raise BadInput("the search space is empty: give search.space in the spec")

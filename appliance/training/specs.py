@@ -159,6 +159,27 @@ def _metric(value: Any, where: str) -> str | None:
     return value
 
 
+def _check_params(family: str, task: str | None, params: dict[str, Any],
+                  space: dict[str, Any] | None, where: str) -> None:  # fmt: skip
+    """Parameter names (and given values) the family knows, checked when the spec is
+    read rather than at its first fit. Until the label decides the task, a name that
+    either task knows is allowed."""
+    from appliance.training import families
+
+    cls = families.get(family)
+    known: dict[str, Any] = {}
+    for t in [task] if task else TASKS:
+        for n, param in cls.PARAMS[t].items():
+            known.setdefault(n, param)
+    for part, names in (("params", params), ("search: space", space or {})):
+        for n in names:
+            if n not in known:
+                raise BadInput(f"{where}: {part}: {family} has no parameter {n!r} "
+                               f"(parameters: {', '.join(known)})")  # fmt: skip
+    for n, value in params.items():
+        known[n].check(f"{where}: params: {n}", value)
+
+
 def _named(kind: str, value: Any, where: str) -> str:
     try:
         return check_name(kind, value)
@@ -238,6 +259,8 @@ def parse_spec(name: Any, d: Any, where: str) -> Spec:
         except BadInput as exc:  # its message names the key path from "gates"
             raise BadInput(f"{where}: {exc.message}") from None
         kw["gates"] = d["gates"]
+    _check_params(kw.get("family", "linear"), kw.get("task"), kw.get("params", {}),
+                  kw["search"].space if kw.get("search") else None, where)  # fmt: skip
     if "threshold" in d:
         kw["threshold"] = _number(d["threshold"], f"{where}: threshold", 0.0, 1.0)
     if d.get("intended_use") is not None:
