@@ -488,6 +488,16 @@ def test_the_champion_gate_needs_the_margin_over_the_champion(cli, home):
     assert [m["status"] for m in listed if m["name"] == "champ"] == ["ready", "rejected", "ready"]
 
 
+def test_without_a_champion_alias_the_live_version_is_the_champion(home):
+    with opened(home) as app:
+        first = app.training.train("loans", "default", "live", ACTOR, features=tuple(FEATURES))
+        app.serving.deploy("live", first["version"], ACTOR)
+        second = app.training.train("loans", "default", "live", ACTOR, features=tuple(FEATURES),
+                                    gates={"champion": {"margin": 0.5}})  # fmt: skip
+    assert second["metrics"]["champion"]["version"] == first["version"]
+    assert failed(second) == {"champion"} and second["status"] == "rejected"
+
+
 def test_a_rejected_version_needs_force_to_deploy_and_is_audited(cli, home):
     with opened(home) as app:
         r = app.training.train("loans", "default", "rejected", ACTOR,
@@ -563,6 +573,10 @@ def test_every_form_of_model_reference_resolves(cli, home):
     deployed = json.loads(cli.ok("deploy", "refs", "--version", "2", "--json").output)
     assert (deployed["version"], deployed["previous_version"]) == (2, 1)
 
+    r = cli("deploy", "refs")
+    assert r.exit_code == 2 and "give the version: refs@VERSION, refs@ALIAS or --version N" in (
+        r.stderr
+    )
     bad = {"refs@nope": "model 'refs' has no alias 'nope' (aliases: champion)",
            "refs@9": "model 'refs' has no version 9 (versions: 1, 2)",
            "models:/refs/x": "'models:/refs/x': the version after '/' must be a number",
@@ -621,7 +635,7 @@ def test_lineage_names_data_params_seed_device_code_and_spec(credit, home):
     assert lineage["family"] == model["family"] == "linear"
     assert lineage["params"]["C"] == 1.0 and "max_iter" in lineage["params"]
     assert (lineage["seed"], lineage2["seed"]) == (0, 4)
-    assert lineage["device"] == "cpu"
+    assert lineage["device"] == model["device"] and lineage["device"] in ("cpu", "cuda")
     assert re.fullmatch(r"falaj \S+ src:[0-9a-f]{16}", lineage["code_version"])
     assert lineage["code_version"] == lineage2["code_version"]
     spec = lineage["spec"]
