@@ -154,6 +154,11 @@ def test_role_overrides_and_features(cli, home):
     assert r.exit_code == 2 and "--role 'age=bogus': expected COLUMN=ROLE" in r.stderr
     r = cli(*train_args("roles", "--features", "age,nope"))
     assert r.exit_code == 2 and "has no column 'nope'" in r.stderr
+    for col, what in [("customer_id", "an entity key or timestamp column"),
+                      ("default", "the label"), ("gender", "the sensitive attribute")]:  # fmt: skip
+        r = cli(*train_args("roles", "--features", f"age,{col}", "--sensitive", "gender"))
+        assert r.exit_code == 2
+        assert f"features: {col!r} is {what} of table 'loans', not a model input" in r.stderr
     with opened(home) as app:
         assert [v["version"] for v in app.registry.versions(ACTOR) if v["name"] == "roles"] == [1]
 

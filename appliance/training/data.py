@@ -63,6 +63,12 @@ def load(spec: Spec, features: FeatureStore, training_sets: TrainingSets | None,
     if spec.sensitive is not None:
         exclude.add(spec.sensitive)
     if spec.features is not None:
+        for col in spec.features:  # asked for by name: say why it cannot be, not drop it
+            if col in exclude:
+                what = ("the label" if col == spec.label else "the sensitive attribute"
+                        if col == spec.sensitive else "an entity key or timestamp column")  # fmt: skip
+                raise BadInput(f"{spec.where}: features: {col!r} is {what} of {where}, "
+                               "not a model input")  # fmt: skip
         exclude |= set(table.column_names) - set(spec.features)
     roles = infer_roles(table, exclude, spec.roles)
     inputs = [Input(c, r) for c, r in roles.items() if r in ("numeric", "categorical", "datetime")]
