@@ -144,7 +144,8 @@ class Appliance:
 
     @cached_property
     def registry(self) -> Registry:
-        registry = Registry(self.control, self.home, keys.signing_key(self.master_key))
+        registry = Registry(self.control, self.home, keys.signing_key(self.master_key),
+                            keys.derive(self.master_key, "bundle-encryption"))  # fmt: skip
         if registry.reconcile():
             log.warning("reconciled: removed bundles whose registration never committed")
         return registry

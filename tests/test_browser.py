@@ -61,7 +61,7 @@ def test_dashboard_shows_the_demo_model_serving(home, start_server, browser, mon
     # a decision: answered over the API, then found and proved from the dashboard
     record = {"age": 35, "income": 14000, "employment_years": 4, "loan_amount": 60000,
               "debt_to_income": 0.3, "credit_utilization": 0.4, "num_credit_lines": 4,
-              "num_late_payments": 0}  # fmt: skip
+              "num_late_payments": 0, "loan_purpose": "car", "region": "dubai"}  # fmt: skip
     status, answer = server.request(
         "POST", "/api/v1/models/credit_risk/predict", {"records": [record, record]}
     )

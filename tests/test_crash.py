@@ -460,7 +460,7 @@ def test_register_killed_before_commit_is_undone_and_redone(register_crashed, tm
 @exercises("register.bundle_written")
 def test_a_first_registration_killed_before_commit_leaves_no_model_folder(template, tmp_path):
     home = copy_home(template, tmp_path)
-    crash(home, "register.bundle_written", *TRAIN[:-1], "fresh")
+    crash(home, "register.bundle_written", *TRAIN[:6], "fresh")
     assert (home / "artifacts" / "fresh" / "v1").is_dir()
     Falaj(home).ok("check")
     assert not (home / "artifacts" / "fresh").exists()

@@ -15,7 +15,7 @@ CANARY = "CANARY-7f3e9b1c-falaj"
 def test_cli_flow_end_to_end(falaj, home, credit_csv, start_server):
     falaj.ok("init")
     falaj.ok("ingest", credit_csv, *LOANS)
-    version = int(falaj.okTRAIN.stdout)
+    version = int(falaj.ok(*TRAIN).stdout)
     assert version == 1
     assert "live in the blue slot" in falaj.ok("deploy", "credit", "--version", "1").output
 
@@ -113,7 +113,8 @@ def test_run_demo_serves_a_model(home, start_server, monkeypatch):
     status, health = server.request("GET", "/healthz")
     assert health["deployments"]["credit_risk"]["version"] == 1
     table = demo.credit_risk(3, seed=5)
-    recs = [{f: table[f][i].as_py() for f in FEATURES} for i in range(3)]
+    inputs = [*FEATURES, "loan_purpose", "region"]  # the demo model takes its categories too
+    recs = [{f: table[f][i].as_py() for f in inputs} for i in range(3)]
     status, body = server.request("POST", "/api/v1/models/credit_risk/predict", {"records": recs})
     assert status == 200 and all(0 < p < 1 for p in body["predictions"])
     log = server.log.read_text()

@@ -119,7 +119,7 @@ def train(app: Appliance, spec_name, workspace, table, training_set, label, name
         else:
             if (table is None) == (training_set is None):
                 raise BadInput("give --spec NAME, or either --table or --training-set")
-            if not label or not name:
+            if label is None or name is None:
                 raise BadInput("--label and --name are needed with --table or --training-set")
             search = None
             if strategy or trials or timeout:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from appliance import faults
 from appliance.auth import SYSTEM, Actor, require
@@ -31,12 +32,19 @@ __all__ = ["Model", "Registry"]
 
 
 class Registry:
-    def __init__(self, control: ControlStore, home: Path, signer: Ed25519PrivateKey) -> None:
+    def __init__(
+        self,
+        control: ControlStore,
+        home: Path,
+        signer: Ed25519PrivateKey,
+        cipher_key: bytes | None = None,
+    ) -> None:
         self.control = control
         self.home = home
         self.artifacts = home / "artifacts"
         self.signer = signer
         self.public_key = signer.public_key()
+        self.cipher = AESGCM(cipher_key) if cipher_key is not None else None
 
     def register(self, run: TrainingRun, actor: Actor) -> int:
         """Publish the bundle and record version N in one control.db transaction."""
@@ -54,7 +62,7 @@ class Registry:
                 "verdict.json": run.metrics["gates"] | {"status": run.status},
                 "card.json": run.card,
             }
-            manifest_sha = bundles.write(path, docs, self.signer)
+            manifest_sha = bundles.write(path, docs, self.signer, self.cipher)
             faults.point("register.bundle_written")
             try:
                 tx.insert_version(
@@ -214,7 +222,7 @@ class Registry:
         row = self.version(name, version, actor)
         return bundles.verify(
             self.home / row["path"], self.public_key, row["manifest_sha256"],
-            label=f"bundle {name}@{version}",
+            label=f"bundle {name}@{version}", cipher=self.cipher,
         )  # fmt: skip
 
     def load(self, name: str, version: int, actor: Actor = SYSTEM) -> Model:

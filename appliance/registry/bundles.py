@@ -2,7 +2,11 @@
 
 A bundle is a folder ``artifacts/NAME/vN/`` holding JSON files, a ``MANIFEST`` of
 their SHA-256 sums and ``MANIFEST.sig``, an Ed25519 signature of the manifest by a key
-derived from the master key. It is built in a temporary folder beside its final place,
+derived from the master key. A fitted pipeline holds values of the data (category
+names), so each file is stored encrypted with AES-256-GCM under another key derived from
+the master key, its name bound as associated data; the manifest sums the stored bytes,
+so tampering is found before anything is decrypted. (Bundles written before encryption
+are read as they are.) It is built in a temporary folder beside its final place,
 fsynced, then renamed into place, so a crash never leaves half a bundle.
 """
 
@@ -16,13 +20,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from appliance.errors import BundleTampered
 
 MANIFEST = "MANIFEST"
 SIGNATURE = "MANIFEST.sig"
+SEALED = b"FALAJ-AESGCM-1\n"  # leads every encrypted file
+NONCE_BYTES = 12
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -56,7 +63,26 @@ def _encode(doc: Any) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
-def write(target: Path, documents: dict[str, Any], key: Ed25519PrivateKey) -> str:
+def seal(cipher: AESGCM, name: str, data: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return SEALED + nonce + cipher.encrypt(nonce, data, name.encode())
+
+
+def unseal(cipher: AESGCM | None, name: str, data: bytes, label: str) -> bytes:
+    if not data.startswith(SEALED):
+        return data  # a bundle from before encryption
+    if cipher is None:
+        raise BundleTampered(f"{label}: {name} is encrypted and no key was given")
+    body = data[len(SEALED) :]
+    try:
+        return cipher.decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], name.encode())
+    except InvalidTag:
+        raise BundleTampered(f"{label}: {name} does not decrypt with this home's key") from None
+
+
+def write(
+    target: Path, documents: dict[str, Any], key: Ed25519PrivateKey, cipher: AESGCM | None = None
+) -> str:
     """Publish ``documents`` (file name -> JSON value, or text/bytes written as they are,
     such as LightGBM's own model format) as a bundle at ``target``.
 
@@ -66,6 +92,8 @@ def write(target: Path, documents: dict[str, Any], key: Ed25519PrivateKey) -> st
         raise FileExistsError(f"{target} already exists")
     target.parent.mkdir(parents=True, exist_ok=True)
     files = {name: _encode(doc) for name, doc in documents.items()}
+    if cipher is not None:
+        files = {name: seal(cipher, name, data) for name, data in files.items()}
     manifest = manifest_text(files)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
@@ -87,8 +115,9 @@ def verify(
     public_key: Ed25519PublicKey,
     manifest_sha256: str | None = None,
     label: str | None = None,
+    cipher: AESGCM | None = None,
 ) -> dict[str, bytes]:
-    """Check signature, manifest and every file; return the files' contents.
+    """Check signature, manifest and every file; return the files' contents, decrypted.
 
     Raises ``BundleTampered`` naming the first thing that does not match; ``label``
     (say ``bundle credit@2``) names the bundle in errors instead of its server path.
@@ -126,7 +155,7 @@ def verify(
             raise BundleTampered(f"{label}: {name} is missing") from None
         if sha256_bytes(data) != digest:
             raise BundleTampered(f"{label}: {name} does not match its SHA-256 in {MANIFEST}")
-        contents[name] = data
+        contents[name] = unseal(cipher, name, data, label)
     return contents
 
 
