@@ -313,8 +313,6 @@ def test_a_search_metric_must_suit_the_task(home):
         assert not [v for v in app.registry.versions(ACTOR) if v["name"] == "wrong_metric"]
 
 
-@pytest.mark.xfail(strict=True, reason="appliance/training/__init__.py run(): the search run is "
-                   "recorded as 'running' before the search and never updated when it raises")  # fmt: skip
 def test_a_search_that_fails_is_not_left_running(home):
     with opened(home) as app:
         with pytest.raises(BadInput, match="the search completed no trial"):

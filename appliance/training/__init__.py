@@ -189,11 +189,18 @@ class TrainingService:
                                "family": spec.family, "params": params | trial.params,
                                "metrics": trial.metrics | {"budget": trial.budget}
                                | ({"error": trial.error} if trial.error else {}),
-                               "status": trial.status, "seed": seed, "started_at": now(),
+                               "status": trial.status, "seed": seed,
+                               "started_at": trial.started_at or now(),
                                "duration_s": trial.duration_s, "created_by": str(actor)})  # fmt: skip
 
-            outcome = search.run(spec.search, spec.search.space or family.space(task), task,
-                                 evaluate, record, progress)  # fmt: skip
+            try:
+                outcome = search.run(spec.search, spec.search.space or family.space(task), task,
+                                     evaluate, record, progress)  # fmt: skip
+            except BaseException as exc:  # the run is not left "running"
+                self._put_run(self.control.run(search_id) | {
+                    "status": "failed", "duration_s": time.perf_counter() - t0,
+                    "metrics": {"error": getattr(exc, "message", None) or type(exc).__name__}})  # fmt: skip
+                raise
             params = params | outcome.best.params
 
         final_fit, final_valid = (fit_idx, valid_idx) if early_stops else (slice(None), None)

@@ -1,10 +1,12 @@
-"""Hyperparameter search: random, grid and successive halving, on Optuna's samplers and
-pruner, asked and told one trial at a time so that every trial is recorded as it ends.
+"""Hyperparameter search: random, grid and successive halving. Optuna draws the
+configurations (its seeded random sampler; grid points queued in a seeded order) and
+keeps the study; every trial is recorded as it ends.
 
 Seeded: the same seed, space and data give the same trials in the same order (a time
-limit can only cut the list short). Successive halving trains each configuration on a
-growing share of its full effort (boosting rounds, epochs) — 1/9, 1/3, then all — and
-Optuna's pruner stops those outside the best third at each rung.
+limit can only cut the list short). Successive halving (synchronous, as scikit-learn's
+HalvingRandomSearchCV) fits every configuration with 1/9 of its full effort (boosting
+rounds, epochs), keeps the best third at 1/3, and the best third of those at full
+effort; the others are recorded as pruned.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 LOWER_IS_BETTER = {"log_loss", "brier", "rmse", "mae", "ece"}
 RUNGS = (1 / 9, 1 / 3, 1.0)
+HALVING = 3  # each rung keeps the best third
 GRID_POINTS = 4  # values per continuous dimension of a grid
 
 
@@ -40,6 +44,7 @@ class Trial:
     duration_s: float
     budget: float
     error: str | None = None
+    started_at: str | None = None  # ISO time of its first fit
 
 
 @dataclass
@@ -103,11 +108,8 @@ def run(
     if not space:
         raise BadInput("the search space is empty: give search.space in the spec")
     dists = distributions(space)
-    sampler = optuna.samplers.RandomSampler(seed=search.seed)
-    pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-              if search.strategy == "halving" else optuna.pruners.NopPruner())  # fmt: skip
     study = optuna.create_study(direction="minimize" if minimize else "maximize",
-                                sampler=sampler, pruner=pruner)  # fmt: skip
+                                sampler=optuna.samplers.RandomSampler(seed=search.seed))  # fmt: skip
     n_trials = search.trials
     if search.strategy == "grid":
         # The grid's points in a seeded order, queued up front: Optuna's GridSampler calls
@@ -117,47 +119,73 @@ def run(
         n_trials = min(n_trials, len(combos))
         for i in np.random.default_rng(search.seed).permutation(len(combos))[:n_trials]:
             study.enqueue_trial(dict(zip(points, combos[i], strict=True)))
+    # Every configuration is drawn up front: halving's first rung sees them all.
+    asked = [study.ask(dists) for _ in range(n_trials)]
+    rungs = RUNGS if search.strategy == "halving" else (1.0,)
+    total, alive_n = 0, n_trials
+    for budget in rungs:  # evaluations planned, for the progress bar
+        total += alive_n
+        alive_n = max(1, math.ceil(alive_n / HALVING)) if budget < 1.0 else alive_n
+    state = {n: {"metrics": {}, "score": None, "budget": None, "seconds": 0.0, "error": None,
+                 "started": None} for n in range(n_trials)}  # fmt: skip
     outcome = Outcome(metric=metric)
-    started = time.monotonic()
-    for number in range(n_trials):
-        if search.timeout_s is not None and time.monotonic() - started > search.timeout_s:
-            outcome.stopped = "timeout"
-            break
-        trial = study.ask(dists)
-        params = dict(trial.params)
-        t0 = time.perf_counter()
-        rungs = RUNGS if search.strategy == "halving" else (1.0,)
-        status, metrics, score, budget, error = "completed", {}, None, 1.0, None
-        try:
-            for step, budget in enumerate(rungs):
-                metrics = evaluate(params, budget)
-                score = _score(metrics, metric)
-                if len(rungs) > 1:
-                    trial.report(score, step=3**step)  # resources 1, 3, 9
-                    if budget < 1.0 and trial.should_prune():
-                        status = "pruned"
-                        break
-        except BadInput as exc:  # a configuration the family refuses: recorded, not fatal
-            status, error = "failed", exc.message
-        state = {"completed": optuna.trial.TrialState.COMPLETE,
-                 "pruned": optuna.trial.TrialState.PRUNED,
-                 "failed": optuna.trial.TrialState.FAIL}[status]  # fmt: skip
-        study.tell(trial, score if status == "completed" else None, state=state)
-        result = Trial(number, params, score, metrics, status, time.perf_counter() - t0,
-                       budget, error)  # fmt: skip
+    started, evaluated = time.monotonic(), 0
+
+    def finish(number: int, status: str) -> None:
+        st = state[number]
+        tell = {"completed": optuna.trial.TrialState.COMPLETE,
+                "pruned": optuna.trial.TrialState.PRUNED,
+                "failed": optuna.trial.TrialState.FAIL}[status]  # fmt: skip
+        study.tell(asked[number], st["score"] if status == "completed" else None, state=tell)
+        result = Trial(number, dict(asked[number].params), st["score"], st["metrics"], status,
+                       st["seconds"], st["budget"] or 0.0, st["error"], st["started"])  # fmt: skip
         outcome.trials.append(result)
         on_trial(result)
-        if progress is not None:
-            progress(number + 1, n_trials)
+
+    alive = list(range(n_trials))
+    for budget in rungs:
+        scored = []
+        for number in alive:
+            if search.timeout_s is not None and time.monotonic() - started > search.timeout_s:
+                outcome.stopped = "timeout"
+                break
+            st, t0 = state[number], time.perf_counter()
+            st["started"] = st["started"] or datetime.now(UTC).isoformat(timespec="seconds")
+            try:
+                st["metrics"] = evaluate(dict(asked[number].params), budget)
+                st["score"], st["budget"] = _score(st["metrics"], metric), budget
+                scored.append(number)
+            except BadInput as exc:  # a configuration the family refuses: recorded, not fatal
+                st["error"] = exc.message
+                finish(number, "failed")
+            finally:
+                st["seconds"] += time.perf_counter() - t0
+                evaluated += 1
+                if progress is not None:
+                    progress(evaluated, total)
+        if outcome.stopped == "timeout" or budget == 1.0:
+            break
+        # successive halving: the best third goes on to three times the effort
+        ranked = sorted(
+            scored, key=lambda n: (state[n]["score"] if minimize else -state[n]["score"], n)
+        )
+        alive = ranked[: max(1, math.ceil(len(ranked) / HALVING))]
+        for number in ranked[len(alive) :]:
+            finish(number, "pruned")
+    for number in range(n_trials):  # what the last rung (or the clock) left
+        st = state[number]
+        if st["score"] is not None and all(t.number != number for t in outcome.trials):
+            finish(number, "completed" if st["budget"] == 1.0 else "pruned")
+    outcome.trials.sort(key=lambda t: t.number)
     done = [t for t in outcome.trials if t.status == "completed"]
+    if not done:  # cut short before any full fit: the furthest-trained ones compete
+        furthest = max((t.budget for t in outcome.trials if t.score is not None), default=None)
+        done = [t for t in outcome.trials if t.score is not None and t.budget == furthest]
     if not done:
         reasons = {t.error for t in outcome.trials if t.error}
         raise BadInput(f"the search completed no trial ({len(outcome.trials)} tried"
                        + (f"; {sorted(reasons)[0]}" if reasons else "") + ")")  # fmt: skip
-    pick = min if minimize else max
-    outcome.best = pick(
-        done, key=lambda t: (t.score, -t.number) if not minimize else (t.score, t.number)
-    )
+    outcome.best = min(done, key=lambda t: (t.score if minimize else -t.score, t.number))
     return outcome
 
 
