@@ -69,6 +69,41 @@ def models():
     return jsonify({"models": appliance().registry.versions(request_actor())})
 
 
+@bp.get("/api/v1/models/resolve")
+def resolve_model():
+    """A version by any model reference (``models:/credit@champion``, ``credit@2``, ...)."""
+    app, actor = appliance(), request_actor()
+    ref = request.args.get("ref", "")
+    if not ref:
+        raise BadInput('query parameter "ref" is missing (like models:/credit@champion)')
+    name, version = app.registry.resolve(ref[:300], actor)
+    row = app.registry.version(name, version, actor)
+    aliases = sorted(a for a, v in app.registry.aliases(name, actor).items() if v == version)
+    return jsonify(row | {"aliases": aliases})
+
+
+@bp.put("/api/v1/models/<name>/aliases/<alias>")
+def put_alias(name: str, alias: str):
+    """Point an alias at a version: body {"version": N}. Audited."""
+    version = json_body().get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise BadInput('request body: field "version" must be a positive integer')
+    return jsonify(appliance().registry.set_alias(name, alias, version, request_actor()))
+
+
+@bp.delete("/api/v1/models/<name>/aliases/<alias>")
+def delete_alias(name: str, alias: str):
+    return jsonify(appliance().registry.delete_alias(name, alias, request_actor()))
+
+
+@bp.get("/api/v1/runs")
+def runs():
+    """Training runs newest first; ``model`` and ``search`` (a search run's id) filter."""
+    args = request.args
+    return jsonify({"runs": appliance().runs.list(request_actor(), model=args.get("model"),
+                                                  parent=args.get("search"))})  # fmt: skip
+
+
 @bp.get("/api/v1/tables")
 def tables():
     return jsonify({"tables": appliance().catalog.tables(request_actor())})

@@ -619,6 +619,11 @@ FILENAME = {"name": "filename", "in": "path", "required": True,
 FULL = {"name": "full", "in": "query", "required": False,
         "description": "1: re-hash every event, not only those after the last checkpoint",
         "schema": {"type": "string", "enum": ["0", "1"]}}  # fmt: skip
+MODEL_NAME = {"name": "name", "in": "path", "required": True,
+              "description": "A registered model's name",
+              "schema": {"type": "string", "example": "credit"}}  # fmt: skip
+ALIAS = {"name": "alias", "in": "path", "required": True,
+         "schema": {"type": "string", "example": "champion"}}  # fmt: skip
 REQUEST_ID = {"name": "request_id", "in": "path", "required": True,
               "description": "The request_id a prediction answered with",
               "schema": {"type": "string"}}  # fmt: skip
@@ -746,6 +751,39 @@ PATHS: dict[str, Any] = {
     "/api/openapi.json": _get("This document", NATIVE, _json({"type": "object"}, "OpenAPI 3.1")),
     "/api/v1/models": _get("Registered model versions", NATIVE, _json(_ref("Models"), "Versions")),
     "/api/v1/tables": _get("Ingested tables", NATIVE, _json(_ref("Tables"), "Tables")),
+    "/api/v1/models/resolve": _get(
+        "A registered version by any model reference", NATIVE,
+        _json({"type": "object"}, "The version's record and its aliases"),
+        params=[{"name": "ref", "in": "query", "required": True,
+                 "description": "models:/NAME/VERSION, models:/NAME@ALIAS, NAME@VERSION, "
+                                "NAME@ALIAS or NAME (the latest)",
+                 "schema": {"type": "string", "example": "models:/credit@champion"}}]),
+    "/api/v1/models/{name}/aliases/{alias}": {
+        "put": {
+            "summary": "Point an alias at a version (audited)",
+            "tags": [NATIVE],
+            "parameters": [MODEL_NAME, ALIAS],
+            "requestBody": {"required": True, "content": {JSON: {"schema": {
+                "type": "object", "required": ["version"],
+                "properties": {"version": {"type": "integer", "minimum": 1}}}}}},
+            "responses": {"200": _json({"type": "object"}, "The alias and the version it "
+                                       "named before"), **_errors("Error")},
+        },
+        "delete": {
+            "summary": "Remove an alias (audited)",
+            "tags": [NATIVE],
+            "parameters": [MODEL_NAME, ALIAS],
+            "responses": {"200": _json({"type": "object"}, "The alias removed"),
+                          **_errors("Error")},
+        },
+    },
+    "/api/v1/runs": _get(
+        "Training runs: searches, their trials and final fits, newest first", NATIVE,
+        _json({"type": "object", "properties": {"runs": {"type": "array"}}}, "Runs"),
+        params=[{"name": "model", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "search", "in": "query", "required": False,
+                 "description": "a search run's id: its trials and its final fit",
+                 "schema": {"type": "string"}}]),
     "/api/v1/audit/verify": _get("Verify the audit chain", NATIVE,
                                  _json(_ref("AuditVerification"), "The result"), params=[FULL]),
     "/api/v1/decisions/{request_id}": _get(
