@@ -36,14 +36,14 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
+def fsync_write(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -98,12 +98,12 @@ def write(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         for name, data in files.items():
-            _fsync_write(tmp / name, data)
-        _fsync_write(tmp / MANIFEST, manifest)
-        _fsync_write(tmp / SIGNATURE, key.sign(manifest).hex().encode() + b"\n")
-        _fsync_dir(tmp)
+            fsync_write(tmp / name, data)
+        fsync_write(tmp / MANIFEST, manifest)
+        fsync_write(tmp / SIGNATURE, key.sign(manifest).hex().encode() + b"\n")
+        fsync_dir(tmp)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -38,6 +38,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from appliance.errors import BadInput
+from appliance.registry import bundles
 from appliance.training.pipeline import CLIP, NAT, Pipeline
 from kernels.transforms import DATETIME_PARTS
 
@@ -329,17 +330,11 @@ def _publish(out: Path, data: bytes) -> None:
     if not out.parent.is_dir():
         raise BadInput(f"--out {out}: folder {out.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", suffix=".tmp", dir=out.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        bundles.fsync_write(Path(tmp), data)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(out.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    bundles.fsync_dir(out.parent)
