@@ -43,3 +43,46 @@ def test_references_aliases_and_runs_over_http(client, trained):
     runs = client.get("/api/v1/runs", query_string={"model": "credit"}).get_json()["runs"]
     assert [(x["kind"], x["status"], x["version"]) for x in runs] == [("final", "registered", 1)]
     assert client.get("/api/v1/runs", query_string={"model": "ghost"}).get_json() == {"runs": []}
+
+
+SPECS = """\
+training:
+  numeric:
+    table: loans
+    label: default
+    model: credit
+    features: [age, income, debt_to_income, num_late_payments]
+    gates: {champion: null}   # fewer inputs than the live credit@1: not a challenger
+  strict:
+    table: loans
+    label: default
+    model: credit
+    gates: {champion: null, calibration: {ece: 0.0}}
+"""
+
+
+def test_the_runs_page_trains_a_workspace_spec(client, trained):
+    page = client.get("/runs").get_data(as_text=True)
+    assert "No training specs in the workspace file" in page
+    (trained.home / "falaj.yaml").write_text(SPECS)
+    page = client.get("/runs").get_data(as_text=True)
+    assert '<option value="numeric">numeric (linear → credit)</option>' in page
+
+    r = client.post("/runs/train", data={"spec": "numeric"})
+    assert r.status_code == 302 and "/models/credit/2?" in r.headers["Location"]
+    shown = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "trained credit@2 from spec numeric: gates passed" in shown
+    assert trained.registry.version("credit", 2, ACTOR)["features"] == [
+        "age", "income", "debt_to_income", "num_late_payments"]  # fmt: skip
+
+    r = client.post("/runs/train", data={"spec": "strict"})
+    shown = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "trained credit@3 from spec strict: rejected by its gates (calibration)" in shown
+    assert trained.registry.version("credit", 3, ACTOR)["status"] == "rejected"
+
+    r = client.post("/runs/train", data={"spec": "nope"})
+    assert r.status_code == 302 and "/runs?" in r.headers["Location"]
+    shown = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "no training spec &#39;nope&#39; (specs: numeric, strict)" in shown
+    (trained.home / "falaj.yaml").write_text("training: {x: {label: y}}\n")
+    assert "The workspace file does not read" in client.get("/runs").get_data(as_text=True)

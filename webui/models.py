@@ -13,6 +13,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from markupsafe import Markup
 
 from appliance.errors import BadInput, FalajError
+from appliance.features.views import WORKSPACE_FILE
 from appliance.registry import card
 from appliance.training.gates import LOWER_IS_BETTER
 from webui import charts
@@ -224,6 +225,9 @@ def runs():
         raise BadInput(f"compare: at most {MAX_COMPARE} runs at once, not {len(ids)}")
     return render_template(
         "runs.html",
+        specs=_specs(app),
+        done=request.args.get("done"),
+        done_ok=request.args.get("ok") != "0",
         runs=[r | {"score": score(r), "trials": trials.get(r["id"], 0)} for r in shown][:MAX_RUNS],
         total=len(shown),
         models=sorted({r["model"] for r in every}),
@@ -231,6 +235,38 @@ def runs():
         compare=_compare(ids, actor) if ids else None,
         run=None,
     )
+
+
+def _specs(app) -> dict[str, Any]:
+    """The training specs of the home's workspace file (or why there are none)."""
+    from appliance.features.workspace import load
+
+    path = app.home / WORKSPACE_FILE
+    if not path.exists():
+        return {"names": [], "problem": None}
+    try:
+        ws = load(path)
+    except FalajError as exc:
+        return {"names": [], "problem": exc.message}
+    return {"names": [(n, s.model_name, s.family) for n, s in ws.training.items()],
+            "problem": None}  # fmt: skip
+
+
+@bp.post("/runs/train")
+def train():
+    """Run a workspace spec, as `falaj train --spec NAME` does, then show its version."""
+    app, actor = appliance(), request_actor()
+    spec = request.form.get("spec", "").strip()[:MAX_REF]
+    try:
+        r = app.training.train_spec(spec, app.home / WORKSPACE_FILE, actor)
+    except FalajError as exc:
+        return redirect(url_for("models.runs", done=exc.message[:500], ok="0") + "#train")
+    failed = [g["gate"] for g in r["metrics"]["gates"]["results"] if not g["passed"]]
+    verdict = "gates passed" if not failed else f"rejected by its gates ({', '.join(failed)})"
+    target = url_for("models.version", name=r["name"], version=r["version"],
+                     done=f"trained {r['name']}@{r['version']} from spec {spec}: {verdict}",
+                     ok="0" if failed else "1")  # fmt: skip
+    return redirect(target)
 
 
 @bp.get("/runs/<run_id>")

@@ -725,6 +725,16 @@ PATHS: dict[str, Any] = {
         "robustness, lineage, inputs, aliases", "Dashboard", _text("The page", "text/html"),
         None, MODEL_PATH),
     "/models/{name}/{version}/alias": ALIAS_FORM,
+    "/runs/train": {"post": {
+        "summary": "Train from a spec of the workspace file, as `falaj train --spec` (a "
+                   "dashboard form)",
+        "tags": ["Dashboard"],
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+            "schema": {"type": "object", "required": ["spec"],
+                       "properties": {"spec": {"type": "string", "maxLength": 200}}}}}},
+        "responses": {"302": {"description": "To the new version's page, or back to the "
+                              "Runs page with the error"}, **_errors(None)},
+    }},
     "/models/{name}/{version}/card": _get("The version's model card, a standalone HTML page",
                                           "Dashboard", _text("The card", "text/html"), None,
                                           MODEL_PATH),
