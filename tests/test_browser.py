@@ -186,6 +186,10 @@ def test_the_models_pages(home, start_server, browser):
                          ACTOR)  # fmt: skip
     trained = app.training.train("loans", "default", "credit", ACTOR, sensitive="gender")
     app.close()
+    (home / "falaj.yaml").write_text(
+        "training:\n  trees:\n    table: loans\n    label: default\n    model: credit\n"
+        "    family: gbt\n    params: {n_estimators: 20}\n    gates: {champion: null}\n"
+    )
     gates = trained["metrics"]["gates"]["results"]
     assert trained["status"] == "ready"
 
@@ -228,5 +232,11 @@ def test_the_models_pages(home, start_server, browser):
     assert "challenger" not in page.locator("#details").inner_text()
     assert "Aliases\tchampion" in page.locator("#details").inner_text()
     assert "female" in page.locator("#fairness").inner_text()
+    page.go_back()
+    page.click("#nav-runs")
+    page.select_option("#train-spec", "trees")
+    page.click("#train-button")  # trains as falaj train --spec trees does, then shows v2
+    assert page.title() == "credit v2 · Falaj"
+    assert page.locator("#done").inner_text() == "trained credit@2 from spec trees: gates passed"
     assert all(u.startswith(server.url) for u in requests), requests  # nothing from the internet
     page.close()
