@@ -211,26 +211,8 @@ class TrainingService:
         from appliance.registry.model import Model
 
         model = Model(name, 0, pipeline, estimator, task, spec.sensitive, data.online)
-        p_test, p_train = model.predict_matrix(X_test), model.predict_matrix(X_train)
-        metrics: dict[str, Any] = {
-            "task": task,
-            "holdout": evaluation.metrics(task, y_test, p_test, spec.threshold),
-            "train": evaluation.train_metrics(task, y_train, p_train, spec.threshold),
-            "baseline": evaluation.baseline(task, y_train, y_test),
-        }
-        metrics["champion"] = self._champion(name, data, test_idx, y_test, spec.threshold)
-        metrics["fairness"] = None
-        if data.sensitive is not None and task == "binary":
-            metrics["fairness"] = evaluation.fairness(y_test, p_test, data.sensitive[test_idx],
-                                                      spec.threshold, spec.sensitive)  # fmt: skip
-        metrics["robustness"] = evaluation.robustness(model.predict_columns, cols_test, data.inputs,
-                                                      seed=seed, task=task, threshold=spec.threshold)  # fmt: skip
-        metrics["gates"] = run_gates(
-            GateConfig.from_spec(spec.gates, task),
-            task, metrics["holdout"], metrics["baseline"],
-            None if metrics["champion"] is None else metrics["champion"]["holdout"],
-            metrics["fairness"], metrics["robustness"],
-        )  # fmt: skip
+        metrics = self._evaluate(spec, data, model, (X_train, y_train), (X_test, y_test),
+                                 test_idx, cols_test)  # fmt: skip
         if outcome is not None:
             metrics["search"] = {"id": search_id, "strategy": spec.search.strategy,
                                  "metric": outcome.metric, "trials": len(outcome.trials),
@@ -281,6 +263,33 @@ class TrainingService:
         } | ({"training_set": lineage["training_set"]["id"]} if "training_set" in lineage else {})
 
     # -- parts -----------------------------------------------------------------
+
+    def _evaluate(self, spec, data, model, train, test, test_idx, cols_test) -> dict[str, Any]:
+        """Hold-out and training metrics, the baseline, the champion on the same hold-out,
+        fairness, robustness, and the gates' verdict over them."""
+        (X_train, y_train), (X_test, y_test) = train, test
+        task, name, seed = data.task, model.name, spec.seed
+        p_test, p_train = model.predict_matrix(X_test), model.predict_matrix(X_train)
+        metrics: dict[str, Any] = {
+            "task": task,
+            "holdout": evaluation.metrics(task, y_test, p_test, spec.threshold),
+            "train": evaluation.train_metrics(task, y_train, p_train, spec.threshold),
+            "baseline": evaluation.baseline(task, y_train, y_test),
+        }
+        metrics["champion"] = self._champion(name, data, test_idx, y_test, spec.threshold)
+        metrics["fairness"] = None
+        if data.sensitive is not None and task == "binary":
+            metrics["fairness"] = evaluation.fairness(y_test, p_test, data.sensitive[test_idx],
+                                                      spec.threshold, spec.sensitive)  # fmt: skip
+        metrics["robustness"] = evaluation.robustness(model.predict_columns, cols_test, data.inputs,
+                                                      seed=seed, task=task, threshold=spec.threshold)  # fmt: skip
+        metrics["gates"] = run_gates(
+            GateConfig.from_spec(spec.gates, task),
+            task, metrics["holdout"], metrics["baseline"],
+            None if metrics["champion"] is None else metrics["champion"]["holdout"],
+            metrics["fairness"], metrics["robustness"],
+        )  # fmt: skip
+        return metrics
 
     def _folds(self, spec: Spec, task: str, y_train: np.ndarray, seed: int) -> list:
         strat = y_train if task == "binary" else None
