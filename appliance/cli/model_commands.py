@@ -260,7 +260,9 @@ def models_card(app: Appliance, ref: str, fmt: str, out: Path | None) -> None:
 
 @models.command("runs")
 @click.argument("name", required=False)
-@click.option("--search", "parent", help="Only the runs of this search: its trials and its final fit.")
+@click.option(
+    "--search", "parent", help="Only the runs of this search: its trials and its final fit."
+)
 @json_option
 @service
 def models_runs(app: Appliance, name: str | None, parent: str | None, as_json: bool) -> None:
