@@ -145,6 +145,10 @@ class Falaj:
             self.proc.wait()
 
 
+NUMERIC = ("age", "income", "employment_years", "loan_amount", "debt_to_income",
+           "credit_utilization", "num_credit_lines", "num_late_payments")  # fmt: skip
+
+
 def build_home(tmp: Path) -> tuple[Path, list[str], np.ndarray]:
     """A home with credit@1 deployed; its features and rows to score."""
     home = tmp / "home"
@@ -153,7 +157,8 @@ def build_home(tmp: Path) -> tuple[Path, list[str], np.ndarray]:
         app.init(ACTOR)
         data = demo.write(tmp / "credit.parquet", 5000)
         app.ingestion.ingest(data, "loans", "customer_id", "event_time", ACTOR)
-        app.training.train("loans", "default", "credit", ACTOR)
+        # the numeric columns, as the baseline's scikit-learn pipeline takes them
+        app.training.train("loans", "default", "credit", ACTOR, features=NUMERIC)
         app.serving.deploy("credit", 1, ACTOR)
         features = app.registry.version("credit", 1, ACTOR)["features"]
     finally:
