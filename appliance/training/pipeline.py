@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from appliance.errors import BadInput
+from kernels.summary import CategorySummary
 from kernels.transforms import (
     DATETIME_PARTS,
     FrequencyEncoder,
@@ -49,7 +50,6 @@ from kernels.transforms import (
     TargetEncoder,
     datetime_parts,
 )
-from kernels.transforms.encoding import category_summary
 
 FORMAT = 1
 ROLES = ("numeric", "categorical", "datetime")
@@ -264,7 +264,8 @@ class _OneHot:
         self.names = [f"{column}={c}" for c in encoder.categories_.tolist()]
 
     def transform(self, columns: dict[str, np.ndarray], y: Any = None, seed: int = 0):
-        return self.encoder.transform(_text(columns[self.column])[0])
+        col = _Distinct.of(columns[self.column])
+        return self.encoder.transform(col.values)[col.rows]
 
     @cached_property
     def _index(self) -> dict[str, int]:
@@ -296,22 +297,24 @@ class _Target:
         self.names = [f"{column}__target", f"{column}__frequency"]
 
     @classmethod
-    def fit(cls, column: str, text: np.ndarray, missing: np.ndarray, summary: Any,
-            y: np.ndarray, seed: int) -> _Target:  # fmt: skip
-        with_y = category_summary(text[~missing], y[~missing])
+    def fit(cls, column: str, col: _Distinct, summary: CategorySummary, y: np.ndarray,
+            seed: int) -> _Target:  # fmt: skip
+        sums = np.bincount(col.rows, weights=y, minlength=len(col.values))[:-1]
+        with_y = CategorySummary(summary.categories, summary.counts, summary.n_missing, sums)
         target = TargetEncoder.from_summary(with_y, TARGET_SMOOTH)
-        scaler = _fit_scaler(cross_fit(text, missing, y, seed), [column])
+        scaler = _fit_scaler(cross_fit(col, y, seed), [column])
         return cls(column, target, scaler, FrequencyEncoder.from_summary(summary))
 
     def transform(self, columns: dict[str, np.ndarray], y: Any = None, seed: int = 0):
-        text, missing = _text(columns[self.column])
+        col = _Distinct.of(columns[self.column])
         # training rows (y given) get out-of-fold encodings, any others the full fit's
-        encoded = (
-            cross_fit(text, missing, y, seed) if y is not None else self.target.transform(text)
-        )
-        out = np.empty((len(text), 2))
+        if y is not None:
+            encoded = cross_fit(col, y, seed)
+        else:
+            encoded = self.target.transform(col.values)[col.rows]
+        out = np.empty((len(col.rows), 2))
         out[:, 0] = self.scaler.transform(encoded)[:, 0]
-        out[:, 1] = self.frequency.transform(text)
+        out[:, 1] = self.frequency.transform(col.values)[col.rows]
         return out
 
     @cached_property
@@ -350,12 +353,12 @@ class _Hashing:
         ]
 
     def transform(self, columns: dict[str, np.ndarray], y: Any = None, seed: int = 0):
-        text, missing = _text(columns[self.column])
-        out = np.empty((len(text), len(self.names)))
-        out[:, :-1] = self.hashing.transform(text)
-        out[missing, :-1] = 0.0  # missing: no bucket
-        out[:, -1] = self.frequency.transform(text)
-        return out
+        col = _Distinct.of(columns[self.column])
+        per_value = np.empty((len(col.values), len(self.names)))
+        per_value[:, :-1] = self.hashing.transform(col.values)
+        per_value[-1, :-1] = 0.0  # missing: no bucket
+        per_value[:, -1] = self.frequency.transform(col.values)
+        return per_value[col.rows]
 
     @cached_property
     def _tables(self) -> tuple[dict[str, int], list[float]]:
@@ -435,42 +438,68 @@ def _text(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(missing, _MISSING, values).astype(str), missing
 
 
-def cross_fit(text: np.ndarray, missing: np.ndarray, y: np.ndarray, seed: int,
-              folds: int = TARGET_FOLDS) -> np.ndarray:  # fmt: skip
-    """Out-of-fold target encodings of the training rows: each row's from the other folds.
+class _Distinct:
+    """A categorical column hashed once (Arrow's dictionary encoding): ``text``, its
+    distinct present values, sorted, as ``_text`` makes them; ``values``, the same and then
+    ``_MISSING``; ``rows``, each row's position in ``values``. An encoder is a function of
+    the value, so running it over ``values`` and taking ``rows`` gives its rows' encoding
+    while the kernels see each distinct value once, not every row."""
 
-    Text is factorised once into float codes (NaN missing), so the folds run on the
-    kernels' numeric path; encodings equal those fitted on the text itself.
-    """
-    _, inverse = np.unique(text[~missing], return_inverse=True)
-    codes = np.full(len(text), np.nan)
-    codes[~missing] = inverse
-    fold = np.random.default_rng(seed).permutation(len(text)) % folds
-    out = np.empty(len(text))
-    for k in range(folds):
-        held, rest = fold == k, fold != k
-        if not held.any():
-            continue
-        if (rest & ~missing).any():
-            encoder = TargetEncoder(TARGET_SMOOTH).fit(codes[rest], y[rest])
-            out[held] = encoder.transform(codes[held])
+    def __init__(self, column: np.ndarray) -> None:
+        encoded = pc.dictionary_encode(pa.array(column, type=pa.large_string()))
+        distinct = np.array(encoded.dictionary.to_pylist(), dtype=object)
+        # sorted as the kernels sort text; values NumPy text makes equal (trailing NULs) merge
+        self.text, inverse = np.unique(_text(distinct)[0], return_inverse=True)
+        self.values = np.append(self.text, _MISSING)
+        index = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
+        self.rows = np.append(inverse, len(self.text))[index]  # -1 (missing): the last
+        self.out_of_fold: tuple[Any, int, np.ndarray] | None = None  # (y, seed, encodings)
+
+    @classmethod
+    def of(cls, column: np.ndarray | _Distinct) -> _Distinct:
+        return column if isinstance(column, _Distinct) else cls(column)
+
+
+def cross_fit(col: _Distinct, y: np.ndarray, seed: int, folds: int = TARGET_FOLDS):
+    """Out-of-fold target encodings of the training rows: each row's from the other folds,
+    whose counts and target sums per category (all rows' less the fold's, counted in one
+    pass) are the summary a ``TargetEncoder`` is fitted from."""
+    cached = col.out_of_fold
+    if cached is not None and cached[0] is y and cached[1] == seed:
+        return cached[2]  # the fit's, asked again for the training rows' matrix
+    rows, k = col.rows, len(col.values)
+    fold = np.random.default_rng(seed).permutation(len(rows)) % folds
+    key = fold * k + rows
+    counts = np.bincount(key, minlength=folds * k).reshape(folds, k)
+    sums = np.bincount(key, weights=y, minlength=folds * k).reshape(folds, k)
+    per_fold = np.empty((folds, k))
+    for f in range(folds):
+        rest_counts = counts.sum(axis=0) - counts[f]
+        if rest_counts[:-1].any():
+            rest_sums = sums.sum(axis=0) - sums[f]
+            summary = CategorySummary(col.text, rest_counts[:-1], 0, rest_sums[:-1])
+            per_fold[f] = TargetEncoder.from_summary(summary, TARGET_SMOOTH).transform(col.values)
         else:  # nothing to learn from in the other folds: their prior
-            out[held] = y[rest].mean() if rest.any() else y.mean()
+            rest = rest_counts.sum()
+            per_fold[f] = (sums.sum() - sums[f].sum()) / rest if rest else y.mean()
+    out = per_fold[fold, rows]
+    col.out_of_fold = (y, seed, out)
     return out
 
 
-def _fit_categorical(values: np.ndarray, name: str, y: np.ndarray | None, seed: int):
-    text, missing = _text(values)
-    if missing.all():
+def _fit_categorical(col: _Distinct, name: str, y: np.ndarray | None, seed: int):
+    if len(col.text) == 0:
         raise BadInput(
             f"input {name!r} has no values in the training rows; "
             "exclude it or give it the role 'ignore'"
         )
-    summary = category_summary(text[~missing])
-    if len(summary.categories) <= ONE_HOT_MAX:
+    counts = np.bincount(col.rows, minlength=len(col.values))
+    summary = CategorySummary(col.text.astype(str), counts[:-1], int(counts[-1]))
+    k = len(summary.categories)
+    if k <= ONE_HOT_MAX:
         return _OneHot(name, OneHotEncoder.from_summary(summary))
-    if y is not None and len(summary.categories) <= TARGET_MAX:
-        return _Target.fit(name, text, missing, summary, y, seed)
+    if y is not None and k <= TARGET_MAX:
+        return _Target.fit(name, col, summary, y, seed)
     return _Hashing(
         name, HashingEncoder(HASH_BUCKETS).fit(), FrequencyEncoder.from_summary(summary)
     )
@@ -494,6 +523,9 @@ def _check_columns(columns: Any, inputs: list[Input]) -> int:
     return n or 0
 
 
+_TEXT_TYPES = {str, type(None)}
+
+
 def _as_column(values: Any, i: Input) -> np.ndarray:
     """A column in its role's canonical dtype; categories not given as text become text."""
     try:
@@ -502,7 +534,7 @@ def _as_column(values: Any, i: Input) -> np.ndarray:
         if i.role == "datetime":
             return np.asarray(values).astype("datetime64[us]", copy=False)
         values = np.asarray(values, dtype=object)
-        if any(type(v) is not str and v is not None for v in values.tolist()):
+        if not set(map(type, values.tolist())) <= _TEXT_TYPES:
             text = np.empty(len(values), dtype=object)
             text[:] = [category_text(v) for v in values.tolist()]
             return text
@@ -549,7 +581,8 @@ class Pipeline:
         steps: list[Any] = []
         if by_role["numeric"]:
             steps.append(_Numeric.fit(columns, by_role["numeric"]))
-        for name in by_role["categorical"]:
+        for name in by_role["categorical"]:  # hashed once for the fit and the training rows
+            columns[name] = _Distinct(columns[name])
             steps.append(_fit_categorical(columns[name], name, y, seed))
         if by_role["datetime"]:
             steps.append(_Datetime.fit(columns, by_role["datetime"]))
