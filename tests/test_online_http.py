@@ -11,17 +11,18 @@ import pytest
 
 from appliance.core import Appliance
 from appliance.features.online import to_json
-from tests.conftest import ACTOR
+from tests.conftest import ACTOR, Server
 
 NOW = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 PATH = "/api/v1/features/online"
 
 
-@pytest.fixture
-def served(home, start_server):
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
     """A home with view loans materialized (c2's row past the 30-day TTL), served; and
     the in-process answer for c1, c2 and an unknown entity, taken before the server
-    opened the stores."""
+    opened the stores. One server for the module: its tests only read."""
+    home = tmp_path_factory.mktemp("online-http") / "home"
     app = Appliance.open({"home": str(home)})
     app.init(ACTOR)
     rows = pa.table({
@@ -39,7 +40,9 @@ def served(home, start_server):
         app.online.get_online_features(["loans:income", "loans:segment"], entities, ACTOR)
     )
     app.close()
-    return start_server(home), entities, expected
+    server = Server(home).wait()
+    yield server, entities, expected
+    server.stop()
 
 
 def test_the_route_answers_as_the_python_api(served):
