@@ -11,12 +11,13 @@ Steps, in output order (feature names in brackets):
   (``age``), then a 0/1 indicator per input that had missing values in training
   (``age__missing``). ±inf in ``columns`` counts as missing.
 - each categorical input, by its number of distinct training values: up to ``ONE_HOT_MAX``
-  one-hot (``region=north``; unseen and missing: all zeros); up to ``TARGET_MAX`` a
-  standardised smoothed target mean (``city__target``; unseen and missing: the prior) and
-  the category's training share (``city__frequency``; unseen and missing: 0); beyond that,
-  or when fitted without a target, ``HASH_BUCKETS`` stable hash buckets (``zip__hash_7``)
-  and the share. Training rows get their target encoding out of fold
-  (``TARGET_FOLDS`` seeded folds), so no row sees its own label.
+  one-hot (``region=north``; unseen and missing: all zeros); up to ``TARGET_MAX``, or with
+  ``TARGET_ROWS`` training rows a category or more on average, a standardised smoothed
+  target mean (``city__target``; unseen and missing: the prior) and the category's
+  training share (``city__frequency``; unseen and missing: 0); beyond that, or when fitted
+  without a target, ``HASH_BUCKETS`` stable hash buckets (``zip__hash_7``) and the share.
+  Training rows get their target encoding out of fold (``TARGET_FOLDS`` seeded folds), so
+  no row sees its own label.
 - datetime inputs, together: the parts in ``DATETIME_PARTS`` (``opened__month``), imputed
   with their training means and standardised, then a 0/1 indicator per input that had
   missing values in training (``opened__missing``).
@@ -57,6 +58,7 @@ TYPES = {"numeric": "double", "categorical": "string", "datetime": "datetime"}
 TASKS = ("binary", "regression")
 ONE_HOT_MAX = 16  # distinct training values up to which a categorical input is one-hot
 TARGET_MAX = 1000  # ... up to which it is target + frequency encoded; hashed beyond
+TARGET_ROWS = 100  # ... unless each category has this many rows on average: then target
 HASH_BUCKETS = 32
 TARGET_FOLDS = 5
 TARGET_SMOOTH = 10.0
@@ -498,7 +500,7 @@ def _fit_categorical(col: _Distinct, name: str, y: np.ndarray | None, seed: int)
     k = len(summary.categories)
     if k <= ONE_HOT_MAX:
         return _OneHot(name, OneHotEncoder.from_summary(summary))
-    if y is not None and k <= TARGET_MAX:
+    if y is not None and (k <= TARGET_MAX or summary.total >= TARGET_ROWS * k):
         return _Target.fit(name, col, summary, y, seed)
     return _Hashing(
         name, HashingEncoder(HASH_BUCKETS).fit(), FrequencyEncoder.from_summary(summary)
