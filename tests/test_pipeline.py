@@ -149,6 +149,19 @@ def test_without_a_target_medium_cardinality_is_hashed(data):
     assert p.feature_names_[-1] == "city__frequency" and "city__hash_0" in p.feature_names_
 
 
+def test_many_categories_with_many_rows_each_are_target_encoded():
+    """Past TARGET_MAX categories a column is hashed, unless every category has
+    TARGET_ROWS rows on average: then its target encoding is well estimated."""
+    rng = np.random.default_rng(3)
+    k = pl.TARGET_MAX + 1
+    for rows_each, kind in ((pl.TARGET_ROWS, "target"), (pl.TARGET_ROWS // 2, "hashing")):
+        n = k * rows_each
+        shop = np.array([f"s{i}" for i in np.arange(n) % k], dtype=object)
+        y = rng.integers(0, 2, n).astype(float)
+        p = Pipeline.fit({"shop": shop}, [Input("shop", "categorical")], y)
+        assert [s["kind"] for s in p.to_dict()["steps"]] == [kind], rows_each
+
+
 def test_numeric_inputs_are_imputed_standardised_and_flagged(fitted, data):
     p, X = fitted
     columns = data[0]
