@@ -24,6 +24,7 @@ POINTS = (
     "decisions.committed",  # records and event committed, answer not yet sent
     "migrate.applied",  # a migration committed, its audit event not yet
     "quarantine.data_committed",  # rows released or dropped, their audit event not yet
+    "search.trial_recorded",  # a search trial's run committed, the search still going
 )
 
 

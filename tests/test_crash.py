@@ -467,6 +467,23 @@ def test_a_first_registration_killed_before_commit_leaves_no_model_folder(templa
     assert "fresh@1" not in reopen(home).versions
 
 
+@exercises("search.trial_recorded")
+def test_a_search_killed_between_trials_reads_as_interrupted(template, tmp_path):
+    """kill -9 after a search's second trial: its two trials stay recorded, the search
+    reads as interrupted (not running), and nothing was registered."""
+    home = copy_home(template, tmp_path)
+    crash(home, "search.trial_recorded:2", *TRAIN[:6], "searched", *TRAIN[7:],
+          "--search", "random", "--trials", "4")  # fmt: skip
+    facts = reopen(home)
+    assert not any(v.startswith("searched@") for v in facts.versions)
+    runs = json.loads(Falaj(home).ok("models", "runs", "searched", "--json").output)
+    assert sorted((r["kind"], r["status"]) for r in runs) == [
+        ("search", "interrupted"), ("trial", "completed"), ("trial", "completed")]  # fmt: skip
+    # a later search of the same model runs and registers as usual
+    r = Falaj(home).ok(*TRAIN[:6], "searched", *TRAIN[7:], "--search", "random", "--trials", "2")
+    assert r.stdout.strip() == "1"
+
+
 @exercises("deploy.loaded")
 def test_deploy_killed_before_commit_changes_nothing(template, tmp_path):
     home = copy_home(template, tmp_path)

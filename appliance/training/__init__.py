@@ -11,6 +11,8 @@ and the final fit are recorded as runs in control.db.
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import appliance
+from appliance import faults
 from appliance.auth import SYSTEM, Actor, require
 from appliance.errors import BadInput, FalajError
 from appliance.features.training_sets import TrainingSets
@@ -60,14 +63,15 @@ class TrainingRun:
 
 
 class Runs:
-    """Training runs as recorded: searches, their trials, and final fits."""
+    """Training runs as recorded: searches, their trials, and final fits. A search whose
+    process died (killed, a power cut) reads as ``interrupted``: its trials stay."""
 
     def __init__(self, control: ControlStore) -> None:
         self.control = control
 
     def list(self, actor: Actor, model: str | None = None, parent: str | None = None) -> list[dict]:
         require(actor, "model.read")
-        return self.control.runs(model, parent)
+        return [_interrupted(r) for r in self.control.runs(model, parent)]
 
     def get(self, run_id: str, actor: Actor) -> dict[str, Any]:
         require(actor, "model.read")
@@ -76,7 +80,21 @@ class Runs:
             from appliance.errors import NotFound
 
             raise NotFound(f"no run {run_id!r}")
+        return _interrupted(run)
+
+
+def _interrupted(run: dict[str, Any]) -> dict[str, Any]:
+    """A running search whose process is gone is interrupted (it records its pid and host)."""
+    owner = run["metrics"].get("process") if run["status"] == "running" else None
+    if owner is None or owner.get("host") != socket.gethostname():
         return run
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return run | {"status": "interrupted"}
+    except (PermissionError, ValueError, TypeError):
+        pass
+    return run
 
 
 class TrainingService:
@@ -180,7 +198,8 @@ class TrainingService:
             self._put_run({"id": search_id, "model": name, "spec": spec.name, "kind": "search",
                            "family": spec.family, "params": {"strategy": spec.search.strategy,
                            "trials": spec.search.trials, "space": spec.search.space or family.space(task)},
-                           "metrics": {}, "status": "running", "seed": seed, "started_at": started,
+                           "metrics": {"process": {"pid": os.getpid(), "host": socket.gethostname()}},
+                           "status": "running", "seed": seed, "started_at": started,
                            "duration_s": 0.0, "created_by": str(actor)})  # fmt: skip
 
             def record(trial: search.Trial) -> None:
@@ -192,6 +211,7 @@ class TrainingService:
                                "status": trial.status, "seed": seed,
                                "started_at": trial.started_at or now(),
                                "duration_s": trial.duration_s, "created_by": str(actor)})  # fmt: skip
+                faults.point("search.trial_recorded")
 
             try:
                 outcome = search.run(spec.search, spec.search.space or family.space(task), task,
