@@ -78,8 +78,7 @@ def resolve_model():
         raise BadInput('query parameter "ref" is missing (like models:/credit@champion)')
     name, version = app.registry.resolve(ref[:300], actor)
     row = app.registry.version(name, version, actor)
-    aliases = sorted(a for a, v in app.registry.aliases(name, actor).items() if v == version)
-    return jsonify(row | {"aliases": aliases})
+    return jsonify(row | {"aliases": app.registry.aliases_of(name, version, actor)})
 
 
 @bp.put("/api/v1/models/<name>/aliases/<alias>")

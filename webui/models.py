@@ -15,7 +15,7 @@ from markupsafe import Markup
 from appliance.errors import BadInput, FalajError
 from appliance.features.views import WORKSPACE_FILE
 from appliance.registry import card
-from appliance.training.gates import LOWER_IS_BETTER
+from appliance.training.gates import LOWER_IS_BETTER, failed_gates
 from webui import charts
 from webui.api import appliance, request_actor
 
@@ -261,7 +261,7 @@ def train():
         r = app.training.train_spec(spec, app.home / WORKSPACE_FILE, actor)
     except FalajError as exc:
         return redirect(url_for("models.runs", done=exc.message[:500], ok="0") + "#train")
-    failed = [g["gate"] for g in r["metrics"]["gates"]["results"] if not g["passed"]]
+    failed = failed_gates(r["metrics"]["gates"])
     verdict = "gates passed" if not failed else f"rejected by its gates ({', '.join(failed)})"
     target = url_for("models.version", name=r["name"], version=r["version"],
                      done=f"trained {r['name']}@{r['version']} from spec {spec}: {verdict}",

@@ -16,6 +16,7 @@ from appliance.cli import cli, cli_actor, emit, json_option, overriding, service
 from appliance.core import Appliance
 from appliance.errors import BadInput
 from appliance.features.views import WORKSPACE_FILE
+from appliance.training.gates import failed_gates
 from appliance.training.specs import ROLES, SPLIT_KINDS, STRATEGIES, parse_search
 
 
@@ -50,7 +51,7 @@ def _summary(r: dict) -> str:
     h, task = r["metrics"]["holdout"], r["task"]
     scores = (f"ROC AUC {h['roc_auc']:.4f}, log loss {h['log_loss']:.4f}, F1 {h['f1']:.4f}"
               if task == "binary" else f"RMSE {h['rmse']:.4g}, MAE {h['mae']:.4g}, R² {h['r2']:.4f}")  # fmt: skip
-    failed = [g["gate"] for g in r["metrics"]["gates"]["results"] if not g["passed"]]
+    failed = failed_gates(r["metrics"]["gates"])
     verdict = "gates passed" if not failed else f"REJECTED by gates: {', '.join(failed)}"
     return f"{r['name']}@{r['version']} ({r['family']}): hold-out {scores}; {verdict}"
 
@@ -187,7 +188,7 @@ def models_show(app: Appliance, ref: str) -> None:
     actor = cli_actor()
     name, version = app.registry.resolve(ref, actor)
     row = app.registry.version(name, version, actor)
-    row["aliases"] = sorted(a for a, v in app.registry.aliases(name, actor).items() if v == version)
+    row["aliases"] = app.registry.aliases_of(name, version, actor)
     click.echo(json.dumps(row, indent=2))
 
 

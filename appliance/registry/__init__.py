@@ -24,6 +24,7 @@ from appliance.registry.model import Model
 from appliance.registry.uris import ModelRef
 from appliance.stores import ControlStore
 from appliance.stores.control import now
+from appliance.training.gates import failed_gates
 
 if TYPE_CHECKING:
     from appliance.training import TrainingRun
@@ -79,7 +80,7 @@ class Registry:
                      "status": run.status, "gates_passed": run.gates_passed,
                      "holdout": {k: v for k, v in run.metrics["holdout"].items()
                                  if isinstance(v, int | float | None)},
-                     "failed_gates": [g["gate"] for g in run.metrics["gates"]["results"] if not g["passed"]]},
+                     "failed_gates": failed_gates(run.metrics["gates"])},
                 )  # fmt: skip
             except BaseException:
                 bundles.remove(path)
@@ -133,6 +134,10 @@ class Registry:
         require(actor, "model.read")
         return {a["alias"]: a["version"] for a in self.control.aliases(name)}
 
+    def aliases_of(self, name: str, version: int, actor: Actor) -> list[str]:
+        """The aliases that name this version, sorted."""
+        return sorted(a for a, v in self.aliases(name, actor).items() if v == version)
+
     def champion_version(self, name: str) -> int | None:
         """The version the ``champion`` alias names, else the live one, else None."""
         alias = self.aliases(name, SYSTEM).get("champion")
@@ -158,7 +163,7 @@ class Registry:
         return {
             "name": name, "version": version, "status": row["status"],
             "created_at": row["created_at"], "created_by": row["created_by"],
-            "aliases": sorted(a for a, v in self.aliases(name, actor).items() if v == version),
+            "aliases": self.aliases_of(name, version, actor),
             "intended_use": card.get("intended_use"), "threshold": card.get("threshold"),
             "family": schema.get("family", "linear"), "task": schema.get("task", "binary"),
             "params": lineage.get("params") or lineage.get("hyperparameters") or {},

@@ -24,16 +24,9 @@ from appliance.registry import Registry
 from appliance.serving.decision_log import DecisionLog, records_sha256
 from appliance.serving.slots import SLOTS, Deployment, ModelServer, Slot, other
 from appliance.stores import ControlStore, FeatureStore
+from appliance.training.gates import failed_gates
 
 __all__ = ["Deployment", "ModelServer", "Serving"]
-
-
-def failed_gates(row: dict[str, Any]) -> list[str]:
-    """The gates a registered version failed (older rows keep gates as name -> bool)."""
-    gates = row["metrics"]["gates"]
-    if "results" in gates:
-        return [g["gate"] for g in gates["results"] if not g["passed"]]
-    return [k for k, v in gates.items() if k != "passed" and not v]
 
 
 def slot_versions(row: dict[str, Any]) -> dict[str, int | None]:
@@ -70,7 +63,7 @@ class Serving:
         """Load the version into the idle slot, warm it, then switch traffic to it."""
         require(actor, "model.deploy")
         row = self.registry.version(name, version, actor)
-        failed = failed_gates(row)
+        failed = failed_gates(row["metrics"]["gates"])
         if failed and not force:
             raise CheckFailed(
                 f"model {name}@{version} was rejected by its gates ({', '.join(failed)}); "

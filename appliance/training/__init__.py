@@ -26,7 +26,7 @@ import numpy as np
 import appliance
 from appliance import faults
 from appliance.auth import SYSTEM, Actor, require
-from appliance.errors import BadInput, FalajError
+from appliance.errors import BadInput, FalajError, NotFound
 from appliance.features.training_sets import TrainingSets
 from appliance.names import check_name
 from appliance.stores import ControlStore, FeatureStore
@@ -77,8 +77,6 @@ class Runs:
         require(actor, "model.read")
         run = self.control.run(run_id)
         if run is None:
-            from appliance.errors import NotFound
-
             raise NotFound(f"no run {run_id!r}")
         return _interrupted(run)
 

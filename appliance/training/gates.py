@@ -234,3 +234,11 @@ def run_gates(
 
 _PERTURBATION = {"noise": "input noise", "missing": "missing values",
                  "unseen": "unseen categories"}  # fmt: skip
+
+
+def failed_gates(verdict: dict[str, Any]) -> list[str]:
+    """The gates a verdict failed (versions registered before verdicts had results keep
+    their gates as name -> bool)."""
+    if "results" in verdict:
+        return [g["gate"] for g in verdict["results"] if not g["passed"]]
+    return [k for k, v in verdict.items() if k != "passed" and not v]
