@@ -16,7 +16,19 @@ def create_app(appliance: Appliance, test_config: dict[str, Any] | None = None) 
         app.config.update(test_config)
     app.extensions["falaj"] = appliance
 
-    from webui import api, dashboard, data, errors, models, openapi, protocols
+    from webui import (
+        api,
+        dashboard,
+        data,
+        errors,
+        metrics,
+        models,
+        monitoring,
+        openapi,
+        pipelines,
+        protocols,
+        releases,
+    )
 
     errors.register(app)  # also installs the strict JSON provider
     app.json.sort_keys = False  # answers keep the order the services give
@@ -26,4 +38,8 @@ def create_app(appliance: Appliance, test_config: dict[str, Any] | None = None) 
     app.register_blueprint(data.bp)
     app.register_blueprint(models.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(releases.bp)
+    app.register_blueprint(monitoring.bp)
+    app.register_blueprint(pipelines.bp)
+    app.register_blueprint(metrics.bp)
     return app

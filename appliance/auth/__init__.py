@@ -33,6 +33,13 @@ PERMISSIONS = {
     "model.export": "export a version to ONNX",
     "model.predict": "score records with a live model",
     "decision.read": "read logged decisions",
+    "release.read": "see releases (canary, shadow, A/B) and their per-variant reports",
+    "release.manage": "start, promote and roll back releases, set their automatic policy",
+    "monitor.read": "read drift, live metrics and alerts",
+    "monitor.configure": "set monitoring thresholds and alert webhooks, acknowledge alerts",
+    "pipeline.read": "list pipelines, their runs, steps and scheduled jobs",
+    "pipeline.run": "start, resume and cancel pipeline runs",
+    "pipeline.approve": "approve or reject a pipeline's manual approval step",
     "audit.read": "read and verify the audit chain",
 }
 

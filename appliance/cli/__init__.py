@@ -453,7 +453,10 @@ def bench(args: tuple[str, ...]) -> None:
 import appliance.cli.data_commands  # noqa: E402, F401
 import appliance.cli.feature_commands  # noqa: E402, F401
 import appliance.cli.model_commands  # noqa: E402, F401
+import appliance.cli.monitor_commands  # noqa: E402, F401
 import appliance.cli.online_commands  # noqa: E402, F401
+import appliance.cli.pipeline_commands  # noqa: E402, F401
+import appliance.cli.release_commands  # noqa: E402, F401
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from appliance.errors import BadInput, BundleTampered, CheckFailed, NotDeployed,
 from appliance.features.online import OnlineStore
 from appliance.registry import Registry
 from appliance.serving.decision_log import DecisionLog, records_sha256
+from appliance.serving.routing import Route
 from appliance.serving.slots import SLOTS, Deployment, ModelServer, Slot, other
 from appliance.stores import ControlStore, FeatureStore
 from appliance.training.gates import failed_gates
@@ -157,7 +158,7 @@ class Serving:
         model = deployment.live  # this request finishes on this model, whatever swaps meanwhile
         t0 = time.perf_counter()
         X = model.matrix(records, where)
-        return self._answer(name, deployment.live_slot, model, X, t0, actor, where)
+        return self._answer(name, Route(deployment.live_slot), model, X, t0, actor, where)
 
     def predict_entities(
         self, name: str, entities: Any, actor: Actor, where: str = "entities"
@@ -192,14 +193,14 @@ class Serving:
             rows.append(dict(zip(model.features, (result["values"][n] for n in got["features"]),
                                  strict=True)))  # fmt: skip
         X = model.filled_matrix(rows)
-        return self._answer(name, deployment.live_slot, model, X, t0, actor, where) | {
+        return self._answer(name, Route(deployment.live_slot), model, X, t0, actor, where) | {
             "statuses": [
                 {f: r["statuses"][n] for f, n in zip(model.features, got["features"], strict=True)}
                 for r in got["results"]
             ]
         }
 
-    def _answer(self, name, slot, model, X, t0, actor, where) -> dict[str, Any]:
+    def _answer(self, name, route: Route, model, X, t0, actor, where) -> dict[str, Any]:
         proba = model.predict_matrix(X)
         model.check_outputs(proba, where)
         latency_ms = (time.perf_counter() - t0) * 1e3
@@ -217,16 +218,21 @@ class Serving:
                 "actor": pa.array([str(actor)] * n, pa.string()),
                 "model": pa.array([name] * n, pa.string()),
                 "version": pa.array(np.full(n, model.version, dtype=np.int32)),
-                "slot": pa.array([slot] * n, pa.string()),
+                "slot": pa.array([route.slot] * n, pa.string()),
                 "input_fingerprint": pa.array(prints, pa.string()),
                 "output": pa.array(proba),
                 "latency_ms": pa.array(np.full(n, latency_ms)),
+                "variant": pa.array([route.variant] * n, pa.string()),
+                "release_id": pa.array([route.release_id] * n, pa.int64()),
+                "served": pa.array([route.served] * n, pa.bool_()),
+                "request_key": pa.array([route.key] * n, pa.string()),
             }
         )
         self._log().record(rows)
         return {
             "model": name,
             "version": model.version,
+            "variant": route.variant,
             "predictions": proba.tolist(),
             "request_id": request_id,
         }

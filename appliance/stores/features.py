@@ -93,6 +93,18 @@ MIGRATIONS = [
     ),
     *QUALITY_MIGRATIONS,
     *ONLINE_MIGRATIONS,
+    migrations.Migration(
+        "0005_decision_routes",
+        # How a decision was routed (see appliance.serving.routing.Route) and the raw
+        # input values the model was given, for monitoring and for the record.
+        """
+        ALTER TABLE _predictions ADD COLUMN variant TEXT;
+        ALTER TABLE _predictions ADD COLUMN release_id BIGINT;
+        ALTER TABLE _predictions ADD COLUMN served BOOLEAN;
+        ALTER TABLE _predictions ADD COLUMN request_key TEXT;
+        ALTER TABLE _predictions ADD COLUMN inputs DOUBLE[]
+        """,
+    ),
 ]
 
 # The decision log's columns, in order; what a batch's hash commits to.

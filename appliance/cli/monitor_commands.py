@@ -1,0 +1,1 @@
+"""``falaj monitor ...``: drift, live metrics and alerts."""

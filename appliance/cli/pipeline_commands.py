@@ -1,0 +1,1 @@
+"""``falaj pipelines ...`` and ``falaj jobs``: pipelines, their runs and scheduled jobs."""

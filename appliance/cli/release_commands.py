@@ -1,0 +1,1 @@
+"""``falaj release ...``: canary, shadow and A/B releases."""
