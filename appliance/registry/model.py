@@ -58,6 +58,11 @@ class Model:
     def design(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         return self.pipeline.transform(columns)
 
+    def monitor_vector(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """(n, len(features)) float64 of the raw inputs as monitoring compares them with
+        training (``Pipeline.monitor_vector``; legacy bundles: their numeric columns)."""
+        return self.pipeline.monitor_vector(columns)
+
     def predict_columns(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         return self.predict_matrix(self.design(columns))
 
@@ -152,6 +157,10 @@ class _LegacyPipeline:
                 else:
                     col[r] = float(v)
         return cols
+
+    def monitor_vector(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        cols = [np.asarray(columns[i.name], dtype=np.float64) for i in self.inputs]
+        return np.column_stack(cols).reshape(len(cols[0]), len(cols))
 
     def transform(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         X = np.column_stack([columns[i.name] for i in self.inputs]).astype(np.float64)

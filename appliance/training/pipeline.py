@@ -615,6 +615,43 @@ class Pipeline:
             out[:, at : at + len(step.names)] = step.transform(columns, y, seed)
         return out
 
+    # ------------------------------------------------------------ monitoring
+
+    @cached_property
+    def _monitor_plan(self) -> list[tuple[str, str, dict[str, int] | None]]:
+        """Per input, in order: (name, role, its category index when categorical)."""
+        known: dict[str, dict[str, int]] = {}
+        for s in self.steps:
+            if isinstance(s, _OneHot):
+                known[s.column] = _index(s.encoder.categories_)
+            elif isinstance(s, _Target | _Hashing):
+                known[s.column] = _index(s.frequency.categories_)
+        return [(i.name, i.role, known.get(i.name)) for i in self.inputs]
+
+    def monitor_vector(self, columns: dict) -> np.ndarray:
+        """The raw inputs as monitoring compares them with training: (n, len(inputs))
+        float64, one column per input in ``inputs`` order. Numeric: the value (NaN for
+        null); categorical: the index of the category among the fitted ones (sorted),
+        -1 for a category training never saw, NaN for null; datetime: epoch seconds (NaN
+        for null). Cheap for one row (the serving hot path), vectorised for many."""
+        if type(columns) is _RecordColumns and columns.owner is self:
+            n = len(columns.rows)
+        else:
+            n = _check_columns(columns, self.inputs)
+            columns = {i.name: _as_column(columns[i.name], i) for i in self.inputs}
+        out = np.empty((n, len(self.inputs)))
+        for j, (name, role, index) in enumerate(self._monitor_plan):
+            col = columns[name]
+            if role == "numeric":
+                out[:, j] = col
+            elif role == "datetime":
+                ticks = col.view(np.int64)
+                out[:, j] = ticks / 1e6
+                out[ticks == NAT, j] = np.nan
+            else:
+                out[:, j] = _category_codes(col, index or {}, n)
+        return out
+
     # ------------------------------------------------------------ JSON
 
     def to_dict(self) -> dict[str, Any]:
@@ -676,6 +713,16 @@ class Pipeline:
             dict.__setitem__(out, name, out[name].view("datetime64[us]"))
         out.owner, out.rows = self, records
         return out
+
+
+def _category_codes(values: np.ndarray, index: dict[str, int], n: int) -> Any:
+    """Each value's position in ``index`` (-1: unseen, NaN: missing)."""
+    if n <= FAST_ROWS:
+        return [math.nan if v is None else index.get(v, -1) for v in values.tolist()]
+    encoded = pc.dictionary_encode(pa.array(values, type=pa.large_string()))
+    distinct = encoded.dictionary.to_pylist()
+    codes = np.array([index.get(v, -1) for v in distinct] + [math.nan], dtype=np.float64)
+    return codes[pc.fill_null(encoded.indices, len(distinct)).to_numpy()]
 
 
 class _RecordColumns(dict):
