@@ -23,6 +23,8 @@ import sqlcipher3
 from appliance.audit.chain import GENESIS, canonical_json, event_hash
 from appliance.errors import StoreBusy, StoreDamaged, StoreError, WrongKey
 from appliance.stores import migrations
+from appliance.stores.releases import MIGRATIONS as RELEASE_MIGRATIONS
+from appliance.stores.releases import ReleaseReads, ReleaseTx
 from appliance.stores.runs import MIGRATIONS as RUN_MIGRATIONS
 from appliance.stores.runs import RunReads, RunTx
 from appliance.stores.table_specs import MIGRATIONS as TABLE_SPEC_MIGRATIONS
@@ -102,6 +104,7 @@ MIGRATIONS = [
     *VIEW_MIGRATIONS,
     *TRAINING_SET_MIGRATIONS,
     *RUN_MIGRATIONS,
+    *RELEASE_MIGRATIONS,
 ]
 
 
@@ -155,7 +158,7 @@ def _decode(row: dict[str, Any], *fields: str) -> dict[str, Any]:
     return row
 
 
-class ControlTx(TableSpecTx, ViewTx, TrainingSetTx, RunTx):
+class ControlTx(TableSpecTx, ViewTx, TrainingSetTx, RunTx, ReleaseTx):
     """The writes of one open control.db transaction."""
 
     def __init__(self, conn: Any) -> None:
@@ -234,7 +237,7 @@ class ControlTx(TableSpecTx, ViewTx, TrainingSetTx, RunTx):
         )
 
 
-class ControlStore(TableSpecReads, ViewReads, TrainingSetReads, RunReads):
+class ControlStore(TableSpecReads, ViewReads, TrainingSetReads, RunReads, ReleaseReads):
     def __init__(self, path: Path, key: bytes, create: bool = False) -> None:
         self.path = Path(path)
         exists = self.path.exists()
