@@ -35,6 +35,9 @@ class Model:
     sensitive: str | None = None
     # {"entities": [column, ...], "features": {input: "VIEW@N:COLUMN"}} when trained on views
     online: dict[str, Any] | None = field(default=None)
+    # reference.json: the training reference monitoring compares live traffic with
+    # (appliance.monitoring.reference); None in bundles trained before monitoring
+    reference: dict[str, Any] | None = field(default=None)
 
     @property
     def inputs(self) -> list[Input]:
@@ -109,10 +112,14 @@ class Model:
         return schema
 
     def documents(self) -> dict[str, Any]:
-        return self.estimator.documents() | {
-            "pipeline.json": self.pipeline.to_dict(),
-            "schema.json": self.schema(),
-        }
+        return (
+            self.estimator.documents()
+            | {
+                "pipeline.json": self.pipeline.to_dict(),
+                "schema.json": self.schema(),
+            }
+            | ({"reference.json": self.reference} if self.reference is not None else {})
+        )
 
     @classmethod
     def from_files(cls, name: str, version: int, files: dict[str, bytes]) -> Model:
@@ -127,6 +134,7 @@ class Model:
             task=schema.get("task", "binary"),
             sensitive=schema.get("sensitive"),
             online=schema.get("online"),
+            reference=json.loads(files["reference.json"]) if "reference.json" in files else None,
         )
 
 

@@ -28,6 +28,7 @@ from appliance import faults
 from appliance.auth import SYSTEM, Actor, require
 from appliance.errors import BadInput, FalajError, NotFound
 from appliance.features.training_sets import TrainingSets
+from appliance.monitoring import reference
 from appliance.names import check_name
 from appliance.stores import ControlStore, FeatureStore
 from appliance.stores.control import now
@@ -251,6 +252,8 @@ class TrainingService:
                 "holdout_from_us": int(data.times[test_idx].min()),
             },  # fmt: skip
         }
+        model.reference = reference.build(model, cols_train, model.predict_matrix(X_test),
+                                          metrics["holdout"], seed)  # fmt: skip
         run = TrainingRun(model, metrics, lineage,
                           {"intended_use": spec.intended_use, "threshold": spec.threshold})  # fmt: skip
         version = self.registry.register(run, actor)
