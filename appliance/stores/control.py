@@ -27,6 +27,8 @@ from appliance.stores.releases import MIGRATIONS as RELEASE_MIGRATIONS
 from appliance.stores.releases import ReleaseReads, ReleaseTx
 from appliance.stores.runs import MIGRATIONS as RUN_MIGRATIONS
 from appliance.stores.runs import RunReads, RunTx
+from appliance.stores.scheduler import MIGRATIONS as SCHEDULER_MIGRATIONS
+from appliance.stores.scheduler import SchedulerReads, SchedulerTx
 from appliance.stores.table_specs import MIGRATIONS as TABLE_SPEC_MIGRATIONS
 from appliance.stores.table_specs import TableSpecReads, TableSpecTx
 from appliance.stores.training_sets import MIGRATIONS as TRAINING_SET_MIGRATIONS
@@ -105,6 +107,7 @@ MIGRATIONS = [
     *TRAINING_SET_MIGRATIONS,
     *RUN_MIGRATIONS,
     *RELEASE_MIGRATIONS,
+    *SCHEDULER_MIGRATIONS,
 ]
 
 
@@ -158,7 +161,7 @@ def _decode(row: dict[str, Any], *fields: str) -> dict[str, Any]:
     return row
 
 
-class ControlTx(TableSpecTx, ViewTx, TrainingSetTx, RunTx, ReleaseTx):
+class ControlTx(TableSpecTx, ViewTx, TrainingSetTx, RunTx, ReleaseTx, SchedulerTx):
     """The writes of one open control.db transaction."""
 
     def __init__(self, conn: Any) -> None:
@@ -237,7 +240,9 @@ class ControlTx(TableSpecTx, ViewTx, TrainingSetTx, RunTx, ReleaseTx):
         )
 
 
-class ControlStore(TableSpecReads, ViewReads, TrainingSetReads, RunReads, ReleaseReads):
+class ControlStore(
+    TableSpecReads, ViewReads, TrainingSetReads, RunReads, ReleaseReads, SchedulerReads
+):
     def __init__(self, path: Path, key: bytes, create: bool = False) -> None:
         self.path = Path(path)
         exists = self.path.exists()
