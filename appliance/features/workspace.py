@@ -46,7 +46,7 @@ from appliance.ingest.contracts import TableSpec
 from appliance.names import check_name
 from appliance.stores.view_rows import parse_view_sql
 
-TOP_KEYS = {"entities", "tables", "views", "training"}
+TOP_KEYS = {"entities", "tables", "views", "training", "pipelines"}
 ENTITY_KEYS = {"join_key", "description"}
 VIEW_KEYS = {
     "columns": {"table", "columns", "ttl"},
@@ -87,6 +87,7 @@ class Workspace:
     tables: dict[str, TableSpec] = field(default_factory=dict)
     views: dict[str, ViewDecl] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)  # name -> training.specs.Spec
+    pipelines: dict[str, Any] = field(default_factory=dict)  # name -> scheduler.specs.Pipeline
 
 
 def _mapping(value: Any, where: str, optional: bool = False) -> dict[str, Any]:
@@ -233,7 +234,11 @@ def parse(text: str, source: str) -> Workspace:
     from appliance.training.specs import parse_specs
 
     training = parse_specs(doc.get("training"), f"{source}: training")
-    return Workspace(source, entities, tables, views, training)
+    from appliance.scheduler.specs import parse_pipelines
+
+    pipelines = parse_pipelines(doc.get("pipelines"), f"{source}: pipelines",
+                                doc.get("training"), training)  # fmt: skip
+    return Workspace(source, entities, tables, views, training, pipelines)
 
 
 def load(path: str | Path) -> Workspace:

@@ -155,9 +155,21 @@ class TrainingService:
     # -- one training run ------------------------------------------------------
 
     def run(
-        self, spec: Spec, actor: Actor, progress: Callable[[int, int], None] | None = None
+        self,
+        spec: Spec,
+        actor: Actor,
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        until: str | None = None,
     ) -> dict[str, Any]:
+        """Search, fit, evaluate, gate and register. A pipeline's steps stop early:
+        ``until="search"`` returns the chosen params (and the search's run id);
+        ``until="evaluate"`` fits with ``spec.params`` and returns the metrics and the
+        gates' verdict, registering nothing (the fit is seeded: the same params give the
+        same model when the register step fits again)."""
         require(actor, "model.train")
+        if until not in (None, "search", "evaluate"):
+            raise ValueError(f"until={until!r}: expected 'search' or 'evaluate'")
         name = check_name("model", spec.model_name)
         started, t0 = now(), time.perf_counter()
         data = training_data.load(spec, self.features, self.training_sets, actor)
@@ -221,6 +233,8 @@ class TrainingService:
                     "metrics": {"error": getattr(exc, "message", None) or type(exc).__name__}})  # fmt: skip
                 raise
             params = params | outcome.best.params
+        if until == "search":
+            return self._searched(spec, name, task, params, search_id, outcome, t0)
 
         final_fit, final_valid = (fit_idx, valid_idx) if early_stops else (slice(None), None)
         estimator = family(task=task, **params).fit(
@@ -252,6 +266,9 @@ class TrainingService:
                 "holdout_from_us": int(data.times[test_idx].min()),
             },  # fmt: skip
         }
+        if until == "evaluate":
+            return {"name": name, "family": spec.family, "task": task, "metrics": metrics,
+                    "params": estimator.params_, "gates_passed": bool(metrics["gates"]["passed"])}  # fmt: skip
         model.reference = reference.build(model, cols_train, model.predict_matrix(X_test),
                                           metrics["holdout"], seed)  # fmt: skip
         run = TrainingRun(model, metrics, lineage,
@@ -282,6 +299,19 @@ class TrainingService:
             "metrics": metrics,
             "gates_passed": run.gates_passed,
         } | ({"training_set": lineage["training_set"]["id"]} if "training_set" in lineage else {})
+
+    def _searched(self, spec, name, task, params, search_id, outcome, t0) -> dict[str, Any]:
+        """A search's outcome without a final fit (a pipeline's train step)."""
+        result = {"name": name, "family": spec.family, "task": task, "params": params,
+                  "search": search_id}  # fmt: skip
+        if outcome is not None:
+            summary = {outcome.metric: outcome.best.score, "trials": len(outcome.trials),
+                       "best_trial": outcome.best.number, "stopped_by": outcome.stopped}  # fmt: skip
+            self._put_run(self.control.run(search_id) | {
+                "status": "completed", "duration_s": time.perf_counter() - t0,
+                "metrics": summary})  # fmt: skip
+            result["best"] = summary | {"metric": outcome.metric}
+        return result
 
     # -- parts -----------------------------------------------------------------
 
