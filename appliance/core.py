@@ -31,6 +31,7 @@ from appliance.ingest.quarantine import Quarantine
 from appliance.registry import Registry
 from appliance.serving import Serving
 from appliance.serving.decision_log import DecisionLog
+from appliance.serving.releases import Releases
 from appliance.stores import ControlStore, FeatureStore
 from appliance.stores.control import FILENAME as CONTROL_FILE
 from appliance.stores.features import FILENAME as FEATURES_FILE
@@ -169,6 +170,12 @@ class Appliance:
         # on the first prediction, so `falaj deploy` works beside a running `falaj run`.
         return Serving(self.control, lambda: self.features, self.registry,
                        lambda: self.decision_log, lambda: self.online)  # fmt: skip
+
+    @cached_property
+    def releases(self) -> Releases:
+        # monitoring's per-variant evidence, when that service exists
+        evidence = lambda: getattr(getattr(self, "monitoring", None), "release_evidence", None)  # noqa: E731
+        return Releases(self.control, self.registry, self.serving, evidence)
 
     @cached_property
     def audit(self) -> AuditService:

@@ -6,6 +6,9 @@ it. Deploys made by another process (``falaj deploy`` beside ``falaj run``) are 
 through SQLite's ``data_version`` and loaded before the next request. A slot whose
 bundle fails verification is kept out of service and reported (degraded), and an
 integrity-failure audit event is written once; the other slot keeps serving.
+
+During a release (canary, shadow, A/B) the deployment also carries the active
+``Release``: its candidate waits in the idle slot and the router sends it its share.
 """
 
 from __future__ import annotations
@@ -37,10 +40,31 @@ class Slot:
 
 
 @dataclass(frozen=True)
+class Release:
+    """An active release as routing needs it (a row of the ``releases`` table)."""
+
+    id: int
+    strategy: str  # canary | shadow | ab
+    percent: float  # the candidate's share of keys (canary, A/B); of copies (shadow)
+    baseline_slot: str
+    candidate_slot: str
+    baseline_version: int
+    candidate_version: int
+    entity_column: str | None = None  # where a record's sticky key is, if anywhere
+
+    @classmethod
+    def from_row(cls, r: dict) -> Release:
+        return cls(r["id"], r["strategy"], float(r["percent"]), r["baseline_slot"],
+                   r["candidate_slot"], r["baseline_version"], r["candidate_version"],
+                   r["entity_column"])  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Deployment:
     name: str
     live_slot: str
     slots: dict[str, Slot] = field(default_factory=dict)
+    release: Release | None = None
 
     @property
     def live(self) -> Model:
@@ -101,12 +125,14 @@ class ModelServer:
             return
         with self._lock:
             rows = self.control.deployments()
+            releases = {r["model"]: Release.from_row(r) for r in self.control.active_releases()}
             current = self._deployments
             fresh = {}
             for r in rows:
                 cur = current.get(r["name"])
                 slots = {s: self._slot(r["name"], r[f"{s}_version"], cur, s) for s in SLOTS}
-                fresh[r["name"]] = Deployment(r["name"], r["live_slot"], slots)
+                fresh[r["name"]] = Deployment(r["name"], r["live_slot"], slots,
+                                              releases.get(r["name"]))  # fmt: skip
             self._deployments = fresh
             self._seen = seen
 
