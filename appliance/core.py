@@ -29,6 +29,7 @@ from appliance.features.views import WORKSPACE_FILE, FeatureViews
 from appliance.ingest import IngestService
 from appliance.ingest.quarantine import Quarantine
 from appliance.registry import Registry
+from appliance.scheduler import Scheduler
 from appliance.serving import Serving
 from appliance.serving.decision_log import DecisionLog
 from appliance.serving.releases import Releases
@@ -180,6 +181,10 @@ class Appliance:
     @cached_property
     def audit(self) -> AuditService:
         return AuditService(self.control)
+
+    @cached_property
+    def scheduler(self) -> Scheduler:
+        return Scheduler(self)  # its pipelines: app.scheduler.pipelines
 
     # -- the home ----------------------------------------------------------------
 

@@ -68,6 +68,24 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("demo_rows", 60000, "Rows of the synthetic credit-risk data set that --demo loads."),
     Setting("audit_tail", 20, "Audit events shown by `falaj audit tail` and the dashboard."),
+    Setting(
+        "scheduler",
+        True,
+        "`falaj run` runs scheduled jobs and pipelines (one process per home takes them; "
+        "a second `falaj run` on the same home serves but schedules nothing).",
+    ),
+    Setting(
+        "scheduler_tick",
+        5.0,
+        "Seconds between the scheduler's passes over pipeline runs (retries, approvals, "
+        "release decisions) and new-data and drift triggers.",
+    ),
+    Setting("monitor_every", "5m", "How often `falaj run` runs a monitoring pass."),
+    Setting(
+        "release_check_every",
+        "1m",
+        "How often `falaj run` evaluates active releases' automatic promote/rollback policy.",
+    ),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 

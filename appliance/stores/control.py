@@ -23,6 +23,8 @@ import sqlcipher3
 from appliance.audit.chain import GENESIS, canonical_json, event_hash
 from appliance.errors import StoreBusy, StoreDamaged, StoreError, WrongKey
 from appliance.stores import migrations
+from appliance.stores.monitoring import MIGRATIONS as MONITORING_MIGRATIONS
+from appliance.stores.monitoring import MonitoringReads, MonitoringTx
 from appliance.stores.releases import MIGRATIONS as RELEASE_MIGRATIONS
 from appliance.stores.releases import ReleaseReads, ReleaseTx
 from appliance.stores.runs import MIGRATIONS as RUN_MIGRATIONS
@@ -108,6 +110,7 @@ MIGRATIONS = [
     *RUN_MIGRATIONS,
     *RELEASE_MIGRATIONS,
     *SCHEDULER_MIGRATIONS,
+    *MONITORING_MIGRATIONS,
 ]
 
 
@@ -161,7 +164,7 @@ def _decode(row: dict[str, Any], *fields: str) -> dict[str, Any]:
     return row
 
 
-class ControlTx(TableSpecTx, ViewTx, TrainingSetTx, RunTx, ReleaseTx, SchedulerTx):
+class ControlTx(TableSpecTx, ViewTx, TrainingSetTx, RunTx, ReleaseTx, SchedulerTx, MonitoringTx):
     """The writes of one open control.db transaction."""
 
     def __init__(self, conn: Any) -> None:
@@ -241,7 +244,13 @@ class ControlTx(TableSpecTx, ViewTx, TrainingSetTx, RunTx, ReleaseTx, SchedulerT
 
 
 class ControlStore(
-    TableSpecReads, ViewReads, TrainingSetReads, RunReads, ReleaseReads, SchedulerReads
+    TableSpecReads,
+    ViewReads,
+    TrainingSetReads,
+    RunReads,
+    ReleaseReads,
+    SchedulerReads,
+    MonitoringReads,
 ):
     def __init__(self, path: Path, key: bytes, create: bool = False) -> None:
         self.path = Path(path)
