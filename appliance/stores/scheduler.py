@@ -118,6 +118,13 @@ class SchedulerTx:
             values,
         )
 
+    def job_exists(self, job_id: str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM scheduler_jobs WHERE id = ?", (job_id,)).fetchone()
+        return row is not None
+
+    def job_ids(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM scheduler_jobs ORDER BY id")]
+
     def delete_job(self, job_id: str) -> bool:
         cur = self.conn.execute("DELETE FROM scheduler_jobs WHERE id = ?", (job_id,))
         return cur.rowcount > 0
@@ -173,6 +180,20 @@ class SchedulerTx:
         """The run as this transaction sees it (to claim it without a race)."""
         row = self.conn.execute("SELECT * FROM pipeline_runs WHERE id = ?", (run_id,)).fetchone()
         return _run(dict(row)) if row is not None else None
+
+    def pipeline_step_rows(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT * FROM pipeline_steps WHERE run_id = ? ORDER BY idx", (run_id,)
+        ).fetchall()
+        return [_step(dict(r)) for r in rows]
+
+    def skip_steps_after(self, run_id: str, idx: int, message: str) -> None:
+        """Steps after ``idx`` not yet run are skipped (an earlier one failed)."""
+        self.conn.execute(
+            "UPDATE pipeline_steps SET status = 'skipped', message = ? "
+            "WHERE run_id = ? AND idx > ? AND status IN ('pending', 'waiting')",
+            (message, run_id, idx),
+        )
 
     def put_trigger_state(self, pipeline: str, state: dict[str, Any], at: str) -> None:
         self.conn.execute(
