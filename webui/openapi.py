@@ -834,6 +834,128 @@ PATHS: dict[str, Any] = {
     "/models/{name}/invocations": _invocations(named=True),
 }  # fmt: skip
 
+# -- releases (canary, shadow, A/B)
+RELEASE_BODY = {
+    "required": True,
+    "content": {
+        JSON: {
+            "schema": {
+                "type": "object",
+                "required": ["version", "strategy"],
+                "properties": {
+                    "version": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "The candidate version",
+                    },
+                    "strategy": {"type": "string", "enum": ["canary", "shadow", "ab"]},
+                    "percent": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": 100,
+                        "description": "The candidate's share of keys (canary, ab) or of "
+                        "requests copied (shadow)",
+                    },
+                    "force": {
+                        "type": "boolean",
+                        "description": "Release a version its gates rejected",
+                    },
+                    "policy": {
+                        "type": "object",
+                        "description": "Automatic promotion and rollback",
+                        "properties": {
+                            "min_requests": {"type": "integer", "minimum": 1},
+                            "after": {"type": "string", "example": "30m"},
+                            "max_error_rate": {"type": "number"},
+                            "max_p99_ms": {"type": "number"},
+                            "max_psi": {"type": "number"},
+                            "min_metric_delta": {"type": "number"},
+                        },
+                    },
+                },
+                "example": {"version": 2, "strategy": "canary", "percent": 10},
+            }
+        }
+    },
+}
+RELEASE_OUT = {
+    "type": "object",
+    "required": ["name", "live_slot", "live_version", "release"],
+    "properties": {"release": {"type": ["object", "null"]}, "history": {"type": "array"}},
+}
+
+
+def _release_action(summary: str) -> dict:
+    return {
+        "post": {
+            "summary": summary,
+            "tags": [NATIVE],
+            "parameters": [MODEL_NAME],
+            "responses": {"200": _json({"type": "object"}, "The outcome"), **_errors("Error")},
+        }
+    }
+
+
+def _release_form(summary: str, body: dict | None = None) -> dict:
+    op = {
+        "summary": f"{summary} (a dashboard form)",
+        "tags": ["Dashboard"],
+        "parameters": [MODEL_NAME],
+        "responses": {
+            "302": {"description": "Back to the Releases page, with the outcome"},
+            **_errors(None),
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": body}},
+        }
+    return {"post": op}
+
+
+RELEASE_FORM_FIELDS = (
+    "version",
+    "strategy",
+    "percent",
+    "force",
+    "auto",
+    "min_requests",
+    "after",
+    "max_error_rate",
+    "max_p99_ms",
+    "max_psi",
+    "min_metric_delta",
+)
+PATHS.update({
+    "/releases": _get("The Releases page (HTML): deployments, their active release with a "
+                      "report per variant, start form, promote and rollback buttons",
+                      "Dashboard", _text("The page", "text/html"), None),
+    "/releases/{name}/start": _release_form("Start a release", {
+        "type": "object", "required": ["version", "strategy"],
+        "properties": {f: {"type": "string", "maxLength": 40} for f in RELEASE_FORM_FIELDS}}),
+    "/releases/{name}/promote": _release_form("Promote the active release"),
+    "/releases/{name}/rollback": _release_form("Roll back the active release"),
+    "/api/v1/releases": _get("Every deployment with its live version and active release",
+                             NATIVE, _json({"type": "object"}, "Deployments")),
+    "/api/v1/models/{name}/release": {
+        "get": {"summary": "A deployment, its active release with a report per variant, and "
+                           "past releases", "tags": [NATIVE], "parameters": [MODEL_NAME],
+                "responses": {"200": _json(RELEASE_OUT, "The status"), **_errors("Error")}},
+        "post": {"summary": "Start a canary, shadow or A/B release of a candidate version "
+                            "(audited; 409 while another is active)", "tags": [NATIVE],
+                 "parameters": [MODEL_NAME], "requestBody": RELEASE_BODY,
+                 "responses": {"201": _json(RELEASE_OUT, "The status, with the new release"),
+                               **_errors("Error")}},
+    },
+    "/api/v1/models/{name}/release/promote": _release_action(
+        "Promote the active release: the candidate's slot becomes live (audited)"),
+    "/api/v1/models/{name}/release/rollback": _release_action(
+        "Roll back the active release: the candidate stops receiving traffic (audited)"),
+    "/api/v1/models/{name}/release/evaluate": _release_action(
+        "Judge the model's automatic release now: promote, roll back or wait (audited)"),
+})  # fmt: skip
+
 
 def document() -> dict[str, Any]:
     return {

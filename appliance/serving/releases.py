@@ -249,8 +249,8 @@ def _psi(v: dict[str, Any]) -> float | None:
 def _metric(v: dict[str, Any]) -> float | None:
     for k in ("metric", "live_metric"):
         m = v.get(k)
-        if isinstance(m, dict):
-            m = m.get("value")
+        if isinstance(m, dict):  # monitoring's {"auc": ..., "labelled": n}
+            m = m.get("value", m.get("auc"))
         if isinstance(m, int | float) and not isinstance(m, bool):
             return float(m)
     return None

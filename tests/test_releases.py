@@ -1,0 +1,318 @@
+"""Releases: canary, shadow and A/B routing, promote and rollback by hand and by an
+automatic policy, over real stores, the CLI, the API on a real server and the page."""
+
+import json
+import shutil
+import urllib.error
+import urllib.request
+
+import pyarrow.csv as pacsv
+import pytest
+
+from appliance import demo
+from appliance.core import Appliance
+from appliance.serving.releases import BUCKETS, sticky_bucket, takes_candidate
+from tests.conftest import ACTOR, FEATURES, RECORD, Falaj
+
+SHARE_TOLERANCE = 0.05  # |observed - P| over 2000 keys: > 4 standard deviations at P = 30%
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A home with credit@1 (every numeric input) live and credit@2 (five of them)
+    registered; closed, so a server or a test's own appliance can open a copy."""
+    base = tmp_path_factory.mktemp("releases")
+    csv = base / "credit.csv"
+    pacsv.write_csv(demo.credit_risk(1500, seed=3), csv)
+    home = base / "home"
+    app = Appliance.open({"home": str(home)})
+    app.init(ACTOR)
+    app.ingestion.ingest(csv, "loans", "customer_id", "event_time", ACTOR)
+    app.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES))
+    app.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES[:5]))
+    app.serving.deploy("credit", 1, ACTOR)
+    app.close()
+    return home
+
+
+@pytest.fixture
+def rel_home(prepared, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(prepared, home)
+    return home
+
+
+@pytest.fixture
+def rapp(rel_home):
+    app = Appliance.open({"home": str(rel_home), "decision_log": "async"})
+    yield app
+    app.close()
+
+
+def audit_actions(app, prefix="release."):
+    return [e for e in app.control.audit_tail(200) if e["action"].startswith(prefix)][::-1]
+
+
+# -- routing ------------------------------------------------------------------------
+
+
+def test_sticky_buckets_move_keys_one_way_as_the_share_rises():
+    keys = [f"customer-{i}" for i in range(10000)]
+    assert all(0 <= sticky_bucket("credit", k) < BUCKETS for k in keys[:100])
+    previous = set()
+    for percent in (1, 5, 20, 50, 100):
+        taken = {k for k in keys if takes_candidate("credit", percent, k)}
+        assert previous <= taken  # no key goes back to the baseline
+        assert abs(len(taken) / len(keys) - percent / 100) < 0.02
+        previous = taken
+    assert not any(takes_candidate("credit", 0, k) for k in keys)
+
+
+def test_canary_is_sticky_by_key_and_takes_its_share(rapp):
+    r = rapp.releases.start("credit", 2, "canary", ACTOR, percent=30)
+    assert r["release"]["candidate_version"] == 2 and r["release"]["candidate_slot"] == "green"
+    got = {}
+    for i in range(2000):
+        a = rapp.serving.predict("credit", [RECORD], ACTOR, key=f"c{i}")
+        got[f"c{i}"] = (a["version"], a["variant"])
+    assert {v for v, _ in got.values()} == {1, 2}
+    assert all(var == ("candidate" if v == 2 else "baseline") for v, var in got.values())
+    share = sum(v == 2 for v, _ in got.values()) / len(got)
+    assert abs(share - 0.30) < SHARE_TOLERANCE
+    for i in range(0, 2000, 10):  # the same key, the same variant
+        assert (
+            rapp.serving.predict("credit", [RECORD], ACTOR, key=f"c{i}")["version"]
+            == got[f"c{i}"][0]
+        )
+    report = rapp.releases.status("credit", ACTOR)["release"]["report"]
+    assert report["baseline"]["requests"] + report["candidate"]["requests"] == 2200
+    assert report["candidate"]["errors"] == 0 and report["candidate"]["p99_ms"] > 0
+    rapp.decision_log.flush()
+    rows = rapp.features.query(
+        "SELECT variant, version, count(*) AS n, bool_and(served) AS served FROM _predictions "
+        "WHERE release_id = ? GROUP BY ALL ORDER BY variant",
+        [r["release"]["id"]],
+    )
+    assert [(x["variant"], x["version"], x["served"]) for x in rows] == [
+        ("baseline", 1, True), ("candidate", 2, True)]  # fmt: skip
+    assert sum(x["n"] for x in rows) == 2200
+
+
+def test_shadow_logs_the_candidate_and_never_returns_it(rapp):
+    rid = rapp.releases.start("credit", 2, "shadow", ACTOR)["release"]["id"]
+    answers = [rapp.serving.predict("credit", [RECORD], ACTOR, key=f"s{i}") for i in range(60)]
+    assert {(a["version"], a["variant"]) for a in answers} == {(1, "baseline")}
+    rapp.serving.router.wait_shadow()
+    rapp.decision_log.flush()
+    rows = rapp.features.query(
+        "SELECT variant, version, served, count(*) AS n FROM _predictions WHERE release_id = ? "
+        "GROUP BY ALL ORDER BY variant",
+        [rid],
+    )
+    assert [(x["variant"], x["version"], x["served"], x["n"]) for x in rows] == [
+        ("baseline", 1, True, 60), ("candidate", 2, False, 60)]  # fmt: skip
+    served_ids = {a["request_id"] for a in answers}
+    copies = rapp.features.query(
+        "SELECT DISTINCT request_id FROM _predictions WHERE release_id = ? AND NOT served", [rid]
+    )
+    assert not served_ids & {c["request_id"] for c in copies}
+
+
+def test_promote_and_rollback_switch_who_answers_and_are_audited(rapp):
+    rapp.releases.start("credit", 2, "ab", ACTOR, percent=50)
+    with pytest.raises(Exception, match="active ab release") as e:
+        rapp.serving.deploy("credit", 2, ACTOR)
+    assert e.value.status == 409
+    p = rapp.releases.promote("credit", ACTOR)
+    assert (p["live_version"], p["live_slot"]) == (2, "green")
+    assert {rapp.serving.predict("credit", [RECORD], ACTOR, key=f"k{i}")["version"]
+            for i in range(30)} == {2}  # fmt: skip
+    assert rapp.serving.predict("credit", [RECORD], ACTOR)["variant"] == "live"
+    # the old live version stays in the other slot: a release of it, then its rollback
+    rapp.releases.start("credit", 1, "canary", ACTOR, percent=100)
+    assert rapp.serving.predict("credit", [RECORD], ACTOR, key="x")["version"] == 1
+    rb = rapp.releases.rollback("credit", ACTOR)
+    assert rb["live_version"] == 2 and rapp.control.deployment("credit")["blue_version"] == 1
+    assert {rapp.serving.predict("credit", [RECORD], ACTOR, key=f"k{i}")["version"]
+            for i in range(30)} == {2}  # fmt: skip
+    events = audit_actions(rapp)
+    assert [e["action"] for e in events] == [
+        "release.start", "release.promote", "release.start", "release.rollback"]  # fmt: skip
+    assert events[1]["subject"] == "credit@2" and events[1]["details"]["live_slot"] == "green"
+    assert events[3]["details"]["report"]["candidate"]["requests"] == 1
+    history = rapp.releases.status("credit", ACTOR)["history"]
+    assert [h["status"] for h in history] == ["rolled_back", "promoted"]
+
+
+def test_bad_release_requests_name_what_is_wrong(rapp):
+    cases = [
+        (lambda: rapp.releases.start("nope", 2, "canary", ACTOR), 404, "not registered"),
+        (lambda: rapp.releases.start("credit", 9, "canary", ACTOR), 404, "no version 9"),
+        (lambda: rapp.releases.start("credit", 2, "canary", ACTOR, percent=101), 400, "outside 0-100"),
+        (lambda: rapp.releases.start("credit", 2, "canary", ACTOR, percent=-1), 400, "outside 0-100"),
+        (lambda: rapp.releases.start("credit", 2, "blue", ACTOR), 400, "strategy"),
+        (lambda: rapp.releases.start("credit", 1, "canary", ACTOR), 400, "live version already"),
+        (lambda: rapp.releases.start("credit", 2, "canary", ACTOR, policy={}), 400, "min_requests"),
+        (lambda: rapp.releases.start("credit", 2, "canary", ACTOR, policy={"min_requests": 5, "max_error_rate": 2}), 400, "max_error_rate"),
+        (lambda: rapp.releases.promote("credit", ACTOR), 409, "no active release"),
+        (lambda: rapp.releases.rollback("nope", ACTOR), 404, "not registered"),
+    ]  # fmt: skip
+    for call, status, message in cases:
+        with pytest.raises(Exception, match=message) as e:
+            call()
+        assert e.value.status == status, message
+    rapp.releases.start("credit", 2, "canary", ACTOR)
+    with pytest.raises(Exception, match="active canary release") as e:
+        rapp.releases.start("credit", 2, "ab", ACTOR)
+    assert e.value.status == 409
+    assert len(audit_actions(rapp)) == 1
+
+
+# -- the automatic policy -----------------------------------------------------------------
+
+
+def test_a_canary_that_fails_is_rolled_back_automatically_with_its_evidence(rapp, monkeypatch):
+    rapp.releases.start("credit", 2, "canary", ACTOR, percent=50,
+                        policy={"min_requests": 1000, "max_error_rate": 0.05})  # fmt: skip
+    candidate = rapp.serving.server.loaded("credit").slots["green"].model
+
+    def broken(X):
+        raise RuntimeError("candidate is broken")
+
+    monkeypatch.setattr(candidate, "predict_matrix", broken)
+    answers = [rapp.serving.predict("credit", [RECORD], ACTOR, key=f"k{i}") for i in range(80)]
+    assert {a["version"] for a in answers} == {1}  # the baseline answered every request
+    assert rapp.releases.evaluate(ACTOR, "credit")[0]["decision"] == "rollback"
+    event = audit_actions(rapp)[-1]
+    assert event["action"] == "release.auto_rollback"
+    report = event["details"]["report"]["candidate"]
+    assert report["errors"] == report["requests"] > 20 and report["error_rate"] == 1.0
+    assert "error rate 1.0000 > 0.05" in event["details"]["reasons"][0]
+    assert event["details"]["policy"] == {"min_requests": 1000, "max_error_rate": 0.05}
+    assert rapp.releases.status("credit", ACTOR)["release"] is None
+    assert rapp.control.deployment("credit")["green_version"] is None  # as before the release
+
+
+def test_a_good_canary_waits_for_its_evidence_then_is_promoted(rapp, falaj_rel):
+    falaj_rel.ok("release", "start", "credit", "--version", "2", "--strategy", "canary",
+                 "--percent", "50", "--auto", "--min-requests", "30", "--max-error-rate",
+                 "0.05", "--max-p99-ms", "5000")  # fmt: skip
+    for i in range(20):
+        rapp.serving.predict("credit", [RECORD], ACTOR, key=f"k{i}")
+    assert rapp.releases.evaluate(ACTOR)[0]["decision"] == "wait"
+    for i in range(20, 120):
+        rapp.serving.predict("credit", [RECORD], ACTOR, key=f"k{i}")
+    decided = rapp.releases.evaluate(ACTOR)
+    assert decided[0]["decision"] == "promote"
+    event = audit_actions(rapp)[-1]
+    assert event["action"] == "release.auto_promote" and event["subject"] == "credit@2"
+    assert event["details"]["report"]["candidate"]["requests"] >= 30
+    assert event["details"]["report"]["candidate"]["error_rate"] == 0
+    assert rapp.serving.predict("credit", [RECORD], ACTOR)["version"] == 2
+    out = falaj_rel.ok("release", "status", "credit", "--json")
+    status = json.loads(out.stdout)
+    assert status["live_version"] == 2 and status["history"][0]["status"] == "promoted"
+
+
+@pytest.fixture
+def falaj_rel(rel_home):
+    return Falaj(rel_home)
+
+
+def test_cli_release_commands(falaj_rel):
+    r = falaj_rel("release", "start", "credit", "--version", "2", "--strategy", "canary",
+                  "--percent", "150")  # fmt: skip
+    assert r.exit_code == 2 and "outside 0-100" in r.stderr
+    r = falaj_rel("release", "start", "credit", "--version", "2", "--strategy", "canary",
+                  "--max-psi", "0.2")  # fmt: skip
+    assert r.exit_code == 2 and "add --auto" in r.stderr
+    out = falaj_rel.ok("release", "start", "credit", "--version", "2", "--strategy", "shadow")
+    assert "shadow of v2 (green) against v1 (blue), 100% copied" in out.stdout
+    r = falaj_rel("release", "start", "credit", "--version", "2", "--strategy", "canary")
+    assert r.exit_code == 1 and "active shadow release" in r.stderr
+    listed = json.loads(falaj_rel.ok("release", "list", "--json").stdout)
+    assert listed[0]["release"]["strategy"] == "shadow"
+    assert "manual" in falaj_rel.ok("release", "evaluate").stdout
+    assert "answers all traffic" in falaj_rel.ok("release", "rollback", "credit").stdout
+    r = falaj_rel("release", "promote", "credit")
+    assert r.exit_code == 1 and "no active release" in r.stderr
+
+
+# -- over HTTP: a real server, and the dashboard ------------------------------------------
+
+
+def call(url, method="GET", body=None, headers=None):
+    req = urllib.request.Request(url, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None)  # fmt: skip
+    req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_release_over_http_on_a_live_server(rel_home, start_server, falaj_rel):
+    server = start_server(rel_home, "--decision-log", "async")
+    api = server.url + "/api/v1/models/credit/release"
+    assert call(api, "POST", {"version": 2, "strategy": "canary", "percent": 150})[0] == 400
+    assert call(api, "POST", {"version": 7, "strategy": "canary"})[0] == 404
+    assert call(server.url + "/api/v1/models/nope/release")[0] == 404
+    status, r = call(api, "POST", {"version": 2, "strategy": "canary", "percent": 40})
+    assert status == 201 and r["release"]["strategy"] == "canary"
+    assert call(api, "POST", {"version": 2, "strategy": "ab"})[0] == 409
+    predict = server.url + "/api/v1/models/credit/predict"
+    seen = {}
+    for i in range(150):
+        s, a = call(predict, "POST", {"records": [RECORD]}, {"X-Falaj-Key": f"u{i}"})
+        assert s == 200
+        seen[f"u{i}"] = a["version"]
+        assert a["variant"] == ("candidate" if a["version"] == 2 else "baseline")
+    assert {1, 2} == set(seen.values())
+    for k in list(seen)[:40]:
+        assert (
+            call(predict, "POST", {"records": [RECORD]}, {"X-Falaj-Key": k})[1]["version"]
+            == seen[k]
+        )
+    report = call(api)[1]["release"]["report"]
+    assert report["baseline"]["requests"] + report["candidate"]["requests"] == 190
+    # promoted from another process (the CLI): the server notices before its next answer
+    falaj_rel.ok("release", "promote", "credit")
+    assert {call(predict, "POST", {"records": [RECORD]}, {"X-Falaj-Key": f"u{i}"})[1]["version"]
+            for i in range(20)} == {2}  # fmt: skip
+    status, r = call(api, "POST", {"version": 1, "strategy": "shadow"})
+    assert status == 201
+    assert {call(predict, "POST", {"records": [RECORD]})[1]["version"] for _ in range(10)} == {2}
+    status, r = call(api + "/rollback", "POST")
+    assert status == 200 and r["live_version"] == 2
+    assert call(api + "/rollback", "POST")[0] == 409
+    actions = [
+        e["action"] for e in json.loads(falaj_rel.ok("audit", "tail", "-n", "50", "--json").stdout)
+    ]
+    assert [a for a in actions if a.startswith("release.")] == [
+        "release.start", "release.promote", "release.start", "release.rollback"]  # fmt: skip
+
+
+def test_releases_page_starts_promotes_and_rolls_back(rapp):
+    from webui import create_app
+
+    client = create_app(rapp, {"TESTING": True}).test_client()
+    page = client.get("/releases").get_data(as_text=True)
+    assert 'id="start-credit"' in page and "v1 live" in page
+    r = client.post("/releases/credit/start", data={"version": "2", "strategy": "canary",
+                                                     "percent": "abc"})  # fmt: skip
+    assert r.status_code == 302 and "ok=0" in r.location
+    r = client.post("/releases/credit/start", data={"version": "2", "strategy": "canary",
+                                                     "percent": "25"}, follow_redirects=True)  # fmt: skip
+    page = r.get_data(as_text=True)
+    assert "started canary release" in page and 'id="promote-credit"' in page
+    for i in range(10):
+        rapp.serving.predict("credit", [RECORD], ACTOR, key=f"p{i}")
+    page = client.get("/releases").get_data(as_text=True)
+    assert "variant-candidate" in page and "25% of keys" in page
+    page = client.post("/releases/credit/promote", follow_redirects=True).get_data(as_text=True)
+    assert "credit@2 is live in the green slot" in page
+    assert client.post("/releases/nope/promote").status_code == 404
+    assert client.post("/api/v1/models/credit/release/evaluate").status_code == 409
