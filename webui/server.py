@@ -64,11 +64,13 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
         say(f"Open Inference Protocol (gRPC) on {host}:{grpc_port}")
     sys.stderr.flush()
     try:
+        app.scheduler.start(say)  # jobs and pipeline runs; one process per home takes them
         server.run()  # returns on the KeyboardInterrupt that stop() raises
     except KeyboardInterrupt:
         pass
     finally:
         say("stopping")
+        app.scheduler.stop()  # a running step stops at its next progress report
         if grpc_server is not None:
             grpc_server.stop(grace=5).wait()  # in-flight calls finish, new ones are refused
         server.close()
