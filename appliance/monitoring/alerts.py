@@ -159,7 +159,8 @@ def check_webhook_url(url: str) -> tuple[str, int]:
         addresses = [ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos]
     bad = [str(a) for a in addresses if not _allowed(a)]
     if bad:
-        raise BadInput(f"webhook {url!r}: {host} is {bad[0]}, a public address; alerts go "
+        what = host if bad[0] == host else f"{host} is {bad[0]}, which"
+        raise BadInput(f"webhook {url!r}: {what} is a public address; alerts go "
                        "only to loopback or private LAN addresses (10/8, 172.16/12, "
                        "192.168/16, 127/8, fc00::/7)")  # fmt: skip
     return host, port
