@@ -957,6 +957,70 @@ PATHS.update({
 })  # fmt: skip
 
 
+PIPELINE = {"name": "name", "in": "path", "required": True,
+            "description": "A pipeline declared in the workspace",
+            "schema": {"type": "string", "example": "retrain"}}  # fmt: skip
+RUN_ID = {"name": "run_id", "in": "path", "required": True, "description": "A pipeline run's id",
+          "schema": {"type": "string", "example": "r20261130-1a2b3c4d"}}  # fmt: skip
+PIPELINE_RUN = {"type": "object", "required": ["id", "pipeline", "status"]}
+
+
+def _pipeline_form(summary: str, param: dict, body: dict | None = None) -> dict:
+    op = {"summary": f"{summary} (a dashboard form)", "tags": ["Dashboard"],
+          "parameters": [param],
+          "responses": {"302": {"description": "To the run's page, with the outcome"},
+                        **_errors(None)}}  # fmt: skip
+    if body is not None:
+        op["requestBody"] = {"required": False, "content": {
+            "application/x-www-form-urlencoded": {"schema": body}}}  # fmt: skip
+    return {"post": op}
+
+
+def _pipeline_action(summary: str, body: dict | None = None) -> dict:
+    op = {"summary": summary, "tags": [NATIVE], "parameters": [RUN_ID],
+          "responses": {"200": _json(PIPELINE_RUN, "The run with its steps"),
+                        **_errors("Error")}}  # fmt: skip
+    if body is not None:
+        op["requestBody"] = {"required": False, "content": {JSON: {"schema": body}}}
+    return {"post": op}
+
+
+PATHS.update({
+    "/pipelines": _get("The Pipelines page (HTML): pipelines with a Run button, their runs "
+                       "and the scheduled jobs", "Dashboard", _text("The page", "text/html"),
+                       None),
+    "/pipelines/runs/{run_id}": _get("A pipeline run's page (HTML): its step timeline, "
+                                     "Approve, Reject and Cancel buttons", "Dashboard",
+                                     _text("The page", "text/html"), None, params=[RUN_ID]),
+    "/pipelines/{name}/run": _pipeline_form("Start a run of a pipeline", PIPELINE),
+    "/pipelines/runs/{run_id}/approve": _pipeline_form(
+        "Approve or reject a run's waiting approval step", RUN_ID,
+        {"type": "object", "properties": {"reject": {"type": "string", "enum": ["0", "1"]},
+                                          "note": {"type": "string", "maxLength": 500}}}),
+    "/pipelines/runs/{run_id}/cancel": _pipeline_form("Cancel an active run", RUN_ID),
+    "/api/v1/pipelines": _get("The workspace's pipelines: steps, triggers, latest run", NATIVE,
+                              _json({"type": "array"}, "Pipelines")),
+    "/api/v1/pipelines/{name}/runs": {"post": {
+        "summary": "Start a run of a pipeline (audited; 409 while one is active)",
+        "tags": [NATIVE], "parameters": [PIPELINE],
+        "responses": {"201": _json(PIPELINE_RUN, "The queued run"), **_errors("Error")}}},
+    "/api/v1/pipelines/runs": _get(
+        "Pipeline runs, newest first", NATIVE, _json({"type": "array"}, "Runs"),
+        params=[{"name": "pipeline", "in": "query", "required": False,
+                 "schema": {"type": "string"}}]),
+    "/api/v1/pipelines/runs/{run_id}": _get("A pipeline run with its steps", NATIVE,
+                                            _json(PIPELINE_RUN, "The run"), params=[RUN_ID]),
+    "/api/v1/pipelines/runs/{run_id}/approve": _pipeline_action(
+        "Approve (or reject) the run's step waiting for a person (audited)",
+        {"type": "object", "properties": {"reject": {"type": "boolean"},
+                                          "note": {"type": "string", "maxLength": 500}}}),
+    "/api/v1/pipelines/runs/{run_id}/cancel": _pipeline_action(
+        "Cancel an active run: its unfinished steps are skipped (audited)"),
+    "/api/v1/jobs": _get("Scheduled jobs: trigger, next run time, last state", NATIVE,
+                         _json({"type": "array"}, "Jobs")),
+})  # fmt: skip
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",

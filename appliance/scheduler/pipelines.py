@@ -397,6 +397,7 @@ class PipelineService:
             tx.append_audit(actor, "pipeline.run.start", run_id,
                             {"pipeline": name, "trigger": trigger,
                              "steps": [s["name"] for s in steps]})  # fmt: skip
+        self.app.scheduler.wake()  # a scheduler in this process takes it now
         return self.get(run_id, actor)
 
     def runs(self, actor: Actor, pipeline: str | None = None, limit: int = 50) -> list[dict]:
