@@ -659,7 +659,7 @@ class PipelineService:
                 tx.update_pipeline_run(run_id, status="waiting")
                 tx.append_audit(ctx.actor, "pipeline.step.retry", subject,
                                 {"kind": step.kind, "attempt": attempt, "error": error,
-                                 "retry_at": due})  # fmt: skip
+                                 "delay_s": delay, "retry_at": due})  # fmt: skip
         if say:
             say(f"{step.name}: {'failed' if final else 'will retry'}: {error}")
         if final:
