@@ -28,6 +28,7 @@ from appliance.features.training_sets import TrainingSets
 from appliance.features.views import WORKSPACE_FILE, FeatureViews
 from appliance.ingest import IngestService
 from appliance.ingest.quarantine import Quarantine
+from appliance.monitoring.metrics import Metrics
 from appliance.registry import Registry
 from appliance.scheduler import Scheduler
 from appliance.serving import Serving
@@ -162,8 +163,14 @@ class Appliance:
         return Runs(self.control)
 
     @cached_property
+    def metrics(self) -> Metrics:
+        return Metrics()
+
+    @cached_property
     def decision_log(self) -> DecisionLog:
-        return DecisionLog(self.features, self.control, mode=self.settings["decision_log"])
+        return DecisionLog(self.features, self.control, mode=self.settings["decision_log"],
+                           retention_days=self.settings["decision_retention_days"],
+                           metrics=self.metrics)  # fmt: skip
 
     @cached_property
     def serving(self) -> Serving:

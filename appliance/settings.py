@@ -62,6 +62,12 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("durable", "async"),
     ),
     Setting(
+        "decision_retention_days",
+        0,
+        "Days a logged decision is kept: older batches are deleted, whole, by `falaj "
+        "decisions prune` and once a day by `falaj run` (their audit events stay); 0: forever.",
+    ),
+    Setting(
         "check_on_start",
         True,
         "`falaj run` reads every page of both stores before serving (false: skip it).",

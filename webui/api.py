@@ -9,6 +9,7 @@ from appliance.auth import Actor
 from appliance.core import Appliance
 from appliance.errors import BadInput
 from appliance.features.online import to_json
+from webui.metrics import scored
 
 bp = Blueprint("api", __name__)
 
@@ -44,19 +45,21 @@ def healthz():
 
 @bp.post("/api/v1/models/<name>/predict")
 def predict(name: str):
+    return jsonify(scored(name, lambda: _predict(name)))
+
+
+def _predict(name: str) -> dict:
     body = json_body()
     if "records" in body and "entities" in body:
         raise BadInput('request body: give either "records" or "entities", not both')
     if "entities" in body:
-        return jsonify(
-            appliance().serving.predict_entities(name, body["entities"], request_actor())
-        )
+        return appliance().serving.predict_entities(name, body["entities"], request_actor())
     if "records" not in body:
         raise BadInput(
             'request body: missing field "records" (a list of {feature: number} objects), '
             'or "entities" for a model trained on feature views'
         )
-    return jsonify(appliance().serving.predict(name, body["records"], request_actor()))
+    return appliance().serving.predict(name, body["records"], request_actor())
 
 
 @bp.get("/api/v1/decisions/<request_id>")

@@ -23,6 +23,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 import appliance as appliance_pkg
 from appliance.errors import BadInput, NotDeployed
 from webui.api import appliance, json_body, request_actor
+from webui.metrics import scored
 
 bp = Blueprint("protocols", __name__)
 
@@ -376,9 +377,7 @@ def _flag(params: dict, key: str, where: str) -> bool | None:
     return value
 
 
-@bp.post("/v2/models/<name>/infer")
-@bp.post("/v2/models/<name>/versions/<version>/infer")
-def v2_infer(name: str, version: str | None = None):
+def _v2_infer(name: str, version: str | None):
     body, binary = _v2_body()
     model = _live(name, version)
     binary_default = bool(
@@ -411,6 +410,13 @@ def v2_infer(name: str, version: str | None = None):
     result = appliance().serving.predict(
         name, v2_records(body, model.inputs, binary), request_actor(), where="inputs"
     )
+    return result, request_id, binary_out
+
+
+@bp.post("/v2/models/<name>/infer")
+@bp.post("/v2/models/<name>/versions/<version>/infer")
+def v2_infer(name: str, version: str | None = None):
+    result, request_id, binary_out = scored(name, lambda: _v2_infer(name, version))
     predictions = result["predictions"]
     out = {"name": OUTPUT, "shape": [len(predictions)], "datatype": OUTPUT_DATATYPE}
     answer = {
@@ -549,13 +555,16 @@ def _csv_number(value: str, line: int, col: str) -> float:
 
 
 def _invocations(name: str):
+    return jsonify({"predictions": scored(name, lambda: _mlflow_predict(name))["predictions"]})
+
+
+def _mlflow_predict(name: str) -> dict:
     model = appliance().serving.server.get(name).live
     if request.mimetype == "text/csv":
         records = csv_records(request.get_data(as_text=True))
     else:
         records = mlflow_records(json_body(), model.features)
-    result = appliance().serving.predict(name, records, request_actor())
-    return jsonify({"predictions": result["predictions"]})
+    return appliance().serving.predict(name, records, request_actor())
 
 
 @bp.post("/invocations")

@@ -33,6 +33,7 @@ PERMISSIONS = {
     "model.export": "export a version to ONNX",
     "model.predict": "score records with a live model",
     "decision.read": "read logged decisions",
+    "decision.prune": "delete decision batches older than the retention setting",
     "release.read": "see releases (canary, shadow, A/B) and their per-variant reports",
     "release.manage": "start, promote and roll back releases, set their automatic policy",
     "monitor.read": "read drift, live metrics and alerts",

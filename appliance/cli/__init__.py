@@ -326,6 +326,30 @@ def decisions_get(app: Appliance, request_id: str, as_json: bool) -> None:
         sys.exit(1)
 
 
+decisions.add_command(decisions_get, "show")  # the same command, by the name of `models show`
+
+
+@decisions.command("prune")
+@json_option
+@service
+def decisions_prune(app: Appliance, as_json: bool) -> None:
+    """Delete whole decision batches older than the decision_retention_days setting (0:
+    keep forever); their audit events stay in the chain, and one decisions.pruned event
+    names the batches. `falaj run` does this once a day.
+
+    \b
+    Example:
+        FALAJ_DECISION_RETENTION_DAYS=90 falaj decisions prune --json
+    """
+    got = app.decision_log.prune(cli_actor())
+    if not got["retention_days"]:
+        text = "decision_retention_days is 0: the log keeps decisions forever; nothing pruned"
+    else:
+        text = (f"pruned {got['batches']} batches ({got['rows']} decisions) committed more "
+                f"than {got['retention_days']} days ago")  # fmt: skip
+    emit(as_json, got, text)
+
+
 @cli.group("audit")
 def audit_group() -> None:
     """The audit chain: verify, tail.

@@ -74,6 +74,16 @@ class Model:
         pipeline's matrix; errors name the field."""
         return self.design(self.pipeline.columns_from_records(records, where))
 
+    def matrices(self, records: Any, where: str = "records") -> tuple[np.ndarray, np.ndarray]:
+        """``matrix`` and ``monitor_vector`` of the same records, validated once: what
+        the model sees, and the raw inputs its decision records keep."""
+        columns = self.pipeline.columns_from_records(records, where)
+        return self.design(columns), self.monitor_vector(columns)
+
+    def filled_matrices(self, rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """``matrices`` for values the online store gave (None where it had none)."""
+        return self.matrices(rows, "entities")
+
     def filled_matrix(self, rows: list[dict[str, Any]]) -> np.ndarray:
         """The matrix for values the online store gave (None where it had none, which
         the pipeline imputes as in training)."""

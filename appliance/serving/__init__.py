@@ -8,20 +8,20 @@ transaction, so a bad bundle changes nothing; this process's slots switch after 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from appliance import faults
 from appliance.auth import SYSTEM, Actor, require
 from appliance.errors import BadInput, BundleTampered, CheckFailed, NotDeployed, NotFound
 from appliance.features.online import OnlineStore
 from appliance.registry import Registry
-from appliance.serving.decision_log import DecisionLog, records_sha256
+from appliance.serving.decision_log import DecisionLog, Decisions, records_sha256
 from appliance.serving.routing import Route
 from appliance.serving.slots import SLOTS, Deployment, ModelServer, Slot, other
 from appliance.stores import ControlStore, FeatureStore
@@ -157,8 +157,10 @@ class Serving:
         deployment = self.server.get(name)
         model = deployment.live  # this request finishes on this model, whatever swaps meanwhile
         t0 = time.perf_counter()
-        X = model.matrix(records, where)
-        return self._answer(name, Route(deployment.live_slot), model, X, t0, actor, where)
+        X, inputs = model.matrices(records, where)
+        return self._answer(
+            name, Route(deployment.live_slot), model, X, t0, actor, where, inputs=inputs
+        )
 
     def predict_entities(
         self, name: str, entities: Any, actor: Actor, where: str = "entities"
@@ -192,43 +194,45 @@ class Serving:
                                    "(not in its online store: materialize it, or check the id)")  # fmt: skip
             rows.append(dict(zip(model.features, (result["values"][n] for n in got["features"]),
                                  strict=True)))  # fmt: skip
-        X = model.filled_matrix(rows)
-        return self._answer(name, Route(deployment.live_slot), model, X, t0, actor, where) | {
+        X, inputs = model.filled_matrices(rows)
+        return self._answer(
+            name, Route(deployment.live_slot), model, X, t0, actor, where, inputs=inputs
+        ) | {
             "statuses": [
                 {f: r["statuses"][n] for f, n in zip(model.features, got["features"], strict=True)}
                 for r in got["results"]
             ]
         }
 
-    def _answer(self, name, route: Route, model, X, t0, actor, where) -> dict[str, Any]:
+    def _answer(self, name, route: Route, model, X, t0, actor, where,
+                inputs: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip
+        """Score ``X`` (the model's matrix) and log the decisions with ``inputs`` (the
+        records' monitor vector, ``Model.matrices``); the answer once they are logged."""
         proba = model.predict_matrix(X)
         model.check_outputs(proba, where)
         latency_ms = (time.perf_counter() - t0) * 1e3
         request_id = uuid.uuid4().hex
-        n = len(X)
         # The fingerprint of an input is that of the exact feature vector the model saw.
-        prints = [hashlib.sha256(row.tobytes()).hexdigest() for row in X.astype("<f8")]
-        now_us = time.time_ns() // 1000
-        # Built from NumPy arrays: Python datetimes would cost a (failing) pandas import per call.
-        rows = pa.table(
-            {
-                "ts": pa.array(np.full(n, now_us, dtype=np.int64), pa.timestamp("us")),
-                "request_id": pa.array([request_id] * n, pa.string()),
-                "row_in_request": pa.array(np.arange(n, dtype=np.int32)),
-                "actor": pa.array([str(actor)] * n, pa.string()),
-                "model": pa.array([name] * n, pa.string()),
-                "version": pa.array(np.full(n, model.version, dtype=np.int32)),
-                "slot": pa.array([route.slot] * n, pa.string()),
-                "input_fingerprint": pa.array(prints, pa.string()),
-                "output": pa.array(proba),
-                "latency_ms": pa.array(np.full(n, latency_ms)),
-                "variant": pa.array([route.variant] * n, pa.string()),
-                "release_id": pa.array([route.release_id] * n, pa.int64()),
-                "served": pa.array([route.served] * n, pa.bool_()),
-                "request_key": pa.array([route.key] * n, pa.string()),
-            }
+        X = np.ascontiguousarray(X, dtype="<f8")
+        prints = [hashlib.sha256(row.tobytes()).hexdigest() for row in X]
+        self._log().record(
+            Decisions(
+                time.time_ns() // 1000,
+                request_id,
+                str(actor),
+                name,
+                model.version,
+                route.slot,
+                prints,
+                proba,
+                latency_ms,
+                route.variant,
+                route.release_id,
+                route.served,
+                route.key,
+                inputs,
+            )  # fmt: skip
         )
-        self._log().record(rows)
         return {
             "model": name,
             "version": model.version,
@@ -250,8 +254,12 @@ class Serving:
         batch_rows = features.decision_batch_rows(batch_id)
         events = self.control.audit_find("decisions.logged", batch_id)
         event = events[0] if events else None
-        proved = bool(event) and event["details"]["records_sha256"] == records_sha256(batch_rows)
+        columns = event["details"].get("columns", 1) if event else 1
+        proved = bool(event) and event["details"]["records_sha256"] == records_sha256(
+            batch_rows, columns
+        )
         first = rows[0]
+        names = self._feature_names(first["model"], first["version"])
         return {
             "request_id": request_id,
             "model": first["model"],
@@ -260,12 +268,26 @@ class Serving:
             "actor": first["actor"],
             "at": first["ts"].isoformat() + "Z",
             "latency_ms": first["latency_ms"],
+            "variant": first.get("variant"),
+            "release_id": first.get("release_id"),
+            "served": first.get("served"),
+            "request_key": first.get("request_key"),
             "outputs": [r["output"] for r in rows],
+            # the raw inputs by feature name (categorical: the category's code among the
+            # training ones, -1 unseen; dates: epoch seconds; null: missing)
+            "inputs": [_named_inputs(r.get("inputs"), names) for r in rows],
             "input_fingerprints": [r["input_fingerprint"] for r in rows],
             "batch": batch_id,
             "audit_seq": event["seq"] if event else None,
             "verified": proved,
         }
+
+    def _feature_names(self, name: str, version: int) -> list[str] | None:
+        """The raw input names of a version, from its registry row (None if unknown)."""
+        try:
+            return self.registry.version(name, version, SYSTEM)["features"]
+        except NotFound:
+            return None
 
     def recent_decisions(self, actor: Actor, n: int = 10) -> list[dict[str, Any]]:
         require(actor, "decision.read")
@@ -276,3 +298,13 @@ class Serving:
         require(actor, "decision.read")
         self._log().flush()
         return self._features().decision_count(model)
+
+
+def _named_inputs(values: list[float] | None, names: list[str] | None) -> dict[str, Any] | None:
+    """A record's monitor vector by feature name; NaN (missing) as None."""
+    if values is None:
+        return None
+    clean = [None if v is None or math.isnan(v) else v for v in values]
+    if names is None or len(names) != len(clean):
+        names = [f"input_{j}" for j in range(len(clean))]
+    return dict(zip(names, clean, strict=True))

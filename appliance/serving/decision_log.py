@@ -13,6 +13,17 @@ records commit first in features.duckdb, tagged with the batch id; a batch found
 without its event when the appliance opens was either answered already (async mode:
 its event is written, ``recovered``) or never answered (durable mode: it is removed,
 and a ``reconcile.rollback`` event says so).
+
+A request adds its decisions as plain values (``Decisions``); they become one Arrow
+table per batch, when the batch is written, not one per request. Batches logged since
+``0005_decision_routes`` commit to every column, the route and the monitor vector
+(``inputs``) included, and their event says ``"columns": 2``; older events, without it,
+commit to the first ten columns and still verify.
+
+Retention (``decision_retention_days``; 0 keeps everything): ``prune`` deletes whole
+batches committed before the cutoff. Its commit point is the ``decisions.pruned`` event
+naming them (their ``decisions.logged`` events, hashes included, stay in the chain);
+the records go after it, and a prune cut short by a crash is finished on open.
 """
 
 from __future__ import annotations
@@ -21,9 +32,10 @@ import contextlib
 import hashlib
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -31,42 +43,176 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from appliance import faults
-from appliance.auth import SYSTEM
+from appliance.auth import SYSTEM, Actor, require
 from appliance.errors import FalajError, Unavailable
 from appliance.stores import ControlStore, FeatureStore
-from appliance.stores.features import DECISION_COLUMNS
+from appliance.stores.features import DECISION_COLUMNS, DECISION_COLUMNS_1
 
 log = logging.getLogger("falaj.decision_log")
 
 MODES = ("durable", "async")
 
 
-def records_sha256(rows: pa.Table) -> str:
+COLUMNS = 2  # the "columns" of new batches' events: every column in DECISION_COLUMNS
+_COLUMNS = {1: DECISION_COLUMNS_1, 2: DECISION_COLUMNS}
+PRUNED_IDS_MAX = 1000  # a decisions.pruned event lists the batch ids up to this many
+
+
+def records_sha256(rows: pa.Table, columns: int | None = None) -> str:
     """SHA-256 over a batch's records, ordered by request id and row: what its audit
     event commits to, recomputable from the store at any time.
 
-    Each record is its columns (DECISION_COLUMNS) as text joined by U+001F, records
-    joined by U+001E; floats as the decimal of their IEEE-754 bits, times as
-    microseconds since the epoch, so the text is exact and built in Arrow, not Python.
+    Each record is its columns as text joined by U+001F, records joined by U+001E;
+    floats as the decimal of their IEEE-754 bits, times as microseconds since the epoch,
+    so the text is exact and built in Arrow, not Python. ``columns`` 1: the first ten
+    (``DECISION_COLUMNS_1``, batches from before the routes); 2: all, where a null is
+    U+0000, a list of floats its values' bits joined by commas, and NaN is the one
+    canonical NaN (default: 2 when ``rows`` has ``inputs``).
     """
+    if columns is None:
+        columns = 2 if "inputs" in rows.column_names else 1
     order = pc.sort_indices(rows, [("request_id", "ascending"), ("row_in_request", "ascending")])
     rows = rows.take(order)
     texts = []
-    for name in DECISION_COLUMNS:
+    for name in _COLUMNS[columns]:
         col = rows.column(name).combine_chunks() if rows.num_rows else rows.column(name)
         if pa.types.is_floating(col.type):
-            bits = np.ascontiguousarray(col.to_numpy(), dtype="<f8").view("<i8")
-            col = pa.array(bits)
+            col = _float_bits(col, canonical=columns > 1)
         elif pa.types.is_timestamp(col.type):
             col = col.cast(pa.timestamp("us")).cast(pa.int64())
+        elif pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+            col = _list_text(col)
         texts.append(col.cast(pa.string()))
-    lines = pc.binary_join_element_wise(*texts, "\x1f")
-    return hashlib.sha256("\x1e".join(lines.to_pylist()).encode()).hexdigest()
+    if columns == 1:
+        lines = pc.binary_join_element_wise(*texts, "\x1f")
+    else:
+        lines = pc.binary_join_element_wise(
+            *texts, "\x1f", null_handling="replace", null_replacement="\x00"
+        )
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    if len(lines) == 0:
+        return hashlib.sha256(b"").hexdigest()
+    if lines.null_count:  # as "\x1e".join() would have it: a null record cannot be hashed
+        raise TypeError("records_sha256: a record is null")
+    whole = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()),
+                                                    lines), "\x1e")  # fmt: skip
+    return hashlib.sha256(whole[0].as_buffer().to_pybytes()).hexdigest()
+
+
+def _float_bits(col: pa.Array, canonical: bool) -> pa.Array:
+    values = np.ascontiguousarray(col.to_numpy(zero_copy_only=False), dtype="<f8")
+    if canonical:
+        values = np.where(np.isnan(values), np.nan, values)
+    bits = pa.array(values.view("<i8"))
+    return bits if not col.null_count else pc.if_else(col.is_null(), None, bits)
+
+
+def _list_text(col: pa.Array) -> pa.Array:
+    """Each list of floats as its values' bits joined by commas (null stays null)."""
+    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
+    offsets = np.zeros(len(col) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    values = _float_bits(col.flatten(), canonical=True).cast(pa.string())
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets), values, mask=col.is_null())
+    return pc.binary_join(lists, ",")
+
+
+@dataclass(slots=True)
+class Decisions:
+    """One request's decisions as the serving path has them: plain values, turned into
+    Arrow once per batch (``decisions_table``), not once per request."""
+
+    ts_us: int  # epoch microseconds
+    request_id: str
+    actor: str
+    model: str
+    version: int
+    slot: str
+    fingerprints: list[str]  # one per record
+    outputs: np.ndarray  # (n,) float64
+    latency_ms: float
+    variant: str = "live"
+    release_id: int | None = None
+    served: bool = True
+    request_key: str | None = None
+    inputs: np.ndarray | None = None  # (n, d) float64: the monitor vector
+
+
+_SCHEMA = pa.schema(
+    [
+        ("ts", pa.timestamp("us")),
+        ("request_id", pa.string()),
+        ("row_in_request", pa.int32()),
+        ("actor", pa.string()),
+        ("model", pa.string()),
+        ("version", pa.int32()),
+        ("slot", pa.string()),
+        ("input_fingerprint", pa.string()),
+        ("output", pa.float64()),
+        ("latency_ms", pa.float64()),
+        ("variant", pa.string()),
+        ("release_id", pa.int64()),
+        ("served", pa.bool_()),
+        ("request_key", pa.string()),
+        ("inputs", pa.list_(pa.float64())),
+    ]
+)
+
+
+def decisions_table(parts: list[Decisions]) -> pa.Table:
+    """Requests' decisions as one table in DECISION_COLUMNS' order and types."""
+    counts = np.fromiter((len(p.fingerprints) for p in parts), np.int64, len(parts))
+    total = int(counts.sum())
+    each = total == len(parts)  # one record per request: nothing to repeat
+    take = None if each else pa.array(np.repeat(np.arange(len(parts)), counts))
+
+    def per_request(values: list, type_: pa.DataType) -> pa.Array:
+        arr = pa.array(values, type_)
+        return arr if take is None else arr.take(take)
+
+    if each:
+        row_in_request = np.zeros(total, np.int32)
+    else:
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        row_in_request = (np.arange(total) - starts).astype(np.int32)
+    widths = np.fromiter((0 if p.inputs is None else p.inputs.shape[1] for p in parts),
+                         np.int64, len(parts))  # fmt: skip
+    offsets = np.zeros(total + 1, np.int32)
+    np.cumsum(np.repeat(widths, counts), out=offsets[1:])
+    present = [p.inputs.ravel() for p in parts if p.inputs is not None]
+    flat = np.concatenate(present) if present else np.empty(0)
+    missing = np.repeat(np.fromiter((p.inputs is None for p in parts), bool, len(parts)), counts)
+    inputs = pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(np.where(np.isnan(flat), np.nan, flat), pa.float64()),
+        mask=pa.array(missing) if missing.any() else None,
+    )  # fmt: skip
+    columns = [
+        per_request([p.ts_us for p in parts], pa.int64()).cast(pa.timestamp("us")),
+        per_request([p.request_id for p in parts], pa.string()),
+        pa.array(row_in_request),
+        per_request([p.actor for p in parts], pa.string()),
+        per_request([p.model for p in parts], pa.string()),
+        per_request([p.version for p in parts], pa.int32()),
+        per_request([p.slot for p in parts], pa.string()),
+        pa.array([f for p in parts for f in p.fingerprints], pa.string()),
+        pa.array(
+            np.concatenate([p.outputs for p in parts]) if parts else np.empty(0), pa.float64()
+        ),  # fmt: skip
+        per_request([p.latency_ms for p in parts], pa.float64()),
+        per_request([p.variant for p in parts], pa.string()),
+        per_request([p.release_id for p in parts], pa.int64()),
+        per_request([p.served for p in parts], pa.bool_()),
+        per_request([p.request_key for p in parts], pa.string()),
+        inputs,
+    ]
+    return pa.Table.from_arrays(columns, schema=_SCHEMA)
 
 
 @dataclass
 class Ticket:
-    rows: pa.Table  # in DECISION_COLUMNS' schema
+    """A durable request waiting for its batch's commit."""
+
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -79,6 +225,8 @@ class DecisionLog:
         mode: str = "durable",
         interval: float = 0.2,
         max_pending: int = 50_000,
+        retention_days: float = 0,
+        metrics: Any = None,  # appliance.monitoring.metrics.Metrics: batch commits
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"decision_log: {mode!r} is not one of {', '.join(MODES)}")
@@ -87,28 +235,38 @@ class DecisionLog:
         self.durable = mode == "durable"
         self.interval = interval
         self.max_pending = max_pending
-        self._pending: list[Ticket] = []
+        self.retention_days = retention_days
+        self.metrics = metrics
+        self._pending: list[Decisions] = []
+        self._tickets: list[Ticket] = []  # durable mode: who waits for the next batch
         self._pending_rows = 0
-        self._lock = threading.Lock()  # guards _pending
+        self._lock = threading.Lock()  # guards _pending, _tickets
         self._write_lock = threading.Lock()  # one batch at a time, in order
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def record(self, rows: pa.Table) -> None:
+    def record(self, decisions: Decisions) -> None:
         """Log one request's decisions; in durable mode, return once they are committed
         (``Unavailable`` if they cannot be)."""
-        ticket = Ticket(rows)
-        with self._lock:
-            self._pending.append(ticket)
-            self._pending_rows += rows.num_rows
-            full = self._pending_rows >= self.max_pending
-            if not self.durable and self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="falaj-decision-log", daemon=True
-                )
-                self._thread.start()
-        if not (self.durable or full):
+        if not self.durable:
+            with self._lock:
+                self._pending.append(decisions)
+                self._pending_rows += len(decisions.fingerprints)
+                full = self._pending_rows >= self.max_pending
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="falaj-decision-log", daemon=True
+                    )
+                    self._thread.start()
+            if full:
+                with self._write_lock:
+                    self._write_pending()
             return
+        ticket = Ticket()
+        with self._lock:
+            self._pending.append(decisions)
+            self._tickets.append(ticket)
+            self._pending_rows += len(decisions.fingerprints)
         with self._write_lock:
             if not ticket.done.is_set():  # else an earlier writer took it in its batch
                 self._write_pending()
@@ -121,41 +279,45 @@ class DecisionLog:
     def _write_pending(self) -> int:
         with self._lock:
             batch, self._pending, self._pending_rows = self._pending, [], 0
+            tickets, self._tickets = self._tickets, []
         if not batch:
             return 0
         try:
-            self._write([t.rows for t in batch], answered=not self.durable)
+            self._write(batch, answered=not self.durable)
         except Exception as exc:
             log.error("writing %d decisions failed: %s", len(batch), _reason(exc))
             if self.durable:
-                for t in batch:
+                for t in tickets:
                     t.error = exc
             else:  # keep them for the next try, in order
                 with self._lock:
                     self._pending[:0] = batch
-                    self._pending_rows += sum(t.rows.num_rows for t in batch)
+                    self._pending_rows += sum(len(p.fingerprints) for p in batch)
                 raise
         finally:
-            for t in batch:
+            for t in tickets:
                 t.done.set()
-        return sum(t.rows.num_rows for t in batch)
+        return sum(len(p.fingerprints) for p in batch)
 
-    def _write(self, parts: list[pa.Table], answered: bool) -> None:
-        rows = pa.concat_tables(parts)
+    def _write(self, parts: list[Decisions], answered: bool) -> None:
+        t0 = time.perf_counter()
+        rows = decisions_table(parts)
         batch_id = uuid.uuid4().hex
-        digest = records_sha256(rows)
+        digest = records_sha256(rows, COLUMNS)
         at = datetime.now(UTC).replace(tzinfo=None)
         with self.features.transaction() as tx:
             tx.append_decisions(rows, batch_id, len(parts), digest, at, answered)
         faults.point("decisions.data_committed")
         try:
-            self._audit(batch_id, rows.num_rows, len(parts), digest)
+            self._audit(batch_id, rows.num_rows, len(parts), digest, columns=COLUMNS)
         except Exception:
             if not answered:  # these will be refused: take their records back
                 with contextlib.suppress(Exception), self.features.transaction() as tx:
                     tx.undo_decisions(batch_id)
             raise
         faults.point("decisions.committed")
+        if self.metrics is not None:
+            self.metrics.batch(rows.num_rows, time.perf_counter() - t0)
 
     def _audit(self, batch_id: str, n_rows: int, requests: int, digest: str, **extra: Any) -> None:
         with self.control.transaction() as tx:
@@ -168,24 +330,70 @@ class DecisionLog:
         with self._write_lock:
             return self._write_pending()
 
+    # -- retention -------------------------------------------------------------------
+
+    def prune(self, actor: Actor, now: datetime | None = None) -> dict[str, Any]:
+        """Delete the batches committed more than ``retention_days`` before ``now``
+        (default: the present), whole; their ``decisions.logged`` events stay. Audited
+        as ``decisions.pruned``, the commit point, naming the batches (their ids up to
+        ``PRUNED_IDS_MAX``, always a hash over the sorted ids). 0 days: nothing goes."""
+        require(actor, "decision.prune")
+        days = self.retention_days
+        if not days or days <= 0:
+            return {"retention_days": days, "batches": 0, "rows": 0}
+        now = now or datetime.now(UTC).replace(tzinfo=None)
+        before = now - timedelta(days=days)
+        with self._write_lock:  # no batch commits meanwhile
+            old = self.features.decision_batches_before(before)
+            if not old:
+                return {"retention_days": days, "before": _iso(before), "batches": 0, "rows": 0}
+            ids = sorted(b["batch_id"] for b in old)
+            details: dict[str, Any] = {
+                "before": _iso(before),
+                "retention_days": days,
+                "batches": len(ids),
+                "rows": sum(b["rows"] for b in old),
+                "batch_ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+            }
+            if len(ids) <= PRUNED_IDS_MAX:
+                details["batch_ids"] = ids
+            with self.control.transaction() as tx:
+                tx.append_audit(actor, "decisions.pruned", _iso(before), details)
+            faults.point("decisions.prune_committed")
+            with self.features.transaction() as tx:
+                tx.prune_decisions(before)
+        return {"retention_days": days} | details
+
+    def _pruned(self) -> list[dict[str, Any]]:
+        return self.control.audit_details("decisions.pruned")
+
+    # -- reconciliation ----------------------------------------------------------------
+
     def reconcile(self) -> list[str]:
         """Settle batches whose records committed but whose audit event did not: those
         answered before the commit (async mode) are completed, since their decisions
-        were given; the others were never answered, and are removed."""
+        were given; the others were never answered, and are removed. Finish a prune
+        whose event committed but whose deletion did not."""
+        pruned = self._pruned()
         # Events commit only after their batch, so equal counts mean nothing to settle.
-        if self.features.change_counts()["decisions"] == self.control.audit_action_count(
-            "decisions.logged"
-        ):
+        if self.features.change_counts()["decisions"] + sum(
+            p["batches"] for p in pruned
+        ) == self.control.audit_action_count("decisions.logged"):
             return []
-        audited = self._audited()
         settled = []
+        for p in pruned:
+            before = datetime.fromisoformat(p["before"].removesuffix("Z"))
+            with self.features.transaction() as tx:
+                if tx.prune_decisions(before):
+                    settled.append(f"pruned before {p['before']}")
+        audited = self._audited()
         for batch in self.features.decision_batches():
             batch_id = batch["batch_id"]
             if batch_id in audited:
                 continue
             if batch["answered"]:  # the event it would have had, from its stored hash
                 self._audit(batch_id, batch["rows"], batch["requests"], batch["records_sha256"],
-                            recovered=True)  # fmt: skip
+                            recovered=True, columns=self._columns_of(batch))  # fmt: skip
             else:
                 with self.features.transaction() as tx:
                     tx.undo_decisions(batch_id)
@@ -195,6 +403,15 @@ class DecisionLog:
                                      "answered": False})  # fmt: skip
             settled.append(batch_id)
         return settled
+
+    def _columns_of(self, batch: dict[str, Any]) -> int:
+        """Which columns a stored batch's hash covers: all, unless only the first ten
+        give it (a batch written before the routes)."""
+        rows = self.features.decision_batch_rows(batch["batch_id"])
+        with contextlib.suppress(TypeError):  # a null in the first ten: not an old batch
+            if records_sha256(rows, 1) == batch["records_sha256"]:
+                return 1
+        return COLUMNS
 
     def _audited(self) -> set[str]:
         return {e["subject"] for e in self.control.audit_subjects("decisions.logged")}
@@ -212,6 +429,10 @@ class DecisionLog:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.flush()
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="microseconds") + "Z"
 
 
 def _reason(exc: BaseException) -> str:

@@ -107,9 +107,13 @@ MIGRATIONS = [
     ),
 ]
 
-# The decision log's columns, in order; what a batch's hash commits to.
-DECISION_COLUMNS = ("ts", "request_id", "row_in_request", "actor", "model", "version", "slot",
-                    "input_fingerprint", "output", "latency_ms")  # fmt: skip
+# The decision log's columns, in order; what a batch's hash commits to: the first ten
+# for batches logged before 0005_decision_routes (their audit event has no "columns"),
+# all of them for those whose event says "columns": 2.
+DECISION_COLUMNS_1 = ("ts", "request_id", "row_in_request", "actor", "model", "version", "slot",
+                      "input_fingerprint", "output", "latency_ms")  # fmt: skip
+DECISION_COLUMNS = (*DECISION_COLUMNS_1, "variant", "release_id", "served", "request_key",
+                    "inputs")  # fmt: skip
 
 
 def extension_directory() -> str:
@@ -252,6 +256,15 @@ class FeaturesTx(QualityTx, OnlineTx):
         """Remove a batch whose decisions were never answered."""
         self.conn.execute("DELETE FROM _predictions WHERE batch_id = ?", [batch_id])
         self.conn.execute("DELETE FROM _decision_batches WHERE batch_id = ?", [batch_id])
+
+    def prune_decisions(self, before: datetime) -> int:
+        """Delete every batch committed before ``before``, records and all; how many."""
+        old = "SELECT batch_id FROM _decision_batches WHERE committed_at < ?"
+        self.conn.execute(f"DELETE FROM _predictions WHERE batch_id IN ({old})", [before])
+        gone = self.conn.execute(
+            "DELETE FROM _decision_batches WHERE committed_at < ? RETURNING batch_id", [before]
+        ).fetchall()
+        return len(gone)
 
 
 class FeatureStore(QualityReads, OnlineReads, ViewRowReads):
@@ -509,6 +522,14 @@ class FeatureStore(QualityReads, OnlineReads, ViewRowReads):
     def decision_batches(self) -> list[dict[str, Any]]:
         """Every batch's record: id, time, rows, requests, records' hash, answered."""
         return self.query("SELECT * FROM _decision_batches ORDER BY committed_at")
+
+    def decision_batches_before(self, before: datetime) -> list[dict[str, Any]]:
+        """The batches committed before ``before``: id, time, rows, records' hash."""
+        return self.query(
+            "SELECT batch_id, committed_at, rows, records_sha256 FROM _decision_batches "
+            "WHERE committed_at < ? ORDER BY committed_at, batch_id",
+            [before],
+        )
 
     # -- integrity -------------------------------------------------------------
 
