@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from appliance.auth import Actor, require
 from appliance.durations import parse_duration
@@ -154,10 +154,8 @@ class Scheduler:
             "trigger": ("interval", float(self.app.settings["scheduler_tick"])),
             "description": "advance pipeline runs; new-data and drift triggers"}}  # fmt: skip
         for name, (service, method, setting) in SYSTEM_JOBS.items():
-            if not hasattr(type(self.app), service):
+            if not self._offers(service, method):
                 continue  # that layer is not in this build
-            if not callable(getattr(getattr(self.app, service), method, None)):
-                continue
             every = 86400.0 if setting is None else parse_duration(
                 self.app.settings[setting], setting).total_seconds()  # fmt: skip
             out[f"system:{name}"] = {"func": f"{JOBS_MODULE}:system", "args": [name],
@@ -171,6 +169,18 @@ class Scheduler:
                                              "args": [p.name], "trigger": trig,
                                              "description": f"run pipeline {p.name}"}  # fmt: skip
         return out
+
+    def _offers(self, service: str, method: str) -> bool:
+        """Whether the Appliance has the service and it the method, read from the
+        service's declared type so that nothing opens a store to find out."""
+        prop = getattr(type(self.app), service, None)
+        if prop is None:
+            return False
+        try:
+            cls = get_type_hints(prop.func)["return"]
+        except Exception:  # undeclared: ask the service itself
+            return callable(getattr(getattr(self.app, service), method, None))
+        return callable(getattr(cls, method, None))
 
     def _sync(self) -> None:
         """Add new jobs, replace changed ones, remove those no longer declared; an

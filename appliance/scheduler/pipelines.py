@@ -1,7 +1,8 @@
 """Pipeline runs: a workspace pipeline's steps run one after the other, each step's state
 (status, attempts, start and end, output, progress, error) persisted in control.db with
 an audit event in the same transaction, so a run killed at any point resumes from its
-last completed step.
+last completed step. Fault points (``appliance.faults``, for the kill -9 tests):
+``pipeline.step_started``, ``pipeline.step_committed``, ``pipeline.registered``.
 
 A run is advanced by whoever holds it: ``falaj pipelines run NAME --wait`` in the CLI's
 process, else the scheduler's tick in ``falaj run``. The holder is recorded on the run
@@ -249,6 +250,7 @@ def step_register(ctx: StepContext) -> dict[str, Any]:
     else:
         ctx.progress(0.1, "fitting and registering")
         r = app.training.run(spec, ctx.actor)
+        faults.point("pipeline.registered")  # the version committed, this step not yet
         out = {"version": r["version"], "status": r["status"], "run": r["run"], "adopted": False,
                "holdout": {k: x for k, x in r["metrics"]["holdout"].items()
                            if isinstance(x, int | float)}}  # fmt: skip

@@ -1,0 +1,179 @@
+"""The scheduler: jobs kept in control.db as JSON, one process per home, and a pipeline
+run that a real `falaj run` killed with SIGKILL resumes from its last completed step
+when `falaj run` starts again; the Pipelines page in a real browser."""
+
+import json
+import signal
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from appliance import demo
+from appliance.core import Appliance
+from tests.conftest import ACTOR
+from tests.test_browser import browser  # noqa: F401 -- the module's Chromium fixture
+
+INPUTS = "[age, income, employment_years, loan_amount, debt_to_income]"
+WORKSPACE = f"""
+training:
+  credit:
+    table: loans
+    label: default
+    features: {INPUTS}
+pipelines:
+  retrain:
+    schedule: {{cron: "0 3 * * *"}}
+    steps:
+      - validate: {{table: loans, min_rows: 100}}
+      - train: {{spec: credit}}
+      - evaluate
+      - gates
+      - register
+  review:
+    steps:
+      - validate: {{table: loans}}
+      - approve
+"""
+
+
+def make_home(home, rows=600):
+    app = Appliance.open({"home": str(home)})
+    app.init(ACTOR)
+    (home / "falaj.yaml").write_text(WORKSPACE)
+    app.ingestion.ingest(demo.credit_risk(rows, seed=3), "loans", "customer_id", "event_time",
+                         ACTOR)  # fmt: skip
+    app.close()
+
+
+def test_jobs_are_kept_as_json_and_one_process_runs_them(home):
+    make_home(home)
+    first = Appliance.open({"home": str(home), "scheduler_tick": 3600.0})
+    second = Appliance.open({"home": str(home)})
+    said = []
+    try:
+        assert first.scheduler.start(said.append) is True
+        jobs = {j["id"]: j for j in first.scheduler.jobs(ACTOR)}
+        assert {"system:pipelines", "pipeline:retrain"} <= set(jobs)
+        for service, job in [("releases", "system:releases"), ("monitoring", "system:monitoring"),
+                             ("decision_log", "system:decisions")]:  # fmt: skip
+            assert (job in jobs) == hasattr(Appliance, service)
+        nightly = jobs["pipeline:retrain"]
+        assert nightly["trigger"] == "cron 0 3 * * *" and nightly["args"] == ["retrain"]
+        assert nightly["func"] == "appliance.scheduler.jobs:scheduled_pipeline"
+        when = datetime.fromisoformat(nightly["next_run_time"])
+        assert (when.hour, when.minute) == (3, 0) and when > datetime.now(UTC)
+        # what control.db holds is JSON, no pickle
+        rows = first.control.query("SELECT * FROM scheduler_jobs WHERE id = 'pipeline:retrain'")
+        assert json.loads(rows[0]["trigger"])["fields"]["hour"] == "3"
+        assert json.loads(rows[0]["args"]) == ["retrain"]
+        # a second `falaj run` on the home runs no jobs
+        assert second.scheduler.start(said.append) is False
+        assert "runs this home's jobs" in said[-1] and str(__import__("os").getpid()) in said[-1]
+        before = {j["id"]: j["next_run_time"] for j in first.scheduler.jobs(ACTOR)}
+        first.scheduler.stop()
+        assert second.scheduler.start(said.append) is True  # the lock went with the stop
+        # an unchanged job keeps its stored next run time; the changed tick is replaced
+        after = {j["id"]: j["next_run_time"] for j in second.scheduler.jobs(ACTOR)}
+        assert after["pipeline:retrain"] == before["pipeline:retrain"]
+        assert after["system:pipelines"] != before["system:pipelines"]
+        second.scheduler.stop()
+        added = first.control.audit_find("scheduler.job.add", "pipeline:retrain")
+        assert len(added) == 1 and added[0]["actor"] == "scheduler:falaj"
+        assert len(first.control.audit_find("scheduler.job.remove", "system:pipelines")) == 1
+    finally:
+        first.scheduler.stop()
+        second.scheduler.stop()
+        first.close()
+        second.close()
+
+
+def wait_for(server, run_id, statuses, timeout=90.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        code, run = server.request("GET", f"/api/v1/pipelines/runs/{run_id}")
+        assert code == 200, run
+        if run["status"] in statuses:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} still {run['status']}:\n{server.log.read_text()}")
+
+
+def test_a_run_killed_by_sigkill_resumes_from_its_last_completed_step(
+    home, start_server, monkeypatch
+):
+    make_home(home)
+    monkeypatch.setenv("FALAJ_SCHEDULER_TICK", "0.2")
+    monkeypatch.setenv("FALAJ_CHECK_ON_START", "false")
+    # killed once the register step's version is committed, before the step is
+    monkeypatch.setenv("FALAJ_FAULT", "pipeline.registered")
+    server = start_server(home)
+    code, run = server.request("POST", "/api/v1/pipelines/retrain/runs")
+    assert code == 201
+    assert server.proc.wait(timeout=120) == -signal.SIGKILL
+    monkeypatch.delenv("FALAJ_FAULT")
+
+    app = Appliance.open({"home": str(home)})
+    try:
+        seen = app.scheduler.pipelines.get(run["id"], ACTOR)
+        assert seen["status"] == "running" and seen["interrupted"] is True
+        assert [s["status"] for s in seen["steps"]] == ["succeeded"] * 4 + ["running"]
+        (version,) = app.control.model_versions("credit")  # committed before the kill
+        assert version["created_by"] == f"scheduler:{run['id']}"
+    finally:
+        app.close()
+
+    server = start_server(home)  # falaj run again: the scheduler resumes the run
+    done = wait_for(server, run["id"], ("succeeded", "failed"))
+    assert done["status"] == "succeeded", done
+    steps = {s["name"]: s for s in done["steps"]}
+    assert [steps[n]["attempts"] for n in ("validate", "train", "evaluate", "gates")] == [1] * 4
+    assert steps["register"]["attempts"] == 2
+    assert steps["register"]["output"]["adopted"] is True  # the same version, not a second
+    assert steps["register"]["output"]["version"] == 1
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=30) == 0  # stops cleanly, the scheduler with it
+
+    app = Appliance.open({"home": str(home)})
+    try:
+        assert [v["version"] for v in app.control.model_versions("credit")] == [1]
+        resumed = app.control.audit_find("pipeline.run.resume", run["id"])
+        assert len(resumed) == 1 and resumed[0]["details"]["interrupted"] == ["register"]
+        assert app.audit.verify(ACTOR, full=True).ok
+        jobs = {j["id"]: j for j in app.scheduler.jobs(ACTOR)}
+        assert jobs["system:pipelines"]["last_state"] == "succeeded"
+    finally:
+        app.close()
+
+
+@pytest.mark.browser
+def test_the_pipelines_page(home, start_server, browser, monkeypatch):  # noqa: F811
+    make_home(home, rows=300)
+    monkeypatch.setenv("FALAJ_SCHEDULER_TICK", "0.2")
+    monkeypatch.setenv("FALAJ_CHECK_ON_START", "false")
+    server = start_server(home)
+    page = browser.new_page()
+    page.goto(server.url + "/")
+    page.click("#nav-pipelines")
+    assert "validate → approve" in page.locator("#pipeline-review").inner_text()
+    assert "cron 0 3 * * *" in page.locator("#jobs").inner_text()
+    page.click("#pipeline-review button.run")
+    assert "started run" in page.locator("#done").inner_text()
+    for _ in range(100):  # the scheduler takes the run; the page shows where it is
+        page.reload()
+        if page.locator("#approve").count():
+            break
+        time.sleep(0.2)
+    assert "succeeded" in page.locator("#step-validate").inner_text()
+    assert "waiting" in page.locator("#step-approve").inner_text()
+    assert page.locator("#timeline svg rect.step").count() == 2
+    page.fill("input[name=note]", "looks right")
+    page.click("#approve")
+    assert page.locator("#done").inner_text() == "approved"
+    for _ in range(100):
+        if "succeeded" in page.locator("#run-status").inner_text():
+            break
+        time.sleep(0.2)
+        page.reload()
+    assert page.locator("#run-status").inner_text() == "succeeded"
+    assert "looks right" not in page.locator("#steps").inner_text()  # the note is audited
