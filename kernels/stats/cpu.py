@@ -1,8 +1,9 @@
 """Numba CPU statistics kernels; same signatures and results as ``reference.py``.
 
 Parallel loops split rows into one block per thread with private accumulators, so there
-are no atomics and no false sharing; sorting stays in NumPy (faster than Numba's sort,
-and it releases the GIL so columns sort on threads).
+are no atomics and no false sharing (drift splits columns: one column's work per thread
+at a time). Whole-array sorts stay in NumPy (faster than Numba's sort); drift needs none,
+only small sorts of the few reference intervals that need their values in order.
 
 Small inputs take a serial path: waking the thread pool for a ``parallel=True`` kernel
 costs tens of microseconds on an idle machine and milliseconds when its cores are busy
@@ -13,8 +14,6 @@ every sum are the same on both paths.
 """
 
 from __future__ import annotations
-
-from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
 import numpy as np
@@ -123,133 +122,247 @@ def quantiles(x: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 # -- drift -------------------------------------------------------------------------------------
 
-
-@nb.njit(fastmath={"reassoc", "nsz"}, **_OPTS)
-def _area(x, start, stop, f, n):
-    # sum of |f - F_cur| over the steps between consecutive current values x[start:stop]
-    # (F_cur = (j+1)/n just right of x[j]); reassociation lets the loop vectorise
-    s = 0.0
-    for j in range(start, stop - 1):
-        s += abs(f - (j + 1) / n) * (x[j + 1] - x[j])
-    return s
+CELLS_PER_POINT = 4  # cells of a column's lookup index over its reference range, per point
+STEPS = 4  # points a lookup steps over in its cell before it falls back to binary search
 
 
 @nb.njit(**_OPTS)
-def _search_from(x, start, v):
-    """First index i >= start with x[i] >= v (x sorted, x[start-1] < v): a galloping
-    search, cheap when the answer is near start, as it is for successive sorted points."""
-    n = x.size
-    step = 1
-    lo = start
-    hi = start
-    while hi < n and x[hi] < v:
-        lo = hi + 1
-        hi = hi + step
-        step *= 2
-    hi = min(hi, n)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if x[mid] < v:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+def _index(points, ncells):
+    """The lookup index of one column's sorted points, over ``ncells`` equal cells.
 
-
-@nb.njit(**_OPTS)
-def _drift_column(x, cuts, points, cdf, counts, eq):
-    """Bin counts, point counts, KS and W1 of one sorted finite column (see reference.py).
-
-    Between two reference points u_k <= z < u_k+1 the reference CDF is the constant
-    cdf[k], and the current CDF only rises, so KS over that stretch is attained at u_k or
-    at the last current value before u_k+1: the ranks of the points in the sorted column
-    (a galloping search from the previous point's rank) give it exactly. Wasserstein-1 integrates |cdf[k] - F_cur| over the same stretch, a tight loop over the
-    current values inside it. Nothing walks both samples together.
+    Returns (P, cell, scale, widest): P is the points padded with -inf before and +inf
+    after, cell[t] how many points fall in cells before t, where a value's cell is
+    ``int((v - points[0]) * scale)`` clipped to [0, ncells + 1], and widest the most
+    points one cell holds. That map only rises
+    with v, also in floating point, so every point in an earlier cell is below any value
+    in cell t and every point in a later cell above it: only the points of the value's
+    own cell need a comparison, and ``_bucket`` is exact whatever the rounding.
     """
-    n = x.size
-    below = 0
-    for j in range(cuts.size):
-        left = np.searchsorted(x, cuts[j], side="left")
-        counts[j] = left - below
-        below = left
-    counts[cuts.size] = n - below
     m = points.size
-    left = np.empty(m, dtype=np.int64)  # current values < each point
-    right = np.empty(m, dtype=np.int64)  # current values <= each point
-    pos = 0
+    P = np.empty(m + 2 + STEPS)
+    P[0] = -np.inf
+    P[1 : m + 1] = points
+    P[m + 1 :] = np.inf
+    span = points[m - 1] - points[0]
+    scale = ncells / span if span > 0 and span < np.inf else 0.0
+    cell = np.zeros(ncells + 3, dtype=np.int32)
     for k in range(m):
-        pos = _search_from(x, pos, points[k])
-        left[k] = pos
-        while pos < n and x[pos] == points[k]:
-            pos += 1
-        right[k] = pos
-        eq[k] = right[k] - left[k]
-    if n == 0 or m == 0:
-        return 0.0, 0.0
-    # below the first point the reference CDF is 0
-    q = left[0]
-    dmax = q / n
-    area = _area(x, 0, q, 0.0, n)
-    if q > 0:
-        area += (q / n) * (points[0] - x[q - 1])
+        cell[_cell(points[k], points[0], scale, ncells + 1) + 1] += 1
+    widest = 0
+    for t in range(ncells + 2):
+        widest = max(widest, cell[t + 1])
+        cell[t + 1] += cell[t]
+    return P, cell, scale, widest
+
+
+@nb.njit(inline="always", **_OPTS)
+def _cell(v, first, scale, top):
+    u = (v - first) * scale
+    if not (u > 0.0):  # also NaN: inf * 0 where the index has one cell
+        return 0
+    if u >= top:
+        return top
+    return int(u)
+
+
+@nb.njit(inline="always", **_OPTS)
+def _bucket(v, P, cell, first, scale, steps):
+    """How many points are <= v (v finite): the points of v's cell are compared in
+    ``steps`` branch-free steps (as many as the fullest cell holds, up to STEPS), and a
+    cell fuller than that is finished by binary search."""
+    t = _cell(v, first, scale, cell.size - 2)
+    j = cell[t]
+    for _ in range(steps):
+        j += P[j + 1] <= v
+    if P[j + 1] <= v:  # only in a cell with more than STEPS points
+        lo, hi = j + 1, cell[t + 1]
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if P[mid + 1] <= v:
+                lo = mid + 1
+            else:
+                hi = mid
+        j = lo
+    return j
+
+
+@nb.njit(**_OPTS)
+def _bucket_pass(x, points, acc, idx):
+    """One pass over a column: each finite value's bucket j (P[j] <= v < P[j+1], with P
+    the points padded by -inf and +inf) into idx (-1 for NaN and +-inf), and per bucket
+    acc[j] = (values, sum of v - P[j], sum of P[j+1] - v over the values above P[j],
+    values equal to P[j]). A value equal to its bucket's point adds to neither sum: it
+    sits at the bucket's left end, where the current CDF has already taken its step.
+    Returns the number of finite values."""
+    P, cell, scale, widest = _index(points, CELLS_PER_POINT * points.size)
+    steps = min(widest, STEPS)
+    first = points[0]
+    nfin = 0
+    for i in range(x.size):
+        v = x[i]
+        if not (abs(v) < np.inf):
+            idx[i] = -1
+            continue
+        nfin += 1
+        j = _bucket(v, P, cell, first, scale, steps)
+        idx[i] = j
+        a = P[j]
+        acc[j, 0] += 1.0
+        acc[j, 1] += v - a  # inf in bucket 0, never read
+        if v == a:
+            acc[j, 3] += 1.0
+        else:
+            acc[j, 2] += P[j + 1] - v  # inf in the last bucket, never read
+    return nfin
+
+
+@nb.njit(**_OPTS)
+def _drift_column(x, cuts, points, cdf, counts, eq, idx):
+    """Bin counts, point counts, KS and W1 of one current column (see reference.py),
+    without sorting it.
+
+    Bucket j holds the current values in [points[j-1], points[j]), where the reference CDF
+    is the constant f = cdf[j-1]. One pass counts each bucket and sums its values'
+    distances to both ends. Then, with C the current values below the bucket:
+
+    - KS: over a bucket the current CDF only rises, so its largest gap to f is at the
+      bucket's point (ties included) or at its last value: counts give both.
+    - W1: where the current CDF stays on one side of f over the whole bucket,
+      the integral of |f - F_cur| is linear in those sums: (F(left) - f) * width +
+      sum(right end - v) / n above f, (f - F(right)) * width + sum(v - left end) / n
+      below it. Only buckets where F_cur crosses f, and the last one when the reference
+      CDF ends below 1, need their values in order: those are gathered and sorted
+      (a few hundred values in a 1M-row column), and so are the buckets holding a bin
+      cut strictly inside, whose count needs the values below the cut.
+
+    Returns (finite values, KS statistic, W1).
+    """
+    m = points.size
+    acc = np.zeros((m + 1, 4))
+    n = _bucket_pass(x, points, acc, idx)
+    for k in range(m):
+        eq[k] = np.int64(acc[k + 1, 3])
+    if n == 0:
+        counts[:] = 0
+        return 0, 0.0, 0.0
+    below = np.empty(m + 2, dtype=np.int64)  # below[j]: current values < points[j-1]
+    below[0] = 0
+    for j in range(m + 1):
+        below[j + 1] = below[j] + np.int64(acc[j, 0])
+    # KS: below the first point the reference CDF is 0
+    dmax = below[1] / n
     for k in range(m):
         f = cdf[k]
-        p = right[k]
-        last = k + 1 == m
-        q = n if last else left[k + 1]
-        dmax = max(dmax, abs(f - p / n), abs(f - q / n))
-        # from u_k to the first current value above it (or to the next point)
-        if p < q:
-            area += abs(f - p / n) * (x[p] - points[k])
-        elif not last:
-            area += abs(f - p / n) * (points[k + 1] - points[k])
-        area += _area(x, p, q, f, n)
-        if q > p and not last:
-            area += abs(f - q / n) * (points[k + 1] - x[q - 1])
-    return dmax, area
+        dmax = max(dmax, abs(f - (below[k + 1] + eq[k]) / n), abs(f - below[k + 2] / n))
+    # W1 over the buckets where F_cur does not cross f; mark those where it does
+    special = np.zeros(m + 1, dtype=np.bool_)  # buckets whose values are gathered
+    cross = np.zeros(m + 1, dtype=np.bool_)
+    area = acc[0, 2] / n  # below the first point: the reference CDF is 0 <= F_cur
+    for j in range(1, m + 1):
+        f = cdf[j - 1]
+        low = (below[j] + eq[j - 1]) / n  # F_cur just right of points[j-1]
+        high = below[j + 1] / n  # F_cur after the bucket's last value
+        if j == m:
+            if acc[m, 0] > acc[m, 3]:  # values above the last point
+                if f >= 1.0:
+                    area += acc[m, 1] / n  # 1 - F_cur integrates to the sum above the point
+                else:
+                    cross[m] = True
+            continue
+        width = points[j] - points[j - 1]
+        if f <= low:
+            area += (low - f) * width + acc[j, 2] / n
+        elif f >= high:
+            area += (f - high) * width + acc[j, 1] / n
+        else:
+            cross[j] = True
+    special[:] = cross
+    cut_bucket = np.searchsorted(points, cuts, side="right")
+    for t in range(cuts.size):
+        j = cut_bucket[t]
+        if not (j > 0 and points[j - 1] == cuts[t]):
+            special[j] = True
+    # gather the special buckets' values, bucket by bucket, and sort each
+    start = np.zeros(m + 2, dtype=np.int64)
+    for j in range(m + 1):
+        start[j + 1] = start[j] + (np.int64(acc[j, 0]) if special[j] else 0)
+    buf = np.empty(start[m + 1])
+    if buf.size:
+        pos = start[: m + 1].copy()
+        for i in range(x.size):
+            j = idx[i]
+            if j >= 0 and special[j]:
+                buf[pos[j]] = x[i]
+                pos[j] += 1
+    for j in range(m + 1):
+        if not special[j]:
+            continue
+        seg = buf[start[j] : start[j + 1]]
+        seg.sort()
+        if not cross[j]:
+            continue  # gathered for a cut only: its W1 is already in the sum
+        f = cdf[j - 1]
+        k = below[j]
+        prev = points[j - 1]
+        for y in seg:
+            area += abs(f - k / n) * (y - prev)
+            k += 1
+            prev = y
+        if j < m:
+            area += abs(f - k / n) * (points[j] - prev)
+    # bin counts: current values below each cut
+    prev_below = 0
+    for t in range(cuts.size):
+        j = cut_bucket[t]
+        b = below[j]
+        if special[j]:
+            b += np.searchsorted(buf[start[j] : start[j + 1]], cuts[t], side="left")
+        counts[t] = b - prev_below
+        prev_below = b
+    counts[cuts.size] = n - prev_below
+    return n, dmax, area
 
 
 @nb.njit(**_OPTS)
-def _drift_one(cur, c, lo, hi, cuts, cut_off, points, cdf, point_off, counts, eq, ks, w1):
+def _drift_one(cur, c, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1):
     c0, c1 = cut_off[c], cut_off[c + 1]
     p0, p1 = point_off[c], point_off[c + 1]
-    ks[c], w1[c] = _drift_column(
-        cur[c, lo[c] : hi[c]],
-        cuts[c0:c1],
-        points[p0:p1],
-        cdf[p0:p1],
-        counts[c0 + c : c1 + c + 1],
-        eq[p0:p1],
+    idx = np.empty(cur.shape[1], dtype=np.int32)
+    nfin[c], ks[c], w1[c] = _drift_column(
+        cur[c], cuts[c0:c1], points[p0:p1], cdf[p0:p1], counts[c0 + c : c1 + c + 1], eq[p0:p1], idx
     )
 
 
 @nb.njit(parallel=True, **_OPTS)
-def _drift_par(cur, lo, hi, cuts, cut_off, points, cdf, point_off):
+def _drift_par(cur, cuts, cut_off, points, cdf, point_off):
     d = cur.shape[0]
     counts = np.zeros(cuts.size + d, dtype=np.int64)
     eq = np.zeros(points.size, dtype=np.int64)
+    nfin = np.zeros(d, dtype=np.int64)
     ks = np.zeros(d)
     w1 = np.zeros(d)
     for c in nb.prange(d):
-        _drift_one(cur, c, lo, hi, cuts, cut_off, points, cdf, point_off, counts, eq, ks, w1)
-    return counts, eq, ks, w1
+        _drift_one(cur, c, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1)
+    return counts, eq, ks, w1, nfin
 
 
 @nb.njit(**_OPTS)
-def _drift_ser(cur, lo, hi, cuts, cut_off, points, cdf, point_off):
+def _drift_ser(cur, cuts, cut_off, points, cdf, point_off):
     d = cur.shape[0]
     counts = np.zeros(cuts.size + d, dtype=np.int64)
     eq = np.zeros(points.size, dtype=np.int64)
+    nfin = np.zeros(d, dtype=np.int64)
     ks = np.zeros(d)
     w1 = np.zeros(d)
     for c in range(d):
-        _drift_one(cur, c, lo, hi, cuts, cut_off, points, cdf, point_off, counts, eq, ks, w1)
-    return counts, eq, ks, w1
+        _drift_one(cur, c, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1)
+    return counts, eq, ks, w1, nfin
 
 
-def drift_scan(cur, lo, hi, cuts, cut_off, points, cdf, point_off):
-    kernel = _drift_ser if _serial(cur.size) or cur.shape[0] < 2 else _drift_par
-    return kernel(cur, lo, hi, cuts, cut_off, points, cdf, point_off)
+def drift_scan(cur, cuts, cut_off, points, cdf, point_off):
+    cols = columns(cur)
+    kernel = _drift_ser if _serial(cur.size) or cur.shape[1] < 2 else _drift_par
+    return kernel(cols, cuts, cut_off, points, cdf, point_off)
 
 
 @nb.njit(parallel=True, **_OPTS)
@@ -263,20 +376,15 @@ def _transpose(X, out):
                 out[c, i] = X[i, c]
 
 
-def sorted_columns(X: np.ndarray) -> np.ndarray:
-    """(d, n): each column of a (n, d) array as a sorted row (NaN last).
-
-    A blocked transpose, then NumPy's sort in place on threads (it releases the GIL).
-    """
-    if _serial(X.size) or X.shape[1] < 2:
-        return np.sort(X.T, axis=1)
-    out = np.empty((X.shape[1], X.shape[0]))
+def columns(X: np.ndarray) -> np.ndarray:
+    """(d, n) C-contiguous: the columns of a (n, d) array as rows (a view when X is
+    Fortran-ordered, else a blocked transpose)."""
     if X.flags.f_contiguous:
-        out[...] = X.T
-    else:
-        _transpose(X, out)
-    with ThreadPoolExecutor(max(1, min(nb.get_num_threads(), out.shape[0]))) as ex:
-        list(ex.map(lambda row: row.sort(), out))
+        return X.T
+    if _serial(X.size) or X.shape[1] < 2:
+        return np.ascontiguousarray(X.T)
+    out = np.empty((X.shape[1], X.shape[0]))
+    _transpose(X, out)
     return out
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from numba import config, cuda
 
 from kernels import _scalar
-from kernels._backend import gpu_available, to_host
+from kernels._backend import array_module, gpu_available, to_host
 
 # The simulator runs each thread as a Python thread: small blocks keep it usable.
 TPB = 32 if config.ENABLE_CUDASIM else 256
@@ -156,25 +156,34 @@ def _drift_points_kernel(cur, lo, hi, points, cdf, point_off, ks, w1):
         cuda.atomic.add(w1, c, gap * (nxt - u))
 
 
-def drift_scan(cur, lo, hi, cuts, cut_off, points, cdf, point_off):
-    xp, (cur, lo, hi, cuts, cut_off, points, cdf, point_off) = _xp(
-        cur, lo, hi, cuts, cut_off, points, cdf, point_off
+def drift_scan(cur, cuts, cut_off, points, cdf, point_off):
+    """As reference.drift_scan; the columns are sorted on the device first."""
+    s = sorted_columns(cur)
+    xp = array_module(s)
+    d, n = s.shape
+    # finite values of each sorted row: after the -infs, before +infs and NaNs (0-d arrays:
+    # CuPy's searchsorted takes no NumPy values, and before 14 no Python scalars either)
+    neg_inf, pos_inf = xp.asarray(-np.inf), xp.asarray(np.inf)
+    lo = np.array([int(xp.searchsorted(s[c], neg_inf, side="right")) for c in range(d)])
+    hi = np.array([int(xp.searchsorted(s[c], pos_inf, side="left")) for c in range(d)])
+    nfin = (hi - lo).astype(np.int64)
+    xp, (lo, hi, cuts, cut_off, points, cdf, point_off) = _xp(
+        lo, hi, cuts, cut_off, points, cdf, point_off
     )
-    d, n = cur.shape
     counts = xp.zeros(cuts.size + d, dtype=np.int64)
     eq = xp.zeros(points.size, dtype=np.int64)
     ks = xp.zeros(d)
     w1 = xp.zeros(d)
     if d and n:
         _drift_current_kernel[(_blocks(n), d), (TPB, 1)](
-            cur, lo, hi, cuts, cut_off, points, cdf, point_off, counts, eq, ks, w1
+            s, lo, hi, cuts, cut_off, points, cdf, point_off, counts, eq, ks, w1
         )
         widest = int(to_host(point_off[1:] - point_off[:-1]).max())
         if widest:
             _drift_points_kernel[(_blocks(widest), d), (TPB, 1)](
-                cur, lo, hi, points, cdf, point_off, ks, w1
+                s, lo, hi, points, cdf, point_off, ks, w1
             )
-    return to_host(counts), to_host(eq), to_host(ks), to_host(w1)
+    return to_host(counts), to_host(eq), to_host(ks), to_host(w1), nfin
 
 
 def sorted_columns(X):

@@ -159,25 +159,18 @@ def drift(summary: ReferenceSummary, current: Any, *, backend: str | None = None
     if d != len(summary.columns):
         raise ValueError(f"drift: current data has {d} columns, the summary {len(summary.columns)}")
     impl = select("stats", cur, backend=backend)
-    s = impl.sorted_columns(cur)
-    xp = array_module(s)  # the cuda backend sorts on the GPU, wherever cur came from
-    # finite values of each sorted row: after the -infs, before +infs and NaNs (0-d arrays:
-    # CuPy's searchsorted takes no NumPy values, and before 14 no Python scalars either)
-    neg_inf, pos_inf = xp.asarray(-np.inf), xp.asarray(np.inf)
-    lo = np.array([int(xp.searchsorted(s[c], neg_inf, side="right")) for c in range(d)])
-    hi = np.array([int(xp.searchsorted(s[c], pos_inf, side="left")) for c in range(d)])
     cols = summary.columns
     cuts, cut_off = _pack([c.cuts for c in cols])
     points, point_off = _pack([c.points for c in cols])
     cdf, _ = _pack([c.cdf for c in cols])
-    counts, eq, ks, w1 = impl.drift_scan(s, lo, hi, cuts, cut_off, points, cdf, point_off)
+    counts, eq, ks, w1, nfin = impl.drift_scan(cur, cuts, cut_off, points, cdf, point_off)
 
     out = {
         k: np.full(d, np.nan)
         for k in ("psi", "ks_statistic", "ks_pvalue", "wasserstein", "jensenshannon")
     }
     for c, col in enumerate(cols):
-        n = int(hi[c] - lo[c])
+        n = int(nfin[c])
         if n == 0:
             continue
         if col.kind == "numeric":
@@ -187,7 +180,8 @@ def drift(summary: ReferenceSummary, current: Any, *, backend: str | None = None
             cur_counts = eq[point_off[c] : point_off[c + 1]].astype(np.float64)
             ref_p = col.proportions
             if cur_counts.sum() < n:  # values the reference never had: a bin each
-                x = to_host(s[c, lo[c] : hi[c]])
+                x = np.asarray(to_host(cur[:, c]))
+                x = x[np.isfinite(x)]
                 _, extra = np.unique(x[~np.isin(x, col.points)], return_counts=True)
                 cur_counts = np.concatenate((cur_counts, extra))
                 ref_p = np.concatenate((ref_p, np.zeros(extra.size)))

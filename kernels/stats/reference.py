@@ -27,34 +27,37 @@ def quantiles(x: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 def drift_scan(
     cur: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
     cuts: np.ndarray,
     cut_off: np.ndarray,
     points: np.ndarray,
     cdf: np.ndarray,
     point_off: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Compare each sorted current column with a stored reference distribution.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Compare each current column with a stored reference distribution.
 
-    ``cur`` is (d, n), each row sorted ascending; its finite values are ``cur[c, lo:hi]``.
-    Column c's bin cut points are ``cuts[cut_off[c]:cut_off[c+1]]`` (bins are
-    (-inf, cut_0), [cut_0, cut_1), ..., [cut_last, inf)); its reference distribution is
-    the step function with value ``cdf[k]`` (fraction of reference <= point) from each
-    ``points[k]`` on, k in ``point_off[c]:point_off[c+1]``.
+    ``cur`` is (n, d); NaN and +-inf are left out. Column c's bin cut points are
+    ``cuts[cut_off[c]:cut_off[c+1]]`` (bins are (-inf, cut_0), [cut_0, cut_1), ...,
+    [cut_last, inf)); its reference distribution is the step function with value
+    ``cdf[k]`` (fraction of reference <= point) from each ``points[k]`` on, k in
+    ``point_off[c]:point_off[c+1]``.
 
     Returns (bin counts, flat like cut_off + column index), (counts of current values
-    equal to each point), KS statistic per column, unnormalised Wasserstein-1 per column.
-    KS and W1 follow scipy's ks_2samp / wasserstein_distance: both CDFs are evaluated
-    right-continuously at every value of either sample.
+    equal to each point), KS statistic per column, unnormalised Wasserstein-1 per column,
+    finite current values per column. KS and W1 follow scipy's ks_2samp /
+    wasserstein_distance: both CDFs are evaluated right-continuously at every value of
+    either sample. This version sorts each column and walks both samples together.
     """
-    d = cur.shape[0]
+    s = sorted_columns(cur)
+    d = s.shape[0]
+    # finite values of each sorted row: after the -infs, before +infs and NaNs
+    lo = np.array([np.searchsorted(s[c], -np.inf, side="right") for c in range(d)], dtype=int)
+    hi = np.array([np.searchsorted(s[c], np.inf, side="left") for c in range(d)], dtype=int)
     counts = np.zeros(cuts.size + d, dtype=np.int64)
     eq = np.zeros(points.size, dtype=np.int64)
     ks = np.zeros(d)
     w1 = np.zeros(d)
     for c in range(d):
-        x = cur[c, lo[c] : hi[c]]
+        x = s[c, lo[c] : hi[c]]
         n = x.size
         cu = cuts[cut_off[c] : cut_off[c + 1]]
         u = points[point_off[c] : point_off[c + 1]]
@@ -73,7 +76,7 @@ def drift_scan(
         gap = np.abs(f_ref - f_cur)
         ks[c] = gap.max()
         w1[c] = float(np.sum(gap[:-1] * np.diff(z)))
-    return counts, eq, ks, w1
+    return counts, eq, ks, w1, (hi - lo).astype(np.int64)
 
 
 def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
