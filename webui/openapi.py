@@ -1021,6 +1021,89 @@ PATHS.update({
 })  # fmt: skip
 
 
+MONITOR_MODEL = {"name": "name", "in": "path", "required": True,
+                 "description": "A registered model", "schema": {"type": "string",
+                                                                 "example": "credit_risk"}}  # fmt: skip
+ALERT_ID = {"name": "alert_id", "in": "path", "required": True, "description": "An alert's id",
+            "schema": {"type": "integer", "minimum": 0, "example": 1}}  # fmt: skip
+MONITOR_THRESHOLDS = {"type": "object", "additionalProperties": False, "properties": {
+    k: {"type": "number", "minimum": 0} for k in ("psi", "prediction_psi", "latency_p99_ms",
+                                                  "error_rate", "auc_drop", "min_rows")}}  # fmt: skip
+MONITOR_CONFIG = {"type": "object", "required": ["model", "thresholds"]}
+
+
+def _json_body(schema: dict, required: bool = True) -> dict:
+    return {"required": required, "content": {JSON: {"schema": schema}}}
+
+
+PATHS.update({
+    "/monitoring": _get("The Monitoring page (HTML): per model, snapshots per variant and "
+                        "window, per-input drift, PSI over recent passes, open alerts",
+                        "Dashboard", _text("The page", "text/html"), None),
+    "/monitoring/run": {"post": {
+        "summary": "Run a monitoring pass now (a dashboard form)", "tags": ["Dashboard"],
+        "responses": {"302": {"description": "Back to the Monitoring page, with the outcome"},
+                      **_errors(None)}}},
+    "/monitoring/alerts/{alert_id}/ack": {"post": {
+        "summary": "Acknowledge an open alert (a dashboard form)", "tags": ["Dashboard"],
+        "parameters": [ALERT_ID],
+        "responses": {"302": {"description": "Back to the Monitoring page, with the outcome"},
+                      **_errors(None)}}},
+    "/api/v1/monitoring": _get("Every monitored model's latest snapshots", NATIVE,
+                               _json({"type": "object"}, "Models")),
+    "/api/v1/monitoring/run": {"post": {
+        "summary": "Run a monitoring pass: drift, latency and live metrics per variant and "
+                   "window, stored; alerts opened or resolved (audited)", "tags": [NATIVE],
+        "requestBody": _json_body({"type": "object", "properties": {
+            "model": {"type": "string"},
+            "window": {"type": "string", "example": "1h,10000"}}}, required=False),
+        "responses": {"200": _json({"type": "object"}, "The snapshots and alert changes"),
+                      **_errors("Error")}}},
+    "/api/v1/monitoring/alerts": _get(
+        "Alerts, newest first (open ones unless all=1)", NATIVE,
+        _json({"type": "object"}, "Alerts"),
+        params=[{"name": "all", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": ["0", "1"]}},
+                {"name": "since", "in": "query", "required": False,
+                 "schema": {"type": "string", "example": "2026-01-01T00:00:00"}},
+                {"name": "model", "in": "query", "required": False,
+                 "schema": {"type": "string"}}]),
+    "/api/v1/monitoring/alerts/{alert_id}/ack": {"post": {
+        "summary": "Acknowledge an open alert (audited)", "tags": [NATIVE],
+        "parameters": [ALERT_ID],
+        "responses": {"200": _json({"type": "object"}, "The alert"), **_errors("Error")}}},
+    "/api/v1/monitoring/webhook": {
+        "get": {"summary": "The alert webhook URL", "tags": [NATIVE],
+                "responses": {"200": _json({"type": "object"}, "The URL"), **_errors("Error")}},
+        "put": {"summary": "Set the alert webhook: loopback or private LAN http(s) only; "
+                           "empty turns it off (audited)", "tags": [NATIVE],
+                "requestBody": _json_body({"type": "object", "properties": {
+                    "url": {"type": "string", "example": "http://127.0.0.1:9000/alerts"}}}),
+                "responses": {"200": _json({"type": "object"}, "The URL"),
+                              **_errors("Error")}}},
+    "/api/v1/monitoring/models/{name}": _get(
+        "A model's latest snapshots, PSI history, active alerts and config", NATIVE,
+        _json({"type": "object"}, "The status"), params=[MONITOR_MODEL]),
+    "/api/v1/monitoring/models/{name}/config": {
+        "get": {"summary": "A model's alert thresholds and outcome join", "tags": [NATIVE],
+                "parameters": [MONITOR_MODEL],
+                "responses": {"200": _json(MONITOR_CONFIG, "The config"), **_errors("Error")}},
+        "put": {"summary": "Set some of a model's alert thresholds (audited)", "tags": [NATIVE],
+                "parameters": [MONITOR_MODEL], "requestBody": _json_body(MONITOR_THRESHOLDS),
+                "responses": {"200": _json(MONITOR_CONFIG, "The config"),
+                              **_errors("Error")}}},
+    "/api/v1/monitoring/models/{name}/outcomes": {"put": {
+        "summary": "Name the table a model's outcomes arrive in and how they join its "
+                   "decisions: by request id, or by entity and timestamp (audited)",
+        "tags": [NATIVE], "parameters": [MONITOR_MODEL],
+        "requestBody": _json_body({"type": "object", "required": ["table", "label"],
+                                   "properties": {k: {"type": "string"} for k in (
+                                       "table", "label", "request_id", "entity",
+                                       "timestamp")}}),
+        "responses": {"200": _json(MONITOR_CONFIG, "The config"), **_errors("Error")}}},
+})  # fmt: skip
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",

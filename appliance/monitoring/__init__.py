@@ -16,6 +16,7 @@ thresholds. A snapshot that cannot compute drift says why.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ from kernels.stats import drift, log_loss, roc_auc
 
 log = logging.getLogger(__name__)
 
+MAX_COUNT = 100_000_000  # decisions a count window may name
 MEASURES = ("psi", "ks_statistic", "ks_pvalue", "wasserstein", "jensenshannon")
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "psi": 0.2,  # any input's PSI above this: a feature_drift alert
@@ -61,9 +63,10 @@ def parse_windows(text: str | list[str]) -> list[tuple[str, timedelta | None, in
     out = []
     for item in items:
         item = str(item).strip()
-        if item.isdigit():
-            if int(item) <= 0:
-                raise BadInput(f"monitor window {item!r}: a count must be at least 1")
+        if re.fullmatch(r"[0-9]+", item):
+            if not 0 < int(item) <= MAX_COUNT:
+                raise BadInput(f"monitor window {item!r}: a count of decisions must be from 1 "
+                               f"to {MAX_COUNT:,}")  # fmt: skip
             out.append((f"last {int(item)}", None, int(item)))
         else:
             d = durations.parse_duration(item, f"monitor window {item!r}")
@@ -247,7 +250,7 @@ class MonitoringService:
         """Acknowledge an open alert: it stays until its condition clears, without
         raising again."""
         require(actor, "monitor.configure")
-        row = self.control.alert_row(int(alert_id))
+        row = self.control.alert_row(int(alert_id)) if 0 < int(alert_id) < 2**63 else None
         if row is None:
             raise NotFound(f"no alert {alert_id}")
         if row["status"] != "open":
