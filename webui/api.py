@@ -52,14 +52,17 @@ def _predict(name: str) -> dict:
     body = json_body()
     if "records" in body and "entities" in body:
         raise BadInput('request body: give either "records" or "entities", not both')
+    key = request.headers.get("X-Falaj-Key") or None  # a release's sticky routing key
     if "entities" in body:
-        return appliance().serving.predict_entities(name, body["entities"], request_actor())
+        return appliance().serving.predict_entities(
+            name, body["entities"], request_actor(), key=key
+        )
     if "records" not in body:
         raise BadInput(
             'request body: missing field "records" (a list of {feature: number} objects), '
             'or "entities" for a model trained on feature views'
         )
-    return appliance().serving.predict(name, body["records"], request_actor())
+    return appliance().serving.predict(name, body["records"], request_actor(), key=key)
 
 
 @bp.get("/api/v1/decisions/<request_id>")

@@ -22,6 +22,7 @@ from appliance.errors import BadInput, BundleTampered, CheckFailed, NotDeployed,
 from appliance.features.online import OnlineStore
 from appliance.registry import Registry
 from appliance.serving.decision_log import DecisionLog, Decisions, records_sha256
+from appliance.serving.releases import Router, entity_key, record_key
 from appliance.serving.routing import Route
 from appliance.serving.slots import SLOTS, Deployment, ModelServer, Slot, other
 from appliance.stores import ControlStore, FeatureStore
@@ -50,6 +51,7 @@ class Serving:
         self._online = online
         self.registry = registry
         self.server = ModelServer(control, registry.load)
+        self.router = Router(self._answer)  # during a release: baseline, candidate, shadow
 
     # -- releases --------------------------------------------------------------
 
@@ -70,10 +72,12 @@ class Serving:
                 f"model {name}@{version} was rejected by its gates ({', '.join(failed)}); "
                 "use --force to deploy it anyway"
             )
+        self._no_release(name)
         model = self._load_verified(name, version, actor)
         model.warm_up()  # and smoke check: a row of missing values must get an answer
         faults.point("deploy.loaded")
         with self.control.transaction() as tx:
+            self._no_release(name, tx)
             current = tx.deployment(name)
             if current is None:
                 slot, previous, versions = "blue", None, {"blue": version, "green": None}
@@ -98,6 +102,7 @@ class Serving:
         row = self.control.deployment(name)
         if row is None:
             raise NotDeployed(f"model {name!r} is not deployed")
+        self._no_release(name)
         slot = other(row["live_slot"])
         version, current = row[f"{slot}_version"], row[f"{row['live_slot']}_version"]
         if version is None:
@@ -115,6 +120,17 @@ class Serving:
         faults.point("rollback.committed")
         self._install(name, slot, slot_versions(row), model)
         return {"name": name, "version": version, "slot": slot, "previous_version": current}
+
+    def _no_release(self, name: str, tx=None) -> None:
+        """A deploy or rollback waits until a release of the model has ended."""
+        active = tx.active_release(name) if tx is not None else next(
+            (r for r in self.control.active_releases() if r["model"] == name), None)  # fmt: skip
+        if active is not None:
+            raise CheckFailed(
+                f"model {name!r} has an active {active['strategy']} release of version "
+                f"{active['candidate_version']}; `falaj release promote {name}` or "
+                f"`falaj release rollback {name}` first"
+            )
 
     def _install(self, name: str, slot: str, versions: dict, model) -> None:
         """Switch this process's slots to the committed state: ``slot`` is live with
@@ -148,13 +164,20 @@ class Serving:
     # -- predictions -----------------------------------------------------------
 
     def predict(
-        self, name: str, records: Any, actor: Actor, where: str = "records"
-    ) -> dict[str, Any]:
+        self, name: str, records: Any, actor: Actor, where: str = "records",
+        key: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         """Score records with the live version; ``where`` names the input in errors.
 
+        During a release the router picks the variant, sticky by ``key`` (the
+        ``X-Falaj-Key`` header), else by the first record's entity column.
         The answer is returned only once its decision record is committed."""
         require(actor, "model.predict")
         deployment = self.server.get(name)
+        if deployment.release is not None:
+            key = key or record_key(records, deployment.release.entity_column)
+            return self.router.answer(deployment, key, lambda m: m.matrices(records, where),
+                                      actor, where)  # fmt: skip
         model = deployment.live  # this request finishes on this model, whatever swaps meanwhile
         t0 = time.perf_counter()
         X, inputs = model.matrices(records, where)
@@ -163,15 +186,36 @@ class Serving:
         )
 
     def predict_entities(
-        self, name: str, entities: Any, actor: Actor, where: str = "entities"
-    ) -> dict[str, Any]:
+        self, name: str, entities: Any, actor: Actor, where: str = "entities",
+        key: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         """Score entities (``[{"customer_id": "c1"}, ...]``) with a model trained on
         feature views: their features come from the online store, values it lacks or
         that outlived their view's TTL take the training means. An entity the store
         does not hold is a ``BadInput`` naming it."""
         require(actor, "model.predict")
         deployment = self.server.get(name)
+        if deployment.release is not None:
+            statuses: dict[int, list] = {}
+
+            def build(m):  # the candidate's inputs may differ: each variant fetches its own
+                X, inputs, st = self._entity_matrices(name, m, entities, where)
+                statuses.setdefault(m.version, st)
+                return X, inputs
+
+            out = self.router.answer(deployment, key or entity_key(entities), build, actor,
+                                     where)  # fmt: skip
+            return out | {"statuses": statuses[out["version"]]}
         model = deployment.live
+        t0 = time.perf_counter()
+        X, inputs, statuses_ = self._entity_matrices(name, model, entities, where)
+        return self._answer(
+            name, Route(deployment.live_slot), model, X, t0, actor, where, inputs=inputs
+        ) | {"statuses": statuses_}  # fmt: skip
+
+    def _entity_matrices(self, name: str, model, entities: Any, where: str):
+        """The model's matrix and monitor vectors for entities from the online store,
+        and the status of each value."""
         if model.online is None:
             raise BadInput(f"{where}: model {name}@{model.version} was not trained on feature "
                            "views; send records with its features instead")  # fmt: skip
@@ -181,7 +225,6 @@ class Serving:
             )
         if self._online is None:
             raise BadInput(f"{where}: no online store here")
-        t0 = time.perf_counter()
         refs = [model.online["features"][f] for f in model.features]
         # Reading the model's own features is part of predicting: model.predict suffices.
         got = self._online().get_online_features(refs, entities, SYSTEM, full_names=True)
@@ -195,14 +238,11 @@ class Serving:
             rows.append(dict(zip(model.features, (result["values"][n] for n in got["features"]),
                                  strict=True)))  # fmt: skip
         X, inputs = model.filled_matrices(rows)
-        return self._answer(
-            name, Route(deployment.live_slot), model, X, t0, actor, where, inputs=inputs
-        ) | {
-            "statuses": [
-                {f: r["statuses"][n] for f, n in zip(model.features, got["features"], strict=True)}
-                for r in got["results"]
-            ]
-        }
+        statuses = [
+            {f: r["statuses"][n] for f, n in zip(model.features, got["features"], strict=True)}
+            for r in got["results"]
+        ]
+        return X, inputs, statuses
 
     def _answer(self, name, route: Route, model, X, t0, actor, where,
                 inputs: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip

@@ -118,12 +118,20 @@ class ModelServer:
             tx.append_audit(SYSTEM, "model.integrity_failure", f"{name}@{version}",
                             {"error": message})  # fmt: skip
 
-    def refresh(self, force: bool = False) -> None:
-        """Reload deployments if control.db changed since we last looked."""
+    def refresh(self, force: bool = False, wait: bool = True) -> None:
+        """Reload deployments if control.db changed since we last looked.
+
+        With ``wait=False`` a request that finds another thread loading the change
+        (a bundle takes tens of milliseconds) goes on with the state it has, rather
+        than queueing behind the load: a switch made elsewhere lands a moment later."""
         seen = self.control.data_version()
         if not force and seen == self._seen:
             return
-        with self._lock:
+        if not self._lock.acquire(blocking=wait):
+            return
+        try:
+            if not force and seen == self._seen:
+                return  # another thread loaded this change while we waited
             rows = self.control.deployments()
             releases = {r["model"]: Release.from_row(r) for r in self.control.active_releases()}
             current = self._deployments
@@ -135,6 +143,8 @@ class ModelServer:
                                               releases.get(r["name"]))  # fmt: skip
             self._deployments = fresh
             self._seen = seen
+        finally:
+            self._lock.release()
 
     def install(self, deployment: Deployment) -> None:
         """Make a deployment this process just committed live here at once."""
@@ -146,8 +156,11 @@ class ModelServer:
         return self._deployments.get(name)
 
     def get(self, name: str) -> Deployment:
-        self.refresh()
+        self.refresh(wait=False)
         deployment = self._deployments.get(name)
+        if deployment is None:  # perhaps being loaded by another thread right now
+            self.refresh()
+            deployment = self._deployments.get(name)
         if deployment is None:
             raise NotDeployed(
                 f"model {name!r} is not deployed; run `falaj deploy {name} --version N`"
