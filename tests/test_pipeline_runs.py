@@ -29,6 +29,13 @@ training:
     label: default
     features: {INPUTS}
     search: {{strategy: random, trials: 2, seed: 1}}
+  challenger:
+    model: credit
+    table: loans
+    label: default
+    features: {INPUTS}
+    params: {{C: 0.5}}
+    gates: {{champion: null}}
 pipelines:
   retrain:
     description: retrain on the latest labels
@@ -41,6 +48,14 @@ pipelines:
       - gates
       - register
       - approve
+  ship:
+    steps:
+      - train: {{spec: challenger}}
+      - evaluate
+      - gates
+      - register
+      - release: {{strategy: canary, percent: 20, policy: {{min_requests: 1000}}}}
+      - decide: {{timeout: 1h}}
   gate:
     steps:
       - validate: {{table: loans}}
@@ -136,6 +151,24 @@ def test_a_run_goes_step_by_step_and_waits_for_approval(app, svc, home):
     assert app.audit.verify(ACTOR, full=True).ok
 
 
+def test_a_release_step_starts_a_canary_and_decide_waits_for_its_outcome(svc, app):
+    app.serving.deploy("credit", 1, ACTOR)
+    run = svc.advance(svc.start("ship", ACTOR)["id"], ACTOR, wait=True)
+    assert [s["status"] for s in run["steps"]] == ["succeeded"] * 5 + ["waiting"]
+    release = run["steps"][4]["output"]
+    assert release["version"] == 2 and release["strategy"] == "canary"
+    assert release["percent"] == 20 and release["policy"]["min_requests"] == 1000
+    active = app.releases.status("credit", ACTOR)["release"]
+    assert active["id"] == release["release_id"] and active["candidate_version"] == 2
+    assert "waiting for release" in run["steps"][5]["message"]
+    assert svc.advance(run["id"], ACTOR)["status"] == "waiting"  # no decision yet
+    app.releases.promote("credit", Actor("user", "amira"))
+    run = svc.advance(run["id"], ACTOR)
+    assert run["status"] == "succeeded"
+    assert run["steps"][5]["output"]["decision"] == "promoted"
+    assert app.releases.status("credit", ACTOR)["live_version"] == 2
+
+
 def test_a_rejected_approval_fails_the_run(svc, app):
     run = svc.advance(svc.start("gate", ACTOR)["id"], ACTOR, wait=True)
     assert [s["status"] for s in run["steps"]] == ["succeeded", "waiting"]
@@ -222,7 +255,7 @@ def test_the_api_and_the_pages(app, svc):
 
     c = create_app(app, {"TESTING": True}).test_client()
     listed = c.get("/api/v1/pipelines").get_json()
-    assert [p["name"] for p in listed] == ["retrain", "gate", "flaky", "strict", "watch"]
+    assert [p["name"] for p in listed] == ["retrain", "ship", "gate", "flaky", "strict", "watch"]
     retrain = listed[0]
     assert retrain["model"] == "credit" and retrain["triggers"] == ["cron 0 3 * * *"]
     assert retrain["last_run"]["status"] == "succeeded"
@@ -263,6 +296,7 @@ BAD = {
     "steps: [approve]\n    on_new_data: {table: t}": "on_new_data: give table and one of rows",
     "steps: []": "p: steps: expected a non-empty list",
     "steps: [{release: {strategy: yolo}}]": "release: strategy: expected one of",
+    "steps: [{release: {policy: {min_requests: 0}}}]": "release: policy.min_requests: expected",
 }
 
 
@@ -283,7 +317,7 @@ def test_the_cli(tmp_path, credit_csv):
     ws.write_text(WORKSPACE)
     (tmp_path / "cli" / "falaj.yaml").write_text(WORKSPACE)
     listed = json.loads(falaj.ok("pipelines", "list", "--json").stdout)
-    assert [p["name"] for p in listed][:2] == ["retrain", "gate"]
+    assert [p["name"] for p in listed][:2] == ["retrain", "ship"]
     r = falaj.ok("pipelines", "run", "gate", "--wait")
     assert "waiting for approval" in r.stdout and "sign_off" in r.stdout
     rid = r.stdout.split()[1]

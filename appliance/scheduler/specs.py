@@ -214,6 +214,9 @@ def _parse_step_args(kind: str, args: dict[str, Any], where: str,
         if "percent" in args:
             out["percent"] = _number(args["percent"], f"{where}: percent", 0, 100)
         if "policy" in args:
+            from appliance.serving.releases import Policy  # serving imports the registry
+
+            Policy.parse(args["policy"], f"{where}: policy")  # checked now, applied later
             out["policy"] = _mapping(args["policy"], f"{where}: policy")
     elif kind in ("approve", "decide"):
         if "timeout" in args:
