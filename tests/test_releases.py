@@ -11,7 +11,7 @@ import pytest
 
 from appliance import demo
 from appliance.core import Appliance
-from appliance.serving.releases import BUCKETS, sticky_bucket, takes_candidate
+from appliance.serving.releases import BUCKETS, Policy, judge, sticky_bucket, takes_candidate
 from tests.conftest import ACTOR, FEATURES, RECORD, Falaj
 
 SHARE_TOLERANCE = 0.05  # |observed - P| over 2000 keys: > 4 standard deviations at P = 30%
@@ -171,6 +171,28 @@ def test_bad_release_requests_name_what_is_wrong(rapp):
 # -- the automatic policy -----------------------------------------------------------------
 
 
+def test_policy_judges_time_drift_and_live_metric_from_monitoring_evidence():
+    policy = Policy.parse({"after": "10m", "max_psi": 0.2, "min_metric_delta": -0.01})
+    assert policy.to_dict() == {"after_s": 600.0, "max_psi": 0.2, "min_metric_delta": -0.01,
+                                "after": "10m"}  # fmt: skip
+    assert Policy.parse(policy.to_dict()) == policy  # as stored, as read back
+    ok = {"requests": 500, "errors": 0, "error_rate": 0.0, "p50_ms": 2.0, "p99_ms": 9.0}
+    report = {"baseline": ok, "candidate": ok}
+    # monitoring's shape: {variant: {"max_psi": ..., "metric": {"auc": ..., "labelled": n}}}
+    evidence = {"baseline": {"max_psi": 0.01, "metric": {"auc": 0.80, "labelled": 300}},
+                "candidate": {"max_psi": 0.05, "metric": {"auc": 0.82, "labelled": 300}}}  # fmt: skip
+    assert judge(policy, report, 60, evidence)[0] == "wait"
+    assert judge(policy, report, 601, evidence)[0] == "promote"
+    drifted = evidence | {"candidate": {"max_psi": 0.4, "metric": {"auc": 0.82}}}
+    decision, reasons = judge(policy, report, 60, drifted)
+    assert decision == "rollback" and reasons[0] == "PSI 0.4000 > 0.2"
+    worse = evidence | {"candidate": {"max_psi": 0.05, "metric": {"auc": 0.75}}}
+    assert judge(policy, report, 601, worse) == ("rollback", ["live metric delta -0.0500 < -0.01"])
+    unlabelled = {v: {"max_psi": 0.01, "metric": {"auc": None, "labelled": 0}} for v in evidence}
+    decision, reasons = judge(policy, report, 601, unlabelled)
+    assert decision == "promote" and "not judged" in reasons[-1]
+
+
 def test_a_canary_that_fails_is_rolled_back_automatically_with_its_evidence(rapp, monkeypatch):
     rapp.releases.start("credit", 2, "canary", ACTOR, percent=50,
                         policy={"min_requests": 1000, "max_error_rate": 0.05})  # fmt: skip
@@ -315,4 +337,5 @@ def test_releases_page_starts_promotes_and_rolls_back(rapp):
     page = client.post("/releases/credit/promote", follow_redirects=True).get_data(as_text=True)
     assert "credit@2 is live in the green slot" in page
     assert client.post("/releases/nope/promote").status_code == 404
+    assert 'id="releases-link"' in client.get("/models/credit/1").get_data(as_text=True)
     assert client.post("/api/v1/models/credit/release/evaluate").status_code == 409

@@ -565,10 +565,10 @@ class Releases:
         return {v: summary(stats.get(v)) for v in ("baseline", "candidate")}
 
     def _monitoring(self, r: dict[str, Any], actor: Actor) -> dict[str, Any] | None:
-        fn = self._evidence()
-        if fn is None:
-            return None
         try:
+            fn = self._evidence()  # opening monitoring may open features.duckdb
+            if fn is None:
+                return None
             return fn(r["model"], r["id"], actor)
         except FalajError as exc:
             return {"error": exc.message}
