@@ -193,7 +193,7 @@ class Webhook:
         if not self.control.monitor_setting("webhook"):
             return []
         return [a for a in self.control.alert_rows(False, undelivered=True)
-                if a["attempts"] < MAX_ATTEMPTS]  # fmt: skip
+                if a["attempts"] < MAX_ATTEMPTS and a["status"] != "resolved"]  # fmt: skip
 
     def deliver(self) -> int:
         """POST each undelivered alert; how many were delivered."""
