@@ -11,7 +11,7 @@ import pytest
 
 from appliance import demo
 from appliance.core import Appliance
-from tests.conftest import ACTOR
+from tests.conftest import ACTOR, Falaj
 from tests.test_browser import browser  # noqa: F401 -- the module's Chromium fixture
 
 INPUTS = "[age, income, employment_years, loan_amount, debt_to_income]"
@@ -34,6 +34,8 @@ pipelines:
     steps:
       - validate: {{table: loans}}
       - approve
+  signoff:
+    steps: [{{approve: {{name: sign_off}}}}]
 """
 
 
@@ -131,6 +133,11 @@ def test_a_run_killed_by_sigkill_resumes_from_its_last_completed_step(
     assert steps["register"]["attempts"] == 2
     assert steps["register"]["output"]["adopted"] is True  # the same version, not a second
     assert steps["register"]["output"]["version"] == 1
+    # `falaj pipelines run --wait` beside it: `falaj run` runs the steps, the CLI follows
+    follow = Falaj(home)("pipelines", "run", "review", "--wait")
+    assert follow.exit_code == 0, follow.output
+    assert "runs it; following" in follow.stderr and "approve: waiting" in follow.stderr
+    assert "waiting for approval" in follow.stdout
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=30) == 0  # stops cleanly, the scheduler with it
 
@@ -148,7 +155,8 @@ def test_a_run_killed_by_sigkill_resumes_from_its_last_completed_step(
 
 @pytest.mark.browser
 def test_the_pipelines_page(home, start_server, browser, monkeypatch):  # noqa: F811
-    make_home(home, rows=300)
+    home.mkdir()
+    (home / "falaj.yaml").write_text(WORKSPACE)  # no data: `falaj run` creates the home
     monkeypatch.setenv("FALAJ_SCHEDULER_TICK", "0.2")
     monkeypatch.setenv("FALAJ_CHECK_ON_START", "false")
     server = start_server(home)
@@ -156,17 +164,17 @@ def test_the_pipelines_page(home, start_server, browser, monkeypatch):  # noqa: 
     page.goto(server.url + "/")
     page.click("#nav-pipelines")
     assert "validate → approve" in page.locator("#pipeline-review").inner_text()
+    assert "manual only" in page.locator("#pipeline-signoff").inner_text()
     assert "cron 0 3 * * *" in page.locator("#jobs").inner_text()
-    page.click("#pipeline-review button.run")
+    page.click("#pipeline-signoff button.run")
     assert "started run" in page.locator("#done").inner_text()
     for _ in range(100):  # the scheduler takes the run; the page shows where it is
         page.reload()
         if page.locator("#approve").count():
             break
         time.sleep(0.2)
-    assert "succeeded" in page.locator("#step-validate").inner_text()
-    assert "waiting" in page.locator("#step-approve").inner_text()
-    assert page.locator("#timeline svg rect.step").count() == 2
+    assert "waiting for approval" in page.locator("#step-sign_off").inner_text()
+    assert page.locator("#timeline svg rect.step.waiting").count() == 1
     page.fill("input[name=note]", "looks right")
     page.click("#approve")
     assert page.locator("#done").inner_text() == "approved"

@@ -67,8 +67,8 @@ def pipelines_list(app: Appliance, as_json: bool) -> None:
 @pipelines.command("run")
 @click.argument("name")
 @click.option("--wait", is_flag=True,
-              help="Run the steps in this process until the run ends or waits for a person "
-              "(else `falaj run` advances it).")  # fmt: skip
+              help="Wait until the run ends or waits for a person: its steps run here, or "
+              "in `falaj run` when one serves this home (else `falaj run` advances it).")  # fmt: skip
 @json_option
 @service
 def pipelines_run(app: Appliance, name: str, wait: bool, as_json: bool) -> None:
@@ -83,7 +83,7 @@ def pipelines_run(app: Appliance, name: str, wait: bool, as_json: bool) -> None:
     run = svc.start(name, actor, {"kind": "manual"})
     if wait:
         say = None if as_json else (lambda msg: click.echo(f"{run['id']}: {msg}", err=True))
-        run = svc.advance(run["id"], actor, wait=True, say=say)
+        run = svc.follow(run["id"], actor, say=say)
     text = _run_text(run)
     if not wait:
         text += "\nqueued: `falaj run` advances it (or start it with --wait)"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -71,13 +72,18 @@ class Scheduler:
             return False
         path = self.app.home / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            say(f"scheduler: {holder} runs this home's jobs ({path}); this process runs none")
-            return False
+        for attempt in range(3):  # a CLI's look (held_elsewhere) holds it for a moment
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt < 2:
+                    time.sleep(0.1)
+                    continue
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                say(f"scheduler: {holder} runs this home's jobs ({path}); this process runs none")
+                return False
         os.ftruncate(fd, 0)
         os.pwrite(fd, me().encode(), 0)
         self._lock_fd = fd
@@ -133,6 +139,23 @@ class Scheduler:
             self._scheduler = None
             jobs.bind(None)
             self._unlock()
+
+    def held_elsewhere(self) -> str | None:
+        """Who holds the home's scheduler lock when another process does (a running
+        `falaj run`), else None."""
+        if self._lock_fd is not None:
+            return None
+        path = self.app.home / LOCK_FILE
+        if not path.exists():
+            return None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        finally:
+            os.close(fd)  # drops the shared lock if it was taken
+        return None
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:

@@ -8,6 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from appliance.auth import Actor
+from appliance.errors import FalajError
 
 if TYPE_CHECKING:
     from appliance.core import Appliance
@@ -31,6 +32,8 @@ def tick() -> None:
         return
     try:
         app.scheduler.pipelines.check_triggers(SCHEDULER)
+    except FalajError as exc:  # a workspace that does not parse: say why, go on
+        log.warning("pipelines: triggers not checked: %s", exc.message)
     except Exception:  # a trigger that cannot be read must not stop runs advancing
         log.exception("pipelines: checking the triggers failed")
     app.scheduler.pipelines.advance_all(SCHEDULER)

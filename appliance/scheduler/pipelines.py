@@ -498,6 +498,27 @@ class PipelineService:
             time.sleep(max(0.05, min(due, 60.0)))
         return self.get(run_id, actor)
 
+    def follow(self, run_id: str, actor: Actor,
+               say: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+        """Run it here to its end or its wait for a person (``falaj pipelines run
+        --wait``); when a `falaj run` holds the home's scheduler, it runs there (it holds
+        the feature store) and this only watches until it is no longer queued or running."""
+        holder = self.app.scheduler.held_elsewhere()
+        if holder is None:
+            return self.advance(run_id, actor, wait=True, say=say)
+        if say:
+            say(f"the scheduler of process {holder} runs it; following")
+        seen: dict[str, str] = {}
+        while True:
+            run = self.get(run_id, actor)
+            for s in run["steps"]:
+                if say and seen.get(s["name"]) != s["status"] and s["status"] != "pending":
+                    say(f"{s['name']}: {s['status']}")
+                seen[s["name"]] = s["status"]
+            if run["status"] not in ("queued", "running"):
+                return run
+            time.sleep(0.5)
+
     def advance_all(self, actor: Actor) -> list[str]:
         """Advance every active run no live process holds (the scheduler's tick)."""
         require(actor, "pipeline.run")
