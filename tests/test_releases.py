@@ -14,7 +14,7 @@ from appliance.core import Appliance
 from appliance.serving.releases import BUCKETS, Policy, judge, sticky_bucket, takes_candidate
 from tests.conftest import ACTOR, FEATURES, RECORD, Falaj
 
-SHARE_TOLERANCE = 0.05  # |observed - P| over 2000 keys: > 4 standard deviations at P = 30%
+SHARE_TOLERANCE = 0.05  # |observed - P| over 1000 keys: > 3 standard deviations at P = 30%
 
 
 @pytest.fixture(scope="module")
@@ -72,20 +72,20 @@ def test_canary_is_sticky_by_key_and_takes_its_share(rapp):
     r = rapp.releases.start("credit", 2, "canary", ACTOR, percent=30)
     assert r["release"]["candidate_version"] == 2 and r["release"]["candidate_slot"] == "green"
     got = {}
-    for i in range(2000):
+    for i in range(1000):
         a = rapp.serving.predict("credit", [RECORD], ACTOR, key=f"c{i}")
         got[f"c{i}"] = (a["version"], a["variant"])
     assert {v for v, _ in got.values()} == {1, 2}
     assert all(var == ("candidate" if v == 2 else "baseline") for v, var in got.values())
     share = sum(v == 2 for v, _ in got.values()) / len(got)
     assert abs(share - 0.30) < SHARE_TOLERANCE
-    for i in range(0, 2000, 10):  # the same key, the same variant
+    for i in range(0, 1000, 10):  # the same key, the same variant
         assert (
             rapp.serving.predict("credit", [RECORD], ACTOR, key=f"c{i}")["version"]
             == got[f"c{i}"][0]
         )
     report = rapp.releases.status("credit", ACTOR)["release"]["report"]
-    assert report["baseline"]["requests"] + report["candidate"]["requests"] == 2200
+    assert report["baseline"]["requests"] + report["candidate"]["requests"] == 1100
     assert report["candidate"]["errors"] == 0 and report["candidate"]["p99_ms"] > 0
     rapp.decision_log.flush()
     rows = rapp.features.query(
@@ -95,7 +95,7 @@ def test_canary_is_sticky_by_key_and_takes_its_share(rapp):
     )
     assert [(x["variant"], x["version"], x["served"]) for x in rows] == [
         ("baseline", 1, True), ("candidate", 2, True)]  # fmt: skip
-    assert sum(x["n"] for x in rows) == 2200
+    assert sum(x["n"] for x in rows) == 1100
 
 
 def test_shadow_logs_the_candidate_and_never_returns_it(rapp):
@@ -287,26 +287,26 @@ def test_release_over_http_on_a_live_server(rel_home, start_server, falaj_rel):
     assert call(api, "POST", {"version": 2, "strategy": "ab"})[0] == 409
     predict = server.url + "/api/v1/models/credit/predict"
     seen = {}
-    for i in range(150):
+    for i in range(60):
         s, a = call(predict, "POST", {"records": [RECORD]}, {"X-Falaj-Key": f"u{i}"})
         assert s == 200
         seen[f"u{i}"] = a["version"]
         assert a["variant"] == ("candidate" if a["version"] == 2 else "baseline")
     assert {1, 2} == set(seen.values())
-    for k in list(seen)[:40]:
+    for k in list(seen)[:20]:
         assert (
             call(predict, "POST", {"records": [RECORD]}, {"X-Falaj-Key": k})[1]["version"]
             == seen[k]
         )
     report = call(api)[1]["release"]["report"]
-    assert report["baseline"]["requests"] + report["candidate"]["requests"] == 190
+    assert report["baseline"]["requests"] + report["candidate"]["requests"] == 80
     # promoted from another process (the CLI): the server notices before its next answer
     falaj_rel.ok("release", "promote", "credit")
     assert {call(predict, "POST", {"records": [RECORD]}, {"X-Falaj-Key": f"u{i}"})[1]["version"]
-            for i in range(20)} == {2}  # fmt: skip
+            for i in range(10)} == {2}  # fmt: skip
     status, r = call(api, "POST", {"version": 1, "strategy": "shadow"})
     assert status == 201
-    assert {call(predict, "POST", {"records": [RECORD]})[1]["version"] for _ in range(10)} == {2}
+    assert {call(predict, "POST", {"records": [RECORD]})[1]["version"] for _ in range(5)} == {2}
     status, r = call(api + "/rollback", "POST")
     assert status == 200 and r["live_version"] == 2
     assert call(api + "/rollback", "POST")[0] == 409
@@ -339,3 +339,27 @@ def test_releases_page_starts_promotes_and_rolls_back(rapp):
     assert client.post("/releases/nope/promote").status_code == 404
     assert 'id="releases-link"' in client.get("/models/credit/1").get_data(as_text=True)
     assert client.post("/api/v1/models/credit/release/evaluate").status_code == 409
+
+
+def test_entity_requests_and_records_stick_by_the_entity_id(app, tmp_path):
+    from tests.test_entity_serving import feature_rows, spine
+
+    rows = feature_rows()
+    app.ingestion.ingest(rows, "profiles", "customer_id", "event_time", ACTOR)
+    app.views.define("profile", "profiles", ACTOR, columns=["debt", "income"])
+    built = app.training_sets.build(spine(rows), ["profile:*"], ACTOR, out=tmp_path / "t.parquet")
+    for _ in range(2):
+        app.training.train_on_set(built["id"], "default", "risk", ACTOR)
+    app.serving.deploy("risk", 1, ACTOR)
+    app.online.materialize("profile", ACTOR)
+    r = app.releases.start("risk", 2, "canary", ACTOR, percent=50)["release"]
+    assert r["entity_column"] == "customer_id"
+    by_entity = {}
+    for c in range(40):
+        a = app.serving.predict_entities("risk", [{"customer_id": f"c{c}"}], ACTOR)
+        assert a["statuses"][0] == {"debt": "PRESENT", "income": "PRESENT"}
+        by_entity[f"c{c}"] = a["version"]
+        record = {"customer_id": f"c{c}", "debt": 0.5, "income": 50.0}
+        assert app.serving.predict("risk", [record], ACTOR)["version"] == a["version"]
+    assert set(by_entity.values()) == {1, 2}
+    assert all(v == (2 if takes_candidate("risk", 50, c) else 1) for c, v in by_entity.items())

@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 
-from appliance import faults
 from appliance.auth import Actor, require
 from appliance.durations import format_duration, parse_duration
 from appliance.errors import BadInput, CheckFailed, FalajError, NotFound, Unavailable
@@ -451,7 +450,6 @@ class Releases:
         model.warm_up()
         entity = self._entity_column(model, row)
         slot = other(live)
-        faults.point("release.loaded")
         with self.control.transaction() as tx:
             if tx.deployment(name) != current:
                 raise CheckFailed(f"model {name!r}: its deployment changed meanwhile; try again")
@@ -473,7 +471,6 @@ class Releases:
             if failed:
                 details |= {"forced": True, "failed_gates": failed}
             tx.append_audit(actor, "release.start", f"{name}@{version}", details)
-        faults.point("release.committed")
         release = Release(rid, strategy, float(percent), live, slot, current[f"{live}_version"],
                           version, entity)  # fmt: skip
         old = self.serving.server.loaded(name)
@@ -544,7 +541,6 @@ class Releases:
         except BaseException:
             self.router.counters.give_back(r["id"], delta)
             raise
-        faults.point(f"{action}.committed")
         old = self.serving.server.loaded(name)
         slots = dict(old.slots) if old else {}
         if status == "rolled_back":
