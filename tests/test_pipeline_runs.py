@@ -5,7 +5,10 @@ One home per module (600 rows of the credit data, a linear spec with a 2-trial s
 so a whole run takes a few seconds."""
 
 import json
+from datetime import timedelta
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from appliance import demo
@@ -69,6 +72,9 @@ pipelines:
   watch:
     on_new_data: {{table: loans, rows: 100}}
     on_drift: {{model: credit}}
+    steps: [approve]
+  fresh:
+    on_new_data: {{table: loans, freshness: 400d}}
     steps: [approve]
 """
 
@@ -248,6 +254,30 @@ def test_new_rows_and_a_new_drift_alert_start_runs(svc, app):
             app.__dict__.pop("monitoring", None)
         else:
             app.__dict__["monitoring"] = saved
+    # freshness: a batch whose newest event is 400 days past the last one's
+    later = demo.credit_risk(50, seed=12)
+    i = later.schema.get_field_index("event_time")
+    shifted = pc.add(later["event_time"], pa.scalar(timedelta(days=800), pa.duration("us")))
+    app.ingestion.ingest(later.set_column(i, "event_time", shifted), "loans", "customer_id",
+                         "event_time", ACTOR)  # fmt: skip
+    (run,) = svc.check_triggers(ACTOR)
+    assert run["pipeline"] == "fresh" and run["trigger"]["kind"] == "new_data"
+    assert run["trigger"]["newer_by_s"] >= 400 * 86400
+    svc.cancel(run["id"], ACTOR)
+
+
+def test_a_pipelines_schedule_queues_a_run_as_the_scheduler(app, svc):
+    from appliance.scheduler import jobs
+
+    jobs.bind(app)
+    try:
+        run_id = jobs.scheduled_pipeline("gate")
+        assert jobs.scheduled_pipeline("gate") is None  # one active run: the next is skipped
+    finally:
+        jobs.bind(None)
+    run = svc.get(run_id, ACTOR)
+    assert run["trigger"] == {"kind": "schedule"} and run["created_by"] == "scheduler:falaj"
+    svc.cancel(run_id, ACTOR)
 
 
 def test_the_api_and_the_pages(app, svc):
@@ -255,7 +285,8 @@ def test_the_api_and_the_pages(app, svc):
 
     c = create_app(app, {"TESTING": True}).test_client()
     listed = c.get("/api/v1/pipelines").get_json()
-    assert [p["name"] for p in listed] == ["retrain", "ship", "gate", "flaky", "strict", "watch"]
+    names = ["retrain", "ship", "gate", "flaky", "strict", "watch", "fresh"]
+    assert [p["name"] for p in listed] == names
     retrain = listed[0]
     assert retrain["model"] == "credit" and retrain["triggers"] == ["cron 0 3 * * *"]
     assert retrain["last_run"]["status"] == "succeeded"
@@ -308,7 +339,11 @@ def test_pipeline_declarations_are_checked_naming_the_key(body, message):
     assert message in exc.value.message
 
 
-def test_the_cli(tmp_path, credit_csv):
+def test_the_cli(tmp_path):
+    import pyarrow.csv as pacsv
+
+    credit_csv = tmp_path / "credit.csv"
+    pacsv.write_csv(demo.credit_risk(300, seed=3), credit_csv)
     falaj = Falaj(tmp_path / "cli")
     falaj.ok("init")
     falaj.ok("ingest", credit_csv, "--table", "loans", "--entity", "customer_id",
@@ -322,7 +357,7 @@ def test_the_cli(tmp_path, credit_csv):
     assert "waiting for approval" in r.stdout and "sign_off" in r.stdout
     rid = r.stdout.split()[1]
     status = json.loads(falaj.ok("pipelines", "status", rid, "--json").stdout)
-    assert status["status"] == "waiting" and status["steps"][0]["output"]["rows"] == 3000
+    assert status["status"] == "waiting" and status["steps"][0]["output"]["rows"] == 300
     falaj.ok("pipelines", "approve", rid, "--note", "ok")
     assert "queued" in falaj.ok("pipelines", "status").stdout  # approved: the next advance ends it
     failed = falaj("pipelines", "run", "strict", "--wait")
