@@ -15,7 +15,7 @@ from tests.conftest import ACTOR, FEATURES, LOANS
 # every column of the credit table but its keys and the label, in table order
 INPUTS = [*FEATURES, "loan_purpose", "region", "gender"]
 BUNDLE = ["card.json", "lineage.json", "metrics.json", "model.json", "pipeline.json",
-          "schema.json", "verdict.json"]  # fmt: skip
+          "reference.json", "schema.json", "verdict.json"]  # fmt: skip
 
 
 @pytest.fixture
