@@ -528,9 +528,24 @@ class PipelineService:
                 break
             if run["owner"] and run["owner"] != me() and owner_alive(run["owner"]):
                 continue
+            if run["status"] == "waiting" and not self._due(run):
+                continue  # nothing to do until a person acts or a retry is due
             self.advance(run["id"], actor)
             advanced.append(run["id"])
         return advanced
+
+    def _due(self, run: dict[str, Any]) -> bool:
+        """Whether a waiting run has something to check: a retry that is due, a
+        release's decision, an approval's timeout."""
+        pipeline = Pipeline.from_dict(run["definition"])
+        for s in self.control.pipeline_steps(run["id"]):
+            if s["status"] != "waiting":
+                continue
+            if s["next_attempt_at"]:
+                return _parse_time(s["next_attempt_at"]) <= datetime.now(UTC)
+            step = pipeline.steps[s["idx"]]
+            return step.kind == "decide" or step.args.get("timeout_s") is not None
+        return True
 
     def _retry_due(self, run_id: str) -> float | None:
         """Seconds until the run's step waiting for a retry is due, else None."""
