@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,11 @@ SLOTS = ("blue", "green")
 
 def other(slot: str) -> str:
     return "green" if slot == "blue" else "blue"
+
+
+# How often a request looks for a deployment change made by another process (`falaj
+# deploy` beside `falaj run`); this process's own changes apply at once (install).
+CHECK_EVERY = 0.01
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class ModelServer:
         self._lock = threading.Lock()
         self._deployments: dict[str, Deployment] = {}
         self._seen: int | None = None
+        self._checked = 0.0  # time.monotonic() of the hot path's last look at control.db
         self._reported: set[tuple[str, int]] = set()
 
     def _slot(self, name: str, version: int | None, current: Deployment | None, slot: str) -> Slot:
@@ -123,7 +130,14 @@ class ModelServer:
 
         With ``wait=False`` a request that finds another thread loading the change
         (a bundle takes tens of milliseconds) goes on with the state it has, rather
-        than queueing behind the load: a switch made elsewhere lands a moment later."""
+        than queueing behind the load: a switch made elsewhere lands a moment later.
+        Such a request looks at control.db at most every ``CHECK_EVERY`` seconds: the
+        look waits for any write in progress there (a decision batch's audit event)."""
+        if not (force or wait):
+            now = time.monotonic()
+            if now - self._checked < CHECK_EVERY:
+                return
+            self._checked = now
         seen = self.control.data_version()
         if not force and seen == self._seen:
             return
