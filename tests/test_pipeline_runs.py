@@ -240,9 +240,9 @@ def test_new_rows_and_a_new_drift_alert_start_runs(svc, app):
     svc.cancel(run["id"], ACTOR)
     saved = app.__dict__.get("monitoring")
     app.__dict__["monitoring"] = Alerts([
-        {"id": 7, "model": "credit", "kind": "drift", "status": "open"},
-        {"id": 8, "model": "other", "kind": "drift", "status": "open"},
-        {"id": 9, "model": "credit", "kind": "latency", "status": "open"},
+        {"id": 7, "model": "credit", "kind": "feature_drift", "status": "open"},
+        {"id": 8, "model": "other", "kind": "prediction_drift", "status": "open"},
+        {"id": 9, "model": "credit", "kind": "latency_p99", "status": "open"},
     ])  # fmt: skip
     try:
         (run,) = svc.check_triggers(ACTOR)
