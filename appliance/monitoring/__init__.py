@@ -352,7 +352,10 @@ class MonitoringService:
                    outcomes: pa.Table | str | None) -> list[dict[str, Any]]:  # fmt: skip
         n = table.num_rows
         ts = table["ts"].to_numpy().astype("datetime64[us]") if n else np.empty(0, "M8[us]")
-        variants = np.asarray(table["variant"].to_numpy(zero_copy_only=False), dtype=object)
+        # the variant as a code per row (a few distinct names: no Python string per row)
+        coded = pc.dictionary_encode(table["variant"]).combine_chunks() if n else None
+        names = coded.dictionary.to_pylist() if n else []
+        codes = coded.indices.to_numpy() if n else np.empty(0, np.int64)
         versions = table["version"].to_numpy() if n else np.empty(0, np.int64)
         output = table["output"].to_numpy() if n else np.empty(0)
         latency = table["latency_ms"].to_numpy() if n else np.empty(0)
@@ -367,8 +370,9 @@ class MonitoringService:
                 in_window[np.argsort(ts, kind="stable")[-count:]] = True
             else:
                 in_window = np.ones(n, dtype=bool)
-            for variant in sorted(set(variants[in_window].tolist())):
-                rows = in_window & (variants == variant)
+            present = np.flatnonzero(np.bincount(codes[in_window], minlength=len(names)))
+            for variant, code in sorted((names[c], c) for c in present):
+                rows = in_window & (codes == code)
                 last_row = np.flatnonzero(rows)[np.argmax(ts[rows])]
                 version = int(versions[last_row])
                 rows &= versions == version
