@@ -30,6 +30,9 @@ def prepared(tmp_path_factory):
     app.ingestion.ingest(csv, "loans", "customer_id", "event_time", ACTOR)
     app.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES))
     app.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES[:5]))
+    rejected = app.training.train("loans", "default", "credit", ACTOR, features=tuple(FEATURES),
+                                  gates={"calibration": {"ece": 0.0}})  # fmt: skip
+    assert rejected["status"] == "rejected" and rejected["version"] == 3
     app.serving.deploy("credit", 1, ACTOR)
     app.close()
     return home
@@ -161,11 +164,18 @@ def test_bad_release_requests_name_what_is_wrong(rapp):
         with pytest.raises(Exception, match=message) as e:
             call()
         assert e.value.status == status, message
-    rapp.releases.start("credit", 2, "canary", ACTOR)
+    with pytest.raises(
+        Exception, match=r"credit@3 was rejected by its gates \(calibration\); use --force"
+    ) as e:
+        rapp.releases.start("credit", 3, "canary", ACTOR)
+    assert e.value.status == 409
+    rapp.releases.start("credit", 3, "canary", ACTOR, force=True)
     with pytest.raises(Exception, match="active canary release") as e:
         rapp.releases.start("credit", 2, "ab", ACTOR)
     assert e.value.status == 409
-    assert len(audit_actions(rapp)) == 1
+    [started] = audit_actions(rapp)
+    assert started["subject"] == "credit@3" and started["details"]["forced"] is True
+    assert started["details"]["failed_gates"] == ["calibration"]
 
 
 # -- the automatic policy -----------------------------------------------------------------
