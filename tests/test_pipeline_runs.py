@@ -59,6 +59,8 @@ pipelines:
       - register
       - release: {{strategy: canary, percent: 20, policy: {{min_requests: 1000}}}}
       - decide: {{timeout: 1h}}
+  search_only:
+    steps: [{{train: {{spec: credit}}}}]
   gate:
     steps:
       - validate: {{table: loans}}
@@ -220,6 +222,27 @@ def test_one_active_run_per_pipeline_and_cancel(svc, app):
         svc.get("r1", ACTOR)
 
 
+def test_a_step_cut_short_by_a_stopping_process_runs_again(app, svc, monkeypatch):
+    real = app.training.run
+
+    def stopped_mid_search(spec, actor, progress=None, **kw):
+        svc.stopping.set()  # SIGTERM arrived: the next progress report gives up the step
+        progress(1, 2)
+
+    monkeypatch.setattr(app.training, "run", stopped_mid_search)
+    try:
+        run = svc.advance(svc.start("search_only", ACTOR)["id"], ACTOR)
+    finally:
+        svc.stopping.clear()
+    (step,) = run["steps"]
+    assert run["status"] == "running" and run["owner"] is None  # any process may take it
+    assert step["status"] == "pending" and step["message"] == "interrupted: the process stopped"
+    assert ("pipeline.step.interrupt", "train") in [e[:2] for e in events_of(app, run["id"])]
+    monkeypatch.setattr(app.training, "run", real)
+    run = svc.advance(run["id"], ACTOR)
+    assert run["status"] == "succeeded" and run["steps"][0]["attempts"] == 2
+
+
 class Alerts:
     def __init__(self, alerts):
         self._alerts = alerts
@@ -285,7 +308,7 @@ def test_the_api_and_the_pages(app, svc):
 
     c = create_app(app, {"TESTING": True}).test_client()
     listed = c.get("/api/v1/pipelines").get_json()
-    names = ["retrain", "ship", "gate", "flaky", "strict", "watch", "fresh"]
+    names = ["retrain", "ship", "search_only", "gate", "flaky", "strict", "watch", "fresh"]
     assert [p["name"] for p in listed] == names
     retrain = listed[0]
     assert retrain["model"] == "credit" and retrain["triggers"] == ["cron 0 3 * * *"]
