@@ -372,7 +372,13 @@ def test_the_cli(tmp_path):
     falaj.ok("ingest", credit_csv, "--table", "loans", "--entity", "customer_id",
              "--timestamp", "event_time")  # fmt: skip
     ws = tmp_path / "ws.yaml"
-    ws.write_text(WORKSPACE)
+    ws.write_text(WORKSPACE.replace("{spec: challenger}", "{spec: challengr}"))
+    bad = falaj("apply", "--workspace", ws)  # falaj apply checks the pipelines too
+    assert (
+        bad.exit_code == 2
+        and "ws.yaml: pipelines: ship: steps[0]: train: spec: 'challengr' is not a training spec"
+        in bad.stderr
+    )
     (tmp_path / "cli" / "falaj.yaml").write_text(WORKSPACE)
     listed = json.loads(falaj.ok("pipelines", "list", "--json").stdout)
     assert [p["name"] for p in listed][:2] == ["retrain", "ship"]
