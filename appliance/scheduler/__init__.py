@@ -40,6 +40,7 @@ log = logging.getLogger("falaj.scheduler")
 
 SCHEDULER = Actor("scheduler", "falaj")
 LOCK_FILE = "scheduler.lock"
+STOP_WAIT_S = 20.0  # for a running step to reach its next progress report or its end
 JOBS_MODULE = "appliance.scheduler.jobs"
 # system job -> (the Appliance's service, its method, the setting of its interval)
 SYSTEM_JOBS = {
@@ -135,6 +136,9 @@ class Scheduler:
         self.pipelines.stopping.set()
         try:
             self._scheduler.shutdown(wait=True)
+            if not self.pipelines.join(STOP_WAIT_S):
+                log.warning("scheduler: a pipeline step still runs after %gs; it runs again "
+                            "at the next start", STOP_WAIT_S)  # fmt: skip
         finally:
             self._scheduler = None
             jobs.bind(None)

@@ -26,7 +26,8 @@ def bind(app: Appliance | None) -> None:
 
 
 def tick() -> None:
-    """Start the runs triggers call for, then advance every run no live process holds."""
+    """Start the runs triggers call for, then have every run no live process holds
+    advanced (by the pipelines' worker thread)."""
     app = _app
     if app is None:
         return
@@ -36,7 +37,7 @@ def tick() -> None:
         log.warning("pipelines: triggers not checked: %s", exc.message)
     except Exception:  # a trigger that cannot be read must not stop runs advancing
         log.exception("pipelines: checking the triggers failed")
-    app.scheduler.pipelines.advance_all(SCHEDULER)
+    app.scheduler.pipelines.kick(SCHEDULER)  # in its own thread: a long step holds no tick
 
 
 def scheduled_pipeline(name: str) -> Any:

@@ -343,6 +343,9 @@ class PipelineService:
         self.app = app
         self.stopping = threading.Event()
         self._advancing = threading.Lock()
+        self._kick_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._again = False
         self._progress_at: dict[tuple[str, int], float] = {}
 
     @property
@@ -518,6 +521,41 @@ class PipelineService:
             if run["status"] not in ("queued", "running"):
                 return run
             time.sleep(0.5)
+
+    def kick(self, actor: Actor) -> bool:
+        """Advance the runs in a worker thread, so the scheduler's tick returns at once
+        however long a step takes; a kick while it works makes it look again."""
+        require(actor, "pipeline.run")
+        with self._kick_lock:
+            if self._worker is not None and self._worker.is_alive():
+                self._again = True
+                return False
+            self._again = False
+            self._worker = threading.Thread(target=self._work, args=(actor,),
+                                            name="falaj-pipelines", daemon=True)  # fmt: skip
+            self._worker.start()
+            return True
+
+    def _work(self, actor: Actor) -> None:
+        while True:
+            try:
+                self.advance_all(actor)
+            except Exception:  # a store that failed: the next tick tries again
+                log.exception("pipelines: advancing the runs failed")
+            with self._kick_lock:
+                if not self._again or self.stopping.is_set():
+                    self._worker = None
+                    return
+                self._again = False
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the worker (stopping); False if a step still runs after ``timeout``
+        (it is taken over, and run again, at the next start)."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+            return not worker.is_alive()
+        return True
 
     def advance_all(self, actor: Actor) -> list[str]:
         """Advance every active run no live process holds (the scheduler's tick)."""
