@@ -5,6 +5,7 @@ when `falaj run` starts again; the Pipelines page in a real browser."""
 import json
 import signal
 import time
+import urllib.request
 from datetime import UTC, datetime
 
 import pytest
@@ -133,6 +134,15 @@ def test_a_run_killed_by_sigkill_resumes_from_its_last_completed_step(
     assert steps["register"]["attempts"] == 2
     assert steps["register"]["output"]["adopted"] is True  # the same version, not a second
     assert steps["register"]["output"]["version"] == 1
+    # the job states reach /metrics (Prometheus' own parser reads it)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as r:
+        families = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+    states = {s.labels["state"]: s.value for s in families["falaj_job_state"].samples
+              if s.labels["job"] == "system:pipelines"}  # fmt: skip
+    assert sum(states.values()) == 1.0 and {k for k, v in states.items() if v} <= {
+        "running", "succeeded"}  # fmt: skip
     # `falaj pipelines run --wait` beside it: `falaj run` runs the steps, the CLI follows
     follow = Falaj(home)("pipelines", "run", "review", "--wait")
     assert follow.exit_code == 0, follow.output
