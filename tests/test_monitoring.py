@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from appliance import demo
 from appliance.core import Appliance
@@ -55,6 +56,13 @@ def _predict(app, records, size=50):
     app.decision_log.flush()
 
 
+def _gauges(app):
+    """/metrics' samples: (name, sorted labels) -> value."""
+    text = app.metrics.text().decode()
+    return {(m.name, tuple(sorted(x.labels.items()))): x.value
+            for m in text_string_to_metric_families(text) for x in m.samples}  # fmt: skip
+
+
 def _audit(app, action):
     return [e for e in app.control.audit_events() if e["action"] == action]
 
@@ -88,10 +96,14 @@ def test_shifted_income_drifts_and_raises_one_alert_until_it_clears(served):
     j = FEATURES.index("income")
     for measure in ("psi", "ks_statistic", "wasserstein", "jensenshannon"):
         assert s["drift"]["income"][measure] == pytest.approx(want[measure][j])
+    key = (("feature", "income"), ("measure", "psi"), ("model", "credit"))
+    assert _gauges(app)[("falaj_drift", key)] == s["psi"]["income"]  # the first window's
     opened = [a for a in r["alerts"] if (a["kind"], a["feature"]) == ("feature_drift", "income")]
     assert len(opened) == 1 and opened[0]["status"] == "open" and opened[0]["value"] > 1.0
     alert_id = opened[0]["id"]
     assert f"credit#{alert_id}" in [e["subject"] for e in _audit(app, "monitor.alert")]
+    open_now = len(app.monitoring.alerts(ACTOR, model="credit"))
+    assert open_now >= 1 and _gauges(app)[("falaj_alerts_open", (("model", "credit"),))] == open_now
 
     again = app.monitoring.run_pass(ACTOR, "credit", window="1h")  # still drifted: no second one
     assert not [a for a in again["alerts"] if a["feature"] == "income"]
