@@ -441,6 +441,8 @@ class PipelineService:
         at = _now_us()
         out = {"approved": not reject, "by": str(actor), "note": note}
         with self.control.transaction() as tx:
+            if tx.pipeline_step_rows(run_id)[step["idx"]]["status"] != "waiting":
+                raise CheckFailed(f"pipeline run {run_id}: {step['name']} was decided already")
             if reject:
                 tx.update_pipeline_step(run_id, step["idx"], status="failed", finished_at=at,
                                         output=out, error=f"rejected by {actor}", progress=1.0,
@@ -467,6 +469,9 @@ class PipelineService:
             raise CheckFailed(f"pipeline run {run_id} is {run['status']} already")
         at = _now_us()
         with self.control.transaction() as tx:
+            now_status = tx.pipeline_run_row(run_id)["status"]
+            if now_status not in ACTIVE:
+                raise CheckFailed(f"pipeline run {run_id} is {now_status} already")
             for s in run["steps"]:
                 if s["status"] not in ("succeeded", "failed", "skipped"):
                     tx.update_pipeline_step(run_id, s["idx"], status="skipped", finished_at=at,
