@@ -36,6 +36,7 @@ pipelines:
       - validate: {{table: loans}}
       - approve
   signoff:
+    schedule: {{interval: 1d}}
     steps: [{{approve: {{name: sign_off}}}}]
 """
 
@@ -75,10 +76,22 @@ def test_jobs_are_kept_as_json_and_one_process_runs_them(home):
         assert "runs this home's jobs" in said[-1] and str(__import__("os").getpid()) in said[-1]
         before = {j["id"]: j["next_run_time"] for j in first.scheduler.jobs(ACTOR)}
         first.scheduler.stop()
+        with first.control.transaction() as tx:  # the box was off a day when it was due
+            tx.conn.execute("UPDATE scheduler_jobs SET next_run_time = ? "
+                            "WHERE id = 'pipeline:signoff'", (time.time() - 86400,))  # fmt: skip
         assert second.scheduler.start(said.append) is True  # the lock went with the stop
+        for _ in range(200):  # the missed run happens once, at once
+            missed = second.scheduler.pipelines.runs(ACTOR, "signoff")
+            if missed and missed[0]["status"] == "waiting":
+                break
+            time.sleep(0.05)
+        assert len(missed) == 1 and missed[0]["trigger"] == {"kind": "schedule"}
+        assert missed[0]["created_by"] == "scheduler:falaj" and missed[0]["status"] == "waiting"
         # an unchanged job keeps its stored next run time; the changed tick is replaced
         after = {j["id"]: j["next_run_time"] for j in second.scheduler.jobs(ACTOR)}
         assert after["pipeline:retrain"] == before["pipeline:retrain"]
+        next_signoff = datetime.fromisoformat(after["pipeline:signoff"])
+        assert next_signoff > datetime.now(UTC)  # and its next run is a day on
         assert after["system:pipelines"] != before["system:pipelines"]
         second.scheduler.stop()
         added = first.control.audit_find("scheduler.job.add", "pipeline:retrain")
@@ -174,7 +187,7 @@ def test_the_pipelines_page(home, start_server, browser, monkeypatch):  # noqa: 
     page.goto(server.url + "/")
     page.click("#nav-pipelines")
     assert "validate → approve" in page.locator("#pipeline-review").inner_text()
-    assert "manual only" in page.locator("#pipeline-signoff").inner_text()
+    assert "every 86400s" in page.locator("#pipeline-signoff").inner_text()
     assert "cron 0 3 * * *" in page.locator("#jobs").inner_text()
     page.click("#pipeline-signoff button.run")
     assert "started run" in page.locator("#done").inner_text()

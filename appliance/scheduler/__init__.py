@@ -114,7 +114,8 @@ class Scheduler:
         sched = BackgroundScheduler(
             jobstores={"default": ControlJobStore(self.app.control, SCHEDULER)},
             executors={"default": ThreadPoolExecutor(4)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+            # a run missed while the box was off happens once when it is back, however late
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
         sched.add_listener(self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED
