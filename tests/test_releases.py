@@ -12,7 +12,8 @@ import pytest
 from appliance import demo
 from appliance.core import Appliance
 from appliance.serving.releases import BUCKETS, Policy, judge, sticky_bucket, takes_candidate
-from tests.conftest import ACTOR, FEATURES, RECORD, Falaj
+from tests.conftest import ACTOR, FEATURES, RECORD, Falaj, Server
+from tests.test_browser import browser  # noqa: F401 -- the module's Chromium
 
 SHARE_TOLERANCE = 0.05  # |observed - P| over 1000 keys: > 3 standard deviations at P = 30%
 
@@ -286,8 +287,21 @@ def call(url, method="GET", body=None, headers=None):
         return e.code, json.loads(e.read())
 
 
-def test_release_over_http_on_a_live_server(rel_home, start_server, falaj_rel):
-    server = start_server(rel_home, "--decision-log", "async")
+@pytest.fixture(scope="module")
+def live(prepared, tmp_path_factory):
+    """`falaj run` on a copy of the prepared home, shared by the HTTP and browser tests."""
+    home = tmp_path_factory.mktemp("live") / "home"
+    shutil.copytree(prepared, home)
+    server = Server(home, "--decision-log", "async")
+    server.home = home
+    try:
+        yield server.wait()
+    finally:
+        server.stop()
+
+
+def test_release_over_http_on_a_live_server(live):
+    server, falaj_rel = live, Falaj(live.home)
     api = server.url + "/api/v1/models/credit/release"
     assert call(api, "POST", {"version": 2, "strategy": "canary", "percent": 150})[0] == 400
     assert call(api, "POST", {"version": 7, "strategy": "canary"})[0] == 404
@@ -342,8 +356,10 @@ def test_releases_page_starts_promotes_and_rolls_back(rapp):
     assert "started canary release" in page and 'id="promote-credit"' in page
     for i in range(10):
         rapp.serving.predict("credit", [RECORD], ACTOR, key=f"p{i}")
+    rapp.decision_log.flush()  # (async here) monitoring reads the logged decisions
     page = client.get("/releases").get_data(as_text=True)
     assert "variant-candidate" in page and "25% of keys" in page
+    assert "Monitoring, per variant" in page and "max PSI" in page  # monitoring's evidence
     page = client.post("/releases/credit/promote", follow_redirects=True).get_data(as_text=True)
     assert "credit@2 is live in the green slot" in page
     assert client.post("/releases/nope/promote").status_code == 404
@@ -373,3 +389,33 @@ def test_entity_requests_and_records_stick_by_the_entity_id(app, tmp_path):
         assert app.serving.predict("risk", [record], ACTOR)["version"] == a["version"]
     assert set(by_entity.values()) == {1, 2}
     assert all(v == (2 if takes_candidate("risk", 50, c) else 1) for c, v in by_entity.items())
+
+
+@pytest.mark.browser
+def test_the_releases_page_in_a_browser(live, browser):  # noqa: F811
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(live.url + "/releases")
+    card = page.locator("#release-credit")
+    live_version = int(card.locator("h2").inner_text().split(" v")[1].split()[0])
+    form = page.locator("#start-credit")
+    form.locator("select[name=strategy]").select_option("canary")
+    form.locator("input[name=percent]").fill("100")
+    candidate = 1 if live_version == 2 else 2  # (v3 was rejected by its gates)
+    form.locator("select[name=version]").select_option(str(candidate))
+    form.locator("button[type=submit]").click()
+    assert "started canary release" in page.locator("#done").inner_text()
+    assert f"canary of v{candidate}" in page.locator("#release-credit .active-release").inner_text()
+    key = {"X-Falaj-Key": "browser"}
+    answer = call(live.url + "/api/v1/models/credit/predict", "POST", {"records": [RECORD]}, key)[1]
+    assert (answer["version"], answer["variant"]) == (candidate, "candidate")
+    page.reload()
+    assert (
+        page.locator("#release-credit .active-report .variant-candidate .requests").inner_text()
+        == "1"
+    )
+    page.locator("#rollback-credit").click()
+    assert "answers all traffic" in page.locator("#done").inner_text()
+    assert page.locator("#start-credit").count() == 1  # no active release: the form again
+    assert all(u.startswith(live.url) for u in requests), requests  # nothing from the internet
