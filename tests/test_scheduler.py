@@ -92,6 +92,13 @@ def test_jobs_are_kept_as_json_and_one_process_runs_them(home):
         assert after["pipeline:retrain"] == before["pipeline:retrain"]
         next_signoff = datetime.fromisoformat(after["pipeline:signoff"])
         assert next_signoff > datetime.now(UTC)  # and its next run is a day on
+        # a schedule applied while it runs is registered (the tick looks at the file)
+        assert second.scheduler.resync() is False
+        ws = home / "falaj.yaml"
+        ws.write_text(ws.read_text().replace("interval: 1d", "cron: '15 4 * * *'"))
+        second.scheduler.resync()  # (or the tick did it already)
+        jobs = {j["id"]: j for j in second.scheduler.jobs(ACTOR)}
+        assert jobs["pipeline:signoff"]["trigger"] == "cron 15 4 * * *"
         assert after["system:pipelines"] != before["system:pipelines"]
         second.scheduler.stop()
         added = first.control.audit_find("scheduler.job.add", "pipeline:retrain")

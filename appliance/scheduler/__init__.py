@@ -55,6 +55,7 @@ class Scheduler:
         self.app = app
         self.pipelines = PipelineService(app)
         self._scheduler: Any = None
+        self._workspace_stamp: tuple[int, int] | None = None
         self._lock_fd: int | None = None
 
     @property
@@ -123,6 +124,7 @@ class Scheduler:
         jobs.bind(self.app)
         sched.start(paused=True)
         self._scheduler = sched
+        self._workspace_stamp = self._stamp()
         self._sync()
         sched.resume()
         self.wake()  # runs a crash left behind resume now, not a tick later
@@ -197,6 +199,27 @@ class Scheduler:
                                              "args": [p.name], "trigger": trig,
                                              "description": f"run pipeline {p.name}"}  # fmt: skip
         return out
+
+    def _stamp(self) -> tuple[int, int] | None:
+        from appliance.features.views import WORKSPACE_FILE
+
+        try:
+            st = (self.app.home / WORKSPACE_FILE).stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def resync(self) -> bool:
+        """Register the jobs again when the workspace file changed (a pipeline's schedule
+        applied beside a running `falaj run`); the tick calls it. True when it did."""
+        if self._scheduler is None:
+            return False
+        stamp = self._stamp()
+        if stamp == self._workspace_stamp:
+            return False
+        self._workspace_stamp = stamp  # a file that does not parse is reported once
+        self._sync()
+        return True
 
     def _offers(self, service: str, method: str) -> bool:
         """Whether the Appliance has the service and it the method, read from the

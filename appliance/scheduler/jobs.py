@@ -32,6 +32,7 @@ def tick() -> None:
     if app is None:
         return
     try:
+        app.scheduler.resync()  # a schedule applied since the start
         app.scheduler.pipelines.check_triggers(SCHEDULER)
     except FalajError as exc:  # a workspace that does not parse: say why, go on
         log.warning("pipelines: triggers not checked: %s", exc.message)
