@@ -211,6 +211,8 @@ class MonitoringService:
         active alerts and config; computed by the last pass, not now."""
         require(actor, "monitor.read")
         snaps = self.control.snapshots(model)
+        if not snaps:
+            self.registry.latest(model, actor)  # an unknown model is named as such
         history = {
             f"{s['variant']}|{s['window']}": self.control.psi_history(
                 model, s["variant"], s["window"]
