@@ -15,7 +15,7 @@ from appliance.serving.releases import BUCKETS, Policy, judge, sticky_bucket, ta
 from tests.conftest import ACTOR, FEATURES, RECORD, Falaj, Server
 from tests.test_browser import browser  # noqa: F401 -- the module's Chromium
 
-SHARE_TOLERANCE = 0.05  # |observed - P| over 1000 keys: > 3 standard deviations at P = 30%
+SHARE_TOLERANCE = 0.05  # |observed - P| over 600 keys: > 2.6 standard deviations (keys fixed: no flake) at P = 30%
 
 
 @pytest.fixture(scope="module")
@@ -76,20 +76,20 @@ def test_canary_is_sticky_by_key_and_takes_its_share(rapp):
     r = rapp.releases.start("credit", 2, "canary", ACTOR, percent=30)
     assert r["release"]["candidate_version"] == 2 and r["release"]["candidate_slot"] == "green"
     got = {}
-    for i in range(1000):
+    for i in range(600):
         a = rapp.serving.predict("credit", [RECORD], ACTOR, key=f"c{i}")
         got[f"c{i}"] = (a["version"], a["variant"])
     assert {v for v, _ in got.values()} == {1, 2}
     assert all(var == ("candidate" if v == 2 else "baseline") for v, var in got.values())
     share = sum(v == 2 for v, _ in got.values()) / len(got)
     assert abs(share - 0.30) < SHARE_TOLERANCE
-    for i in range(0, 1000, 10):  # the same key, the same variant
+    for i in range(0, 600, 10):  # the same key, the same variant
         assert (
             rapp.serving.predict("credit", [RECORD], ACTOR, key=f"c{i}")["version"]
             == got[f"c{i}"][0]
         )
     report = rapp.releases.status("credit", ACTOR)["release"]["report"]
-    assert report["baseline"]["requests"] + report["candidate"]["requests"] == 1100
+    assert report["baseline"]["requests"] + report["candidate"]["requests"] == 660
     assert report["candidate"]["errors"] == 0 and report["candidate"]["p99_ms"] > 0
     rapp.decision_log.flush()
     rows = rapp.features.query(
@@ -99,7 +99,7 @@ def test_canary_is_sticky_by_key_and_takes_its_share(rapp):
     )
     assert [(x["variant"], x["version"], x["served"]) for x in rows] == [
         ("baseline", 1, True), ("candidate", 2, True)]  # fmt: skip
-    assert sum(x["n"] for x in rows) == 1100
+    assert sum(x["n"] for x in rows) == 660
 
 
 def test_shadow_logs_the_candidate_and_never_returns_it(rapp):
@@ -226,13 +226,22 @@ def test_a_canary_that_fails_is_rolled_back_automatically_with_its_evidence(rapp
     assert rapp.control.deployment("credit")["green_version"] is None  # as before the release
 
 
-def test_a_good_canary_waits_for_its_evidence_then_is_promoted(rapp, falaj_rel):
+def test_a_good_canary_waits_for_its_evidence_then_is_promoted(rapp, falaj_rel, rel_home):
     falaj_rel.ok("release", "start", "credit", "--version", "2", "--strategy", "canary",
                  "--percent", "50", "--auto", "--min-requests", "30", "--max-error-rate",
                  "0.05", "--max-p99-ms", "5000")  # fmt: skip
     for i in range(20):
         rapp.serving.predict("credit", [RECORD], ACTOR, key=f"k{i}")
-    assert rapp.releases.evaluate(ACTOR)[0]["decision"] == "wait"
+    waited = rapp.releases.evaluate(ACTOR)[0]
+    assert waited["decision"] == "wait"
+    # the counts are stored with the release: another process (or a restart) reads them
+    other = Appliance.open({"home": str(rel_home)})
+    try:
+        stored = other.control.active_releases()[0]["stats"]
+    finally:
+        other.close()
+    assert stored["candidate"]["requests"] + stored["baseline"]["requests"] == 20
+    assert stored["candidate"]["requests"] == waited["report"]["candidate"]["requests"]
     for i in range(20, 120):
         rapp.serving.predict("credit", [RECORD], ACTOR, key=f"k{i}")
     decided = rapp.releases.evaluate(ACTOR)
