@@ -18,7 +18,7 @@ from webui.api import appliance, json_body, request_actor
 
 bp = Blueprint("monitoring", __name__)
 
-MAX_LINES = 5  # features drawn in the PSI chart: the most drifted ones
+MAX_LINES = 3  # features drawn in the PSI chart beside the prediction: the most drifted
 THRESHOLDS = ("psi", "prediction_psi", "latency_p99_ms", "error_rate", "auc_drop", "min_rows")
 
 
@@ -107,19 +107,21 @@ def api_outcomes(name: str):
 # -- the page ------------------------------------------------------------------------
 
 
-def psi_chart(history: list[dict[str, Any]], title: str) -> Markup:
-    """PSI over recent passes: the prediction's and the most drifted inputs' lines."""
+def psi_chart(history: list[dict[str, Any]], title: str, threshold: float = 0.2) -> Markup:
+    """PSI over recent passes: the prediction's and the most drifted inputs' lines, and
+    the alert threshold dashed."""
     latest = history[-1]["psi"] if history else {}
     top = sorted(latest, key=lambda f: -(latest[f] or 0))[:MAX_LINES]
     series: dict[str, list[float | None]] = {"prediction": [h["prediction_psi"] for h in history]}
     for f in top:
         series[f] = [h["psi"].get(f) for h in history]
     values = [charts._num(v) for vs in series.values() for v in vs]
-    f = charts.Frame(*charts._range(values + [0.25], 0.0, None), 0.5, max(len(history), 1) + 0.5)
+    top_y = threshold * 1.25
+    f = charts.Frame(*charts._range([*values, top_y], 0.0, None), 0.5, max(len(history), 1) + 0.5)
     body = charts._y_axis(f, "PSI") + charts._legend(list(series))
-    y = charts._r(f.y(0.2))
+    y = charts._r(f.y(threshold))
     body.append(f'<line class="threshold" x1="{f.left}" x2="{f.left + f.width}" y1="{y}" '
-                f'y2="{y}" stroke="#c62828" stroke-dasharray="4 3"/>')  # fmt: skip
+                f'y2="{y}" stroke="#66737a" stroke-dasharray="4 3"><title>alert threshold</title></line>')  # fmt: skip
     for i, (name, vs) in enumerate(series.items()):
         colour = charts.PALETTE[i % len(charts.PALETTE)]
         pts = [(n, charts._num(v)) for n, v in enumerate(vs, start=1)]
@@ -156,7 +158,8 @@ def page():
         chart = None
         if key and status["history"].get(key):
             chart = psi_chart(status["history"][key],
-                              f"PSI of {m['model']} over recent passes ({key.replace('|', ', ')})")  # fmt: skip
+                              f"PSI of {m['model']} over recent passes ({key.replace('|', ', ')})",
+                              status["config"]["thresholds"]["psi"])  # fmt: skip
         models.append({"name": m["model"], "snapshots": snaps, "focus": focus, "chart": chart,
                        "alerts": status["alerts"], "config": status["config"]})  # fmt: skip
     return render_template(

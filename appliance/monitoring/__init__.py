@@ -101,6 +101,19 @@ def monitor_matrix(inputs: pa.ChunkedArray | pa.Array, d: int) -> tuple[np.ndarr
     return ok, flat[starts[:, None] + np.arange(d)]
 
 
+def _window_order(snapshot: dict[str, Any]) -> tuple:
+    """Snapshots by variant (live first), then shortest duration first, then counts."""
+    w = snapshot["window"]
+    if w.startswith("last "):
+        span = (1, int(w[5:]))
+    else:
+        try:
+            span = (0, durations.parse_duration(w, "window").total_seconds())
+        except BadInput:
+            span = (2, 0)
+    return (snapshot["variant"] != "live", snapshot["variant"], span)
+
+
 def _finite(v: Any) -> float | None:
     v = float(v)
     return v if np.isfinite(v) else None
@@ -210,7 +223,7 @@ class MonitoringService:
         """The latest snapshots of a model (per variant and window), its PSI history,
         active alerts and config; computed by the last pass, not now."""
         require(actor, "monitor.read")
-        snaps = self.control.snapshots(model)
+        snaps = sorted(self.control.snapshots(model), key=_window_order)
         if not snaps:
             self.registry.latest(model, actor)  # an unknown model is named as such
         history = {
@@ -235,7 +248,7 @@ class MonitoringService:
         """Every monitored model's latest snapshots."""
         require(actor, "monitor.read")
         by_model: dict[str, list] = {}
-        for s in self.control.snapshots():
+        for s in sorted(self.control.snapshots(), key=_window_order):
             by_model.setdefault(s["model"], []).append(
                 s["result"] | {"computed_at": s["computed_at"]}
             )
