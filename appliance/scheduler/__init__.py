@@ -2,9 +2,9 @@
 acting as the ``scheduler`` actor through the same services as the CLI.
 
 ``falaj run`` starts it (``Scheduler.start``) and stops it on SIGTERM. One process per
-home runs jobs: the first to take an exclusive ``fcntl`` lock on ``HOME/scheduler.lock``
-(the kernel drops it when the process dies, even by SIGKILL); a second ``falaj run``
-serves but schedules nothing. At start the scheduler registers its system jobs:
+home runs jobs: the first to take an exclusive ``flock`` on the home folder itself (no
+lock file to leave behind; the kernel drops the lock when the process dies, even by
+SIGKILL); a second ``falaj run`` serves but schedules nothing. At start the scheduler registers its system jobs:
 
     system:pipelines     every ``scheduler_tick`` s: advance pipeline runs (retries,
                          approvals, release decisions, runs a dead process left), and
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 
 from appliance.auth import Actor, require
 from appliance.durations import parse_duration
-from appliance.scheduler.pipelines import PipelineService, me
+from appliance.scheduler.pipelines import PipelineService
 
 if TYPE_CHECKING:
     from appliance.core import Appliance
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("falaj.scheduler")
 
 SCHEDULER = Actor("scheduler", "falaj")
-LOCK_FILE = "scheduler.lock"
 STOP_WAIT_S = 20.0  # for a running step to reach its next progress report or its end
 JOBS_MODULE = "appliance.scheduler.jobs"
 # system job -> (the Appliance's service, its method, the setting of its interval)
@@ -72,8 +71,7 @@ class Scheduler:
         if not self.app.settings["scheduler"]:
             say("scheduler: off (the scheduler setting is false)")
             return False
-        path = self.app.home / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.app.home, os.O_RDONLY | os.O_DIRECTORY)
         for attempt in range(3):  # a CLI's look (held_elsewhere) holds it for a moment
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -82,12 +80,10 @@ class Scheduler:
                 if attempt < 2:
                     time.sleep(0.1)
                     continue
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
                 os.close(fd)
-                say(f"scheduler: {holder} runs this home's jobs ({path}); this process runs none")
+                say(f"scheduler: another process (a `falaj run`) runs the jobs of "
+                    f"{self.app.home}; this one runs none")  # fmt: skip
                 return False
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, me().encode(), 0)
         self._lock_fd = fd
         try:
             self._start()
@@ -147,22 +143,18 @@ class Scheduler:
             jobs.bind(None)
             self._unlock()
 
-    def held_elsewhere(self) -> str | None:
-        """Who holds the home's scheduler lock when another process does (a running
-        `falaj run`), else None."""
+    def held_elsewhere(self) -> bool:
+        """Whether another process (a running `falaj run`) holds the home's scheduler."""
         if self._lock_fd is not None:
-            return None
-        path = self.app.home / LOCK_FILE
-        if not path.exists():
-            return None
-        fd = os.open(path, os.O_RDONLY)
+            return False
+        fd = os.open(self.app.home, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            return True
         finally:
             os.close(fd)  # drops the shared lock if it was taken
-        return None
+        return False
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:

@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -511,11 +512,10 @@ class PipelineService:
         """Run it here to its end or its wait for a person (``falaj pipelines run
         --wait``); when a `falaj run` holds the home's scheduler, it runs there (it holds
         the feature store) and this only watches until it is no longer queued or running."""
-        holder = self.app.scheduler.held_elsewhere()
-        if holder is None:
+        if not self.app.scheduler.held_elsewhere():
             return self.advance(run_id, actor, wait=True, say=say)
         if say:
-            say(f"the scheduler of process {holder} runs it; following")
+            say("the scheduler of a running `falaj run` runs it; following")
         seen: dict[str, str] = {}
         while True:
             run = self.get(run_id, actor)
@@ -758,7 +758,10 @@ class PipelineService:
 
     def _cleanup(self, run_id: str) -> None:
         """The run's plaintext training set lives only while the run does."""
-        shutil.rmtree(self.app.home / "tmp" / "pipelines" / run_id, ignore_errors=True)
+        scratch = self.app.home / "tmp" / "pipelines"
+        shutil.rmtree(scratch / run_id, ignore_errors=True)
+        with suppress(OSError):  # another run's scratch is still there
+            scratch.rmdir()
 
     def _progress(self, run_id: str, step: Step, fraction: float, message: str) -> None:
         if self.stopping.is_set():
