@@ -395,3 +395,16 @@ def test_the_cli(tmp_path):
     assert missing.exit_code == 2 and "no pipeline 'nope'" in missing.stderr
     assert falaj("pipelines", "approve", "r0").exit_code == 2
     assert json.loads(falaj.ok("jobs", "--json").stdout) == []
+
+
+def test_a_runs_holder_is_one_process_not_whichever_reuses_its_pid():
+    import socket
+
+    from appliance.scheduler.pipelines import me, owner_alive
+
+    holder = me()
+    pid_host, _, started = holder.rpartition("/")
+    assert owner_alive(holder) is True
+    assert owner_alive(f"{pid_host}/{int(started) + 1}") is False  # the pid, a later process
+    assert owner_alive(f"999999999@{socket.gethostname()}/1") is False
+    assert owner_alive("1@another-host/1") is True  # not ours to judge

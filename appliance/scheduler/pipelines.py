@@ -62,15 +62,28 @@ class Interrupted(BaseException):
     """The process is stopping: the step goes back to pending, to run again."""
 
 
+def _started(pid: int) -> str:
+    """When the process started (clock ticks since boot, from /proc): with the pid, it
+    names one process, not whichever reuses its pid after a reboot."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return "?"
+
+
 def me() -> str:
-    return f"{os.getpid()}@{socket.gethostname()}"
+    """This process as a run's holder: ``pid@host/start``."""
+    return f"{os.getpid()}@{socket.gethostname()}/{_started(os.getpid())}"
 
 
 def owner_alive(owner: str | None) -> bool:
-    """Whether the process named ``pid@host`` still runs (another host's: assumed so)."""
+    """Whether the process named ``pid@host/start`` still runs (another host's: assumed
+    so); a pid now held by a later process is not it."""
     if not owner:
         return False
-    pid, _, host = owner.partition("@")
+    pid, _, rest = owner.partition("@")
+    host, _, started = rest.partition("/")
     if host != socket.gethostname():
         return True
     try:
@@ -79,7 +92,7 @@ def owner_alive(owner: str | None) -> bool:
         return False
     except (PermissionError, ValueError):
         return True
-    return True
+    return not started or started == "?" or _started(int(pid)) == started
 
 
 def plain(value: Any) -> Any:
