@@ -308,6 +308,9 @@ def test_alerts_reach_a_local_webhook_and_failures_are_retried(served):
     assert ("falaj", "latency_p99") in kinds
     sent = next(b["alert"] for b in _Receiver.bodies if b["alert"]["kind"] == "latency_p99")
     assert sent["model"] == "credit" and sent["id"] == failed[0]["id"]
+    subject = f"credit#{sent['id']}"
+    assert subject in [e["subject"] for e in _audit(app, "monitor.webhook_failed")]
+    assert subject in [e["subject"] for e in _audit(app, "monitor.webhook_sent")]
     assert "p99 latency" in sent["message"]
 
 

@@ -8,7 +8,8 @@ the same control.db transaction as the change.
 
 The webhook is a URL on this machine or the local network (loopback or a private
 address; ``check_webhook_url`` refuses anything else). Deliveries run in a background
-thread after the pass: a failure is logged and recorded on the alert, and the next pass
+thread after the pass: each attempt is recorded on the alert with an audit event
+(``monitor.webhook_sent`` or ``monitor.webhook_failed``, logged too), and the next pass
 tries again (up to ``MAX_ATTEMPTS``), so a dead receiver never blocks monitoring.
 """
 
@@ -24,11 +25,13 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
+from appliance.auth import Actor
 from appliance.errors import BadInput
 from appliance.stores.control import now
 
 log = logging.getLogger(__name__)
 
+WEBHOOK_ACTOR = Actor("system", "webhook")
 KINDS = ("feature_drift", "prediction_drift", "latency_p99", "error_rate", "auc_drop")
 MAX_ATTEMPTS = 10
 
@@ -216,6 +219,10 @@ class Webhook:
             try:
                 with self.control.transaction() as tx:
                     tx.mark_delivery(alert["id"], None if error else now(), error)
+                    tx.append_audit(WEBHOOK_ACTOR,
+                                    "monitor.webhook_failed" if error else "monitor.webhook_sent",
+                                    f"{alert['model']}#{alert['id']}",
+                                    {"url": url} | ({"error": error} if error else {}))  # fmt: skip
             except Exception as exc:  # never let the thread die loudly
                 log.warning("alert %s: delivery not recorded: %s", alert["id"], exc)
             done += error is None
