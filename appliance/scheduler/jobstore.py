@@ -3,7 +3,9 @@
 A job row holds what rebuilds it: the callable's textual reference (``module:name``),
 its JSON arguments, the trigger's kind and fields, the job's options and its next run
 time. Adding and removing a job is audited with the change; moving a job's next run
-time after it ran is bookkeeping, not a change anyone made, and is not.
+time after it ran is bookkeeping, not a change anyone made, and is not. Nor are the
+system jobs (``system:...``), which the build and the settings fix, not a person: what
+is audited is a pipeline's schedule, declared in the workspace, coming and going.
 """
 
 from __future__ import annotations
@@ -130,9 +132,10 @@ class ControlJobStore(BaseJobStore):
             if tx.job_exists(job.id):
                 raise ConflictingIdError(job.id)
             tx.put_job(row)
-            tx.append_audit(self.actor, "scheduler.job.add", job.id,
-                            {"func": row["func"], "args": row["args"],
-                             "trigger": row["trigger"]})  # fmt: skip
+            if not job.id.startswith("system:"):
+                tx.append_audit(self.actor, "scheduler.job.add", job.id,
+                                {"func": row["func"], "args": row["args"],
+                                 "trigger": row["trigger"]})  # fmt: skip
 
     def update_job(self, job: Job) -> None:
         row = self._row(job)
@@ -145,11 +148,12 @@ class ControlJobStore(BaseJobStore):
         with self.control.transaction() as tx:
             if not tx.delete_job(job_id):
                 raise JobLookupError(job_id)
-            tx.append_audit(self.actor, "scheduler.job.remove", job_id, {})
+            if not job_id.startswith("system:"):
+                tx.append_audit(self.actor, "scheduler.job.remove", job_id, {})
 
     def remove_all_jobs(self) -> None:
         with self.control.transaction() as tx:
-            ids = tx.job_ids()
+            ids = [i for i in tx.job_ids() if not i.startswith("system:")]
             tx.delete_all_jobs()
             if ids:
                 tx.append_audit(self.actor, "scheduler.job.remove", "*", {"jobs": ids})
