@@ -28,6 +28,7 @@ from appliance.features.training_sets import TrainingSets
 from appliance.features.views import WORKSPACE_FILE, FeatureViews
 from appliance.ingest import IngestService
 from appliance.ingest.quarantine import Quarantine
+from appliance.monitoring import MonitoringService
 from appliance.monitoring.metrics import Metrics
 from appliance.registry import Registry
 from appliance.scheduler import Scheduler
@@ -184,6 +185,11 @@ class Appliance:
         # monitoring's per-variant evidence, when that service exists
         evidence = lambda: getattr(getattr(self, "monitoring", None), "release_evidence", None)  # noqa: E731
         return Releases(self.control, self.registry, self.serving, evidence)
+
+    @cached_property
+    def monitoring(self) -> MonitoringService:
+        return MonitoringService(self.control, lambda: self.features, self.registry,
+                                 self.settings, lambda: getattr(self, "metrics", None))  # fmt: skip
 
     @cached_property
     def audit(self) -> AuditService:

@@ -72,6 +72,17 @@ SETTINGS: tuple[Setting, ...] = (
         True,
         "`falaj run` reads every page of both stores before serving (false: skip it).",
     ),
+    Setting(
+        "monitor_windows",
+        "1h,1d,10000",
+        "Windows of the decision log a monitoring pass computes drift and live metrics "
+        "over: durations (1h: the last hour) and counts (10000: the last 10,000 decisions).",
+    ),
+    Setting(
+        "monitor_webhook_timeout",
+        5.0,
+        "Seconds an alert webhook POST may take before it counts as failed (retried later).",
+    ),
     Setting("demo_rows", 60000, "Rows of the synthetic credit-risk data set that --demo loads."),
     Setting("audit_tail", 20, "Audit events shown by `falaj audit tail` and the dashboard."),
     Setting(
