@@ -5,6 +5,7 @@ SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 
@@ -19,6 +20,9 @@ from webui import create_app
 
 def start(app: Appliance, demo: bool, actor: Actor) -> None:
     host, port = app.settings["host"], app.settings["port"]
+    # Requests queued while every worker thread is busy are normal under load: waitress
+    # warns of each one (a log line per request, on the hot path); keep its errors.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     try:  # bind first: a taken port fails at once, before any work is done
         server = waitress.create_server(
             create_app(app), host=host, port=port, threads=app.settings["threads"], ident="falaj"

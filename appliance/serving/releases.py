@@ -27,6 +27,7 @@ so a restart loses at most what was counted since.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import queue
@@ -58,6 +59,7 @@ JUDGE_MIN_REQUESTS = 20  # an automatic rollback needs this many candidate reque
 # latency histogram: bucket i holds latencies up to LAT_LO * LAT_STEP**i ms (~4% wide)
 LAT_LO, LAT_STEP, LAT_N = 0.01, 1.04, 400
 LAT_BOUNDS = LAT_LO * LAT_STEP ** np.arange(LAT_N)
+_LAT_BOUNDS = LAT_BOUNDS.tolist()  # bisect on a list: no NumPy call per request
 
 
 def now() -> str:
@@ -113,8 +115,8 @@ class Counters:
         return self._delta.setdefault(release_id, {}).setdefault(variant, _empty())
 
     def answered(self, release_id: int, variant: str, latency_ms: float, outputs: list) -> None:
-        i = min(int(np.searchsorted(LAT_BOUNDS, latency_ms)), LAT_N - 1)
-        total = float(np.sum(outputs)) if outputs else 0.0
+        i = min(bisect.bisect_left(_LAT_BOUNDS, latency_ms), LAT_N - 1)  # as np.searchsorted
+        total = float(sum(outputs)) if outputs else 0.0
         with self._lock:
             c = self._slot(release_id, variant)
             c["requests"] += 1
