@@ -356,3 +356,20 @@ def test_the_cli(falaj):
     missing = falaj("monitor", "outcomes", "credit", "--table", "t", "--label", "y",
                     "--request-id", "id")  # fmt: skip
     assert missing.exit_code == 2 and "no table 't'" in missing.stderr
+
+
+def test_one_model_failing_does_not_stop_a_pass_over_all(served, monkeypatch):
+    app, _, _ = served
+    real = app.monitoring._model_pass
+
+    def model_pass(name, windows, at):
+        if name == "credit":
+            raise RuntimeError("boom")
+        return real(name, windows, at)
+
+    monkeypatch.setattr(app.monitoring, "_model_pass", model_pass)
+    r = app.monitoring.run_pass(ACTOR, window="1d")
+    others = set(store.logged_models(app.features)) - {"credit"}
+    assert r["errors"] == {"credit": "boom"} and set(r["models"]) == others
+    with pytest.raises(RuntimeError):
+        app.monitoring.run_pass(ACTOR, "credit", window="1d")  # asked for by name: it raises

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from appliance.cli import cli, cli_actor, emit, json_option, service
+from appliance.cli import cli, cli_actor, emit, fail, json_option, service
 from appliance.core import Appliance
 
 WEBHOOK_WAIT = 15.0  # seconds `monitor run` waits for its webhook deliveries
@@ -75,6 +75,8 @@ def monitor_run(app: Appliance, model: str | None, window: str | None, as_json: 
         lines.append(f"{undelivered} alert(s) not delivered to the webhook yet (retried next pass)")
     emit(as_json, r | {"undelivered": undelivered},
          "\n".join(lines) or "no decisions logged yet: nothing to monitor")  # fmt: skip
+    if r["errors"]:
+        fail("not monitored: " + "; ".join(f"{m}: {e}" for m, e in r["errors"].items()), 1)
 
 
 @monitor.command("status")

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from appliance import durations
 from appliance.auth import SYSTEM, Actor, require
-from appliance.errors import BadInput, FalajError, NotFound
+from appliance.errors import BadInput, FalajError, NotFound, StoreError
 from appliance.monitoring import alerts as alerting
 from appliance.monitoring.reference import Reference
 from appliance.names import check_name
@@ -283,7 +283,8 @@ class MonitoringService:
                  window: str | list[str] | None = None) -> dict[str, Any]:  # fmt: skip
         """Compute every window's snapshots for one model (or every model with logged
         decisions), store them, raise and resolve alerts; webhook deliveries go on in
-        the background. Returns ``{"models": {model: [snapshot, ...]}, "alerts": [...]}``."""
+        the background. Returns ``{"models": {model: [snapshot, ...]}, "alerts": [...],
+        "errors": {model: message}}`` (a model that fails is skipped when passing all)."""
         require(actor, "monitor.configure")
         windows = parse_windows(window or self.settings.get("monitor_windows", "1h,1d,10000"))
         models = [model] if model is not None else store.logged_models(self.features)
@@ -291,9 +292,18 @@ class MonitoringService:
             check_name("model", model)
             self.registry.latest(model, actor)  # an unknown model is named as such
         at = datetime.now(UTC).replace(tzinfo=None)
-        out: dict[str, Any] = {"computed_at": now(), "models": {}, "alerts": []}
+        out: dict[str, Any] = {"computed_at": now(), "models": {}, "alerts": [], "errors": {}}
         for name in models:
-            snaps = self._model_pass(name, windows, at)
+            try:
+                snaps = self._model_pass(name, windows, at)
+            except StoreError:
+                raise
+            except Exception as exc:  # one model's trouble does not stop the others'
+                if model is not None:
+                    raise
+                out["errors"][name] = getattr(exc, "message", None) or str(exc)
+                log.warning("monitoring %s: pass failed: %s", name, out["errors"][name])
+                continue
             cfg = self.config(name, SYSTEM)
             changes = alerting.evaluate(name, snaps, cfg["thresholds"])
             stamp = now()
