@@ -17,7 +17,7 @@ phase, these run as separate `falaj` processes, the way an operator would:
     release rollback credit
 
 The server notices each change through control.db and loads the candidate while it
-goes on answering. Reported: failed requests (target 0) overall and per switch, and
+goes on answering. The first two seconds of load (connections, caches) are not counted. Reported: failed requests (target 0) overall and per switch, and
 p99 latency of the requests due during each switch (from its command's start to one
 second after it returned) against the p99 of the steady requests (target <= 2x), plus
 which versions answered around each switch. A full run writes
@@ -51,6 +51,7 @@ PATH = "/api/v1/models/credit/predict"
 KEYS = 1000
 WORKERS = 16  # client connections: enough that a slow answer does not delay the next due
 AFTER_S = 1.0  # a switch's window runs this long after its command returned
+WARMUP_S = 2.0  # the first seconds of load (connections, caches) are not counted
 SWITCHES = [
     ("canary start", ["release", "start", "credit", "--version", "2", "--strategy", "canary",
                       "--percent", "50"]),
@@ -178,10 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         help="requests/s (default 25; quick 20): what a 2-core box sustains with durable decisions",
     )
     p.add_argument("--phase", type=float, default=None,
-                   help="steady seconds before each switch (default 5; quick 2)")  # fmt: skip
+                   help="steady seconds before each switch (default 5; quick 1.5)")  # fmt: skip
     args = p.parse_args(argv)
     rate = args.rate or (20.0 if args.quick else 25.0)
-    phase = args.phase or (2.0 if args.quick else 5.0)
+    phase = args.phase or (1.5 if args.quick else 5.0)
     os.environ.pop("FALAJ_DECISION_LOG", None)
     with tempfile.TemporaryDirectory(prefix="falaj-bench-") as tmp:
         home, records = build_home(Path(tmp))
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         windows = []
         try:
             load.start()
+            time.sleep(WARMUP_S)
             for label, cmd in SWITCHES:
                 time.sleep(phase)
                 t_start = load.now()
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             load.stop()
             server.stop()
-    results = sorted(load.results)
+    results = sorted(r for r in load.results if r[0] >= WARMUP_S)
     inside = [any(a <= r[0] <= b for _, a, b in windows) for r in results]
     steady = summarize("steady", [r for r, w in zip(results, inside, strict=True) if not w])
     rows = [summarize("all", results) | {"rate_per_s": rate, "load_avg_1m": os.getloadavg()[0],

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from appliance.auth import SYSTEM
-from appliance.errors import BundleTampered, NotDeployed, Unavailable
+from appliance.errors import BundleTampered, FalajError, NotDeployed, Unavailable
 from appliance.registry.model import Model
 from appliance.stores import ControlStore
 
@@ -110,10 +110,15 @@ class ModelServer:
         if old is not None and old.version == version and old.model is not None:
             return old  # already loaded and verified
         try:
-            return Slot(version, self.load(name, version))
+            model = self.load(name, version)
         except BundleTampered as exc:
             self.report_integrity_failure(name, version, exc.message)
             return Slot(version, None, exc.message)
+        try:
+            model.warm_up()  # its first answer is not a request's: a switch costs no spike
+        except FalajError as exc:
+            return Slot(version, None, f"warm-up failed: {exc.message}")
+        return Slot(version, model)
 
     def report_integrity_failure(self, name: str, version: int, message: str) -> None:
         """Audit a bundle that failed verification, once per process and version."""
