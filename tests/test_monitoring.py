@@ -359,7 +359,9 @@ def test_the_cli(falaj):
 
 
 def test_one_model_failing_does_not_stop_a_pass_over_all(served, monkeypatch):
-    app, _, _ = served
+    app, rows, _ = served
+    _predict(app, _records(rows, 2100, 2150))
+    _append(app, _decisions("other", 5, at=datetime(2020, 1, 1)), "other-1")
     real = app.monitoring._model_pass
 
     def model_pass(name, windows, at):
