@@ -231,6 +231,20 @@ SCHEMAS: dict[str, Any] = {
             "model": {"type": "string"},
             "version": {"type": "integer"},
             "outputs": {"type": "array", "items": {"type": "number"}},
+            "variant": {
+                "type": ["string", "null"],
+                "description": "live, baseline or candidate (null: logged before routes)",
+            },
+            "inputs": {
+                "type": "array",
+                "description": "Per record, its raw inputs by feature name (categorical: the "
+                "category's code among the training ones, -1 unseen; dates: epoch seconds; "
+                "null: missing); null for a decision logged before inputs were kept",
+                "items": {
+                    "type": ["object", "null"],
+                    "additionalProperties": {"type": ["number", "null"]},
+                },
+            },
             "input_fingerprints": {"type": "array", "items": {"type": "string"}},
             "audit_seq": {"type": ["integer", "null"]},
             "verified": {"type": "boolean"},
@@ -757,6 +771,14 @@ PATHS: dict[str, Any] = {
             "503": _json({"oneOf": [_ref("Health"), _ref("Error")]},
                          "A live slot cannot serve, or a store cannot be read"),
         },
+    }},
+    "/metrics": {"get": {
+        "summary": "Live metrics in the Prometheus text format: requests and latency per "
+        "model, version, variant and status, rows scored, decision log commits, drift per "
+        "feature, open alerts, job states",
+        "tags": [NATIVE],
+        "responses": {"200": {"description": "Prometheus text exposition format 0.0.4",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
     }},
     "/api/openapi.json": _get("This document", NATIVE, _json({"type": "object"}, "OpenAPI 3.1")),
     "/api/v1/models": _get("Registered model versions", NATIVE, _json(_ref("Models"), "Versions")),
