@@ -237,7 +237,7 @@ def test_drift_cpu_matches_reference(ref, cur):
     a = drift(summary, cur, backend="cpu")
     b = drift(summary, cur, backend="reference")
     for k in MEASURES:
-        np.testing.assert_allclose(a[k], b[k], rtol=1e-9, atol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-12, atol=1e-300, equal_nan=True)
 
 
 def test_drift_against_scipy_on_a_large_sample():
@@ -428,3 +428,78 @@ def test_drift_ks_and_wasserstein_exact_on_ties_and_shared_values():
     assert got["wasserstein"][0] == pytest.approx(
         sps.wasserstein_distance(ref, cur) / ref.std(), rel=1e-12
     )
+
+
+# -- the CPU bucket pass against the sorting reference ---------------------------------------
+
+
+def bucket_cases():
+    """(name, reference, current, max_points): each exercises one path of the pass."""
+    rng = np.random.default_rng(11)
+    grid = np.arange(100.0)
+    unif = rng.uniform(-0.5, 99.5, 3000)
+    normal = rng.normal(size=3000)
+    outlier = np.r_[rng.normal(size=2000), 1e6]  # every point but one in one index cell
+    return [
+        # the same distribution: the current CDF crosses the reference's in many intervals
+        ("crossing", grid.repeat(3), unif, 10_000),
+        ("crossing_normal", normal, rng.normal(size=2500), 10_000),
+        # current values on the reference points, runs of ties, and between them
+        ("ties", grid.repeat(2), np.r_[grid[::3].repeat(7), unif[:500].round(1)], 10_000),
+        ("all_in_one_interval", grid, np.full(400, 41.25), 10_000),
+        ("all_on_one_point", grid, np.full(400, 41.0), 10_000),
+        # beyond both ends: the first interval, and the last with cdf 1 (exact) or < 1
+        ("outside_range", normal, np.r_[normal[:200] * 4, -50.0, 80.0], 10_000),
+        ("outside_range_sketch", normal, np.r_[normal[:900] * 4, 30.0], 40),
+        ("nan_inf", normal, np.r_[normal[:700], np.nan, np.inf, -np.inf, np.nan], 10_000),
+        # more distinct reference values than max_points: a quantile sketch
+        ("sketch", rng.exponential(size=4000), rng.exponential(1.2, size=3000), 64),
+        ("categorical_unseen", grid[:5].repeat(40), np.r_[grid[:6], -1.0, 2.5].repeat(30), 10_000),
+        ("one_point", np.full(50, 3.0), np.r_[2.0, 3.0, 3.0, 4.5, np.nan], 10_000),
+        # more than STEPS points in one index cell: the lookup's binary search
+        ("wide_cell", outlier, np.r_[rng.normal(size=1500), 3e5, 2e6], 10_000),
+        # a range beyond float64 (few values, so no bins): the index has a single cell
+        ("huge_range", np.r_[-1e308, grid[:9], 1e308], np.r_[unif[:400], 1.5e308, -1e300], 10_000),
+    ]
+
+
+@pytest.mark.parametrize("path", ["serial", "parallel"])
+def test_drift_bucket_pass_matches_reference(stats_cpu, path):
+    cpu, force = stats_cpu
+    force(path)
+    for name, ref, cur, max_points in bucket_cases():
+        # two columns, so the parallel path splits them over threads
+        summary = ReferenceSummary.fit(np.c_[ref, ref[::-1]], max_points=max_points)
+        cur2 = np.c_[cur, cur[::-1]]
+        got = drift(summary, cur2, backend="cpu")
+        want = drift(summary, cur2, backend="reference")
+        for k in MEASURES:
+            np.testing.assert_allclose(
+                got[k], want[k], rtol=1e-12, atol=1e-300, equal_nan=True, err_msg=f"{name} {k}"
+            )
+        if name.startswith("crossing") or name == "categorical_unseen":
+            for j, col in enumerate(summary.columns):
+                raw = raw_measures(np.c_[ref, ref[::-1]][:, j], cur2[:, j], col)
+                for k in MEASURES:
+                    assert got[k][j] == pytest.approx(raw[k], rel=1e-9, abs=1e-12), (name, k)
+
+
+def test_drift_bucket_index_is_exact_at_cell_edges():
+    # values one ulp either side of every point and of every index cell's edge
+    from kernels.stats import cpu
+
+    rng = np.random.default_rng(12)
+    for points in (np.unique(rng.normal(size=300).round(3)), np.r_[np.arange(50.0), 1e9]):
+        P, cell, scale = cpu._index(points, cpu.CELLS_PER_POINT * points.size)
+        assert P[0] == -np.inf and P[-1] == np.inf and cell[-1] == points.size
+        edges = points[0] + np.arange(cell.size) / scale
+        x = np.r_[points, edges, rng.normal(size=2000) * 3, 5e8 + np.arange(20)]
+        x = np.r_[x, np.nextafter(x, -np.inf), np.nextafter(x, np.inf), np.nan, -np.inf]
+        acc = np.zeros((points.size + 1, 2))
+        ties = np.zeros(points.size + 1, dtype=np.int64)
+        idx = np.empty(x.size, dtype=np.int32)
+        assert cpu._bucket_pass(x, points, acc, ties, idx) == x.size - 2
+        want = np.r_[np.searchsorted(points, x[:-2], side="right"), -1, -1]
+        np.testing.assert_array_equal(idx, want)
+        np.testing.assert_array_equal(acc[:, 0], np.bincount(want[:-2], minlength=acc.shape[0]))
+        np.testing.assert_array_equal(ties[1:], [np.sum(x == p) for p in points])
