@@ -353,12 +353,7 @@ class MonitoringService:
         counts = [n for _, _, n in windows if n is not None]
         since = min(spans) if spans else None
         last = max(counts) if counts else None
-        if since is not None and last is None:
-            table = store.decision_window(self.features, name, since, None)
-        elif since is None:
-            table = store.decision_window(self.features, name, None, last)
-        else:
-            table = store.decision_window(self.features, name, since, last)
+        table = store.decision_window(self.features, name, since, last)  # read once
         outcomes = self._outcomes(name, since if last is None else None)
         return self._snapshots(name, table, windows, at, outcomes)
 
