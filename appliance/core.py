@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 import kernels
 from appliance import demo, keys, settings
@@ -31,7 +35,7 @@ from appliance.ingest.quarantine import Quarantine
 from appliance.monitoring import MonitoringService
 from appliance.monitoring.metrics import Metrics
 from appliance.registry import Registry
-from appliance.scheduler import Scheduler
+from appliance.scheduler import SCHEDULER, Scheduler
 from appliance.serving import Serving
 from appliance.serving.decision_log import DecisionLog
 from appliance.serving.releases import Releases
@@ -45,6 +49,7 @@ log = logging.getLogger("falaj")
 DEMO_TABLE = "credit_applications"
 DEMO_MODEL = "credit_risk"
 DEMO_VIEW = "applicant"
+DEMO_OUTCOMES = "credit_outcomes"
 
 
 class Appliance:
@@ -323,7 +328,42 @@ class Appliance:
         self.registry.set_alias(DEMO_MODEL, "champion", t["version"], actor)
         d = self.serving.deploy(DEMO_MODEL, t["version"], actor)
         say(f"deployed {DEMO_MODEL}@{d['version']} in the {d['slot']} slot")
-        return {"ingest": r, "materialize": m, "training_set": s, "train": t, "deploy": d}
+        live = self._demo_live(data, actor, say)
+        return {"ingest": r, "materialize": m, "training_set": s, "train": t, "deploy": d} | live
+
+    def _demo_live(self, data, actor: Actor, say) -> dict[str, Any]:
+        """The demo's later months: applications from after the shock are scored as
+        clients would send them, their outcomes arrive, a monitoring pass raises drift
+        alerts, and the workspace's drift-triggered pipeline retrains the model and
+        releases the new version as a canary (its decide step then waits for evidence)."""
+        late = demo.live_traffic(data, max(400, min(1000, self.settings["demo_rows"] // 60)))
+        records = late.drop_columns(["event_time", "gender", "default"]).to_pylist()
+
+        def score(record: dict) -> dict:
+            return self.serving.predict(DEMO_MODEL, [record], actor, key=str(record["customer_id"]))
+
+        with ThreadPoolExecutor(8) as pool:  # concurrent clients: their decisions share commits
+            list(pool.map(score, records))
+        observed = pa.table({"customer_id": late["customer_id"], "default": late["default"],
+                             "observed_at": pa.array([datetime.now(UTC).replace(tzinfo=None)]
+                                                     * late.num_rows, pa.timestamp("us"))})  # fmt: skip
+        self.ingestion.ingest(observed, DEMO_OUTCOMES, "customer_id", "observed_at", actor,
+                              label="demo outcomes of the scored applications")  # fmt: skip
+        self.monitoring.set_outcomes(DEMO_MODEL, actor, table=DEMO_OUTCOMES, label="default",
+                                     entity="customer_id", timestamp="observed_at")  # fmt: skip
+        say(f"scored {len(records)} applications from the shock months; their outcomes arrived")
+        self.monitoring.configure(DEMO_MODEL, actor, min_rows=200)  # judge the demo's few
+        passed = self.monitoring.run_pass(actor, DEMO_MODEL)
+        alerts = [a for a in passed["alerts"] if a.get("status", "open") == "open"]
+        what = sorted({str(a.get("feature") or a["kind"]) for a in alerts})
+        say(f"monitoring: {len(alerts)} alerts ({', '.join(what) or 'none'})")
+        runs = []
+        for run in self.scheduler.pipelines.check_triggers(SCHEDULER):  # the drift trigger
+            run = self.scheduler.pipelines.advance(run["id"], SCHEDULER, wait=True)
+            steps = ", ".join(f"{s['name']} {s['status']}" for s in run["steps"])
+            say(f"pipeline {run['pipeline']} run {run['id']}: {run['status']} ({steps})")
+            runs.append(run)
+        return {"scored": len(records), "alerts": alerts, "pipeline_runs": runs}
 
     def close(self) -> None:
         log_ = self.__dict__.pop("decision_log", None)

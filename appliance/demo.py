@@ -56,6 +56,35 @@ training:
     intended_use: >-
       Ranks loan applications by their risk of default, for review by a credit officer.
       Not for automated refusals.
+  credit_risk_retrain:
+    model: credit_risk
+    table: credit_applications  # the pipeline's training_set step gives it a fresh set
+    label: default
+    sensitive: gender
+    family: linear
+    gates:
+      champion: {metric: roc_auc, margin: -0.01}
+      fairness: {demographic_parity: 0.1, equalized_odds: 0.1}
+    intended_use: >-
+      Ranks loan applications by their risk of default, for review by a credit officer.
+      Not for automated refusals.
+# A drift alert on the live model retrains it on everything known so far and releases
+# the new version as a 10% canary, promoted or rolled back by its evidence.
+pipelines:
+  retrain_on_drift:
+    description: retrain credit_risk when its live inputs drift, release as a canary
+    on_drift: {model: credit_risk}
+    steps:
+      - validate: {table: credit_applications, min_rows: 1000}
+      - training_set: {table: credit_applications, label: default,
+                       features: ["applicant:*"], keep: [gender]}
+      - train: {spec: credit_risk_retrain}
+      - evaluate
+      - gates
+      - register
+      - release: {strategy: canary, percent: 10,
+                  policy: {min_requests: 200, max_error_rate: 0.01, max_p99_ms: 250}}
+      - decide: {timeout: 7d}
 """
 
 START = datetime(2025, 1, 1)
@@ -124,6 +153,15 @@ def credit_risk(n_rows: int = 60_000, seed: int = 7) -> pa.Table:
             "default": default,
         }
     )
+
+
+def live_traffic(data: pa.Table, n: int) -> pa.Table:
+    """Up to ``n`` applications from the shock months, one per customer, in time order:
+    the traffic the demo replays against the deployed model."""
+    shock = np.datetime64(START, "us") + np.timedelta64(int(DRIFT_FROM * YEAR_S * 1e6), "us")
+    late = data.filter(pa.array(data["event_time"].to_numpy() >= shock))
+    _, first = np.unique(late["customer_id"].to_numpy(), return_index=True)
+    return late.take(pa.array(np.sort(first)[:n]))
 
 
 def write(path: Path, n_rows: int = 60_000, seed: int = 7) -> Path:

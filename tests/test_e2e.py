@@ -1,5 +1,6 @@
 """The whole path through the CLI and a real server on a free port."""
 
+import re
 import socket
 
 import numpy as np
@@ -119,13 +120,25 @@ def test_run_demo_serves_a_model(home, start_server, monkeypatch):
     assert status == 200 and all(0 < p < 1 for p in body["predictions"])
     log = server.log.read_text()
     assert "demo: ingested 5000 rows" in log and "Falaj serving on" in log
-    assert body["version"] == 1
+    # the demo ends with version 2 as a 10% canary: either may answer, and says which
+    assert (body["version"], body["variant"]) in {(1, "baseline"), (2, "candidate")}
     # the demo model was trained on the applicant view: it also answers by customer id
     customer = table["customer_id"][0].as_py()
     status, body = server.request("POST", "/api/v1/models/credit_risk/predict",
                                   {"entities": [{"customer_id": customer}]})  # fmt: skip
     assert status == 200 and 0 < body["predictions"][0] < 1, body
     assert "demo: built training set" in log and "materialized applicant@1" in log
+    # its later months: shocked traffic raises drift alerts, and the drift-triggered
+    # pipeline retrains and releases version 2 as a 10% canary that waits for evidence
+    assert re.search(r"demo: monitoring: [1-9]\d* alerts \(.*credit_utilization", log), log
+    assert re.search(r"demo: pipeline retrain_on_drift run \S+: waiting \(.*register "
+                     r"succeeded, release succeeded, decide waiting\)", log), log  # fmt: skip
+    status, release = server.request("GET", "/api/v1/models/credit_risk/release")
+    assert status == 200, release
+    assert release["release"]["strategy"] == "canary" and release["release"]["percent"] == 10
+    assert release["release"]["candidate_version"] == 2
+    # the pipeline's plaintext training set went once the model was registered
+    assert not list(home.glob("tmp/**/*.parquet"))
 
 
 def test_the_readme_tour(falaj, tmp_path):

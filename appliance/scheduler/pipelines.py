@@ -275,6 +275,8 @@ def step_register(ctx: StepContext) -> dict[str, Any]:
             math.isclose(out["holdout"].get(k, math.nan), v, rel_tol=1e-9, abs_tol=1e-12)
             for k, v in evaluated.items() if v is not None
         )  # fmt: skip
+    # The set's file is plaintext: no step reads it after this one (its record rebuilds it).
+    (ctx.scratch / "training_set.parquet").unlink(missing_ok=True)
     if out["status"] != "ready" and any(s.kind == "gates" for s in ctx.pipeline.steps):
         raise CheckFailed(f"{ctx.where}: {spec.model_name}@{out['version']} was registered "
                           "as rejected by its gates")  # fmt: skip

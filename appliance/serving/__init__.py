@@ -181,9 +181,10 @@ class Serving:
         model = deployment.live  # this request finishes on this model, whatever swaps meanwhile
         t0 = time.perf_counter()
         X, inputs = model.matrices(records, where)
-        return self._answer(
-            name, Route(deployment.live_slot), model, X, t0, actor, where, inputs=inputs
-        )
+        # the key is logged even without a release: outcomes join decisions by it and time
+        key = key or record_key(records, model.online["entities"][0] if model.online else None)
+        route = Route(deployment.live_slot, key=key)
+        return self._answer(name, route, model, X, t0, actor, where, inputs=inputs)
 
     def predict_entities(
         self, name: str, entities: Any, actor: Actor, where: str = "entities",
@@ -209,9 +210,10 @@ class Serving:
         model = deployment.live
         t0 = time.perf_counter()
         X, inputs, statuses_ = self._entity_matrices(name, model, entities, where)
-        return self._answer(
-            name, Route(deployment.live_slot), model, X, t0, actor, where, inputs=inputs
-        ) | {"statuses": statuses_}  # fmt: skip
+        route = Route(deployment.live_slot, key=key or entity_key(entities))
+        return self._answer(name, route, model, X, t0, actor, where, inputs=inputs) | {
+            "statuses": statuses_
+        }
 
     def _entity_matrices(self, name: str, model, entities: Any, where: str):
         """The model's matrix and monitor vectors for entities from the online store,
