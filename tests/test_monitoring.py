@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from appliance import demo
 from appliance.core import Appliance
 from appliance.errors import BadInput, NotFound
-from appliance.monitoring import monitor_matrix
+from appliance.monitoring import monitor_matrix, reference
 from appliance.monitoring.alerts import check_webhook_url
 from appliance.monitoring.reference import Reference
 from appliance.stores import monitoring as store
@@ -74,6 +74,8 @@ def test_the_bundle_carries_the_training_reference(served):
     assert ref.names == FEATURES and ref.error is None
     assert ref.doc["rows"] == 2400  # the training rows (the latest 20% held out)
     assert all(c.n <= 2400 for c in ref.features.columns)
+    income = ref.features.columns[FEATURES.index("income")]  # 2,400 distinct: a sketch
+    assert not income.exact and len(income.points) <= reference.MAX_POINTS
     assert ref.prediction.columns[0].name == "probability" and ref.prediction.columns[0].n == 600
     assert ref.holdout["roc_auc"] == trained["metrics"]["holdout"]["roc_auc"]
 
@@ -206,7 +208,10 @@ def test_release_evidence_reports_each_variant(served):
     ref = Reference(model.reference)
     # vectors drawn from the reference's own points: no drift for the baseline...
     cols = ref.features.columns
-    draw = np.column_stack([rng.choice(c.points, 400, p=np.diff(c.cdf, prepend=0.0)) for c in cols])
+    weights = [np.diff(c.cdf, prepend=0.0) for c in cols]  # a sketch's may not sum to 1
+    draw = np.column_stack(
+        [rng.choice(c.points, 400, p=w / w.sum()) for c, w in zip(cols, weights, strict=True)]
+    )
     moved = draw.copy()
     moved[:, FEATURES.index("loan_amount")] *= 5  # ...and a lot for the candidate
     at = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=3)

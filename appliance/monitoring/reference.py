@@ -19,6 +19,9 @@ from kernels.stats import ReferenceSummary
 FORMAT = 1
 FILENAME = "reference.json"
 MAX_ROWS = 200_000  # training rows summarised at most (a seeded sample beyond)
+# distribution points kept per input: KS exact to 1/MAX_POINTS beyond that many distinct
+# values; keeps reference.json near 1 MB at 20 continuous inputs
+MAX_POINTS = 2_000
 
 
 def build(model: Any, columns: dict[str, np.ndarray], predictions: np.ndarray,
@@ -36,12 +39,12 @@ def build(model: Any, columns: dict[str, np.ndarray], predictions: np.ndarray,
     }
     try:
         vectors = model.monitor_vector(columns)
-        doc["features"] = ReferenceSummary.fit(vectors, model.features).to_dict()
+        doc["features"] = ReferenceSummary.fit(vectors, model.features, MAX_POINTS).to_dict()
     except ValueError as exc:
         doc["error"] = f"training inputs: {exc}"
     try:
         doc["prediction"] = ReferenceSummary.fit(
-            np.asarray(predictions, dtype=np.float64), [model.output_name]
+            np.asarray(predictions, dtype=np.float64), [model.output_name], MAX_POINTS
         ).to_dict()
     except ValueError as exc:
         doc.setdefault("error", f"hold-out predictions: {exc}")
