@@ -173,3 +173,15 @@ def test_decisions_prune_on_the_cli(falaj, home):
     assert (got["retention_days"], got["batches"], got["rows"]) == (7, 0, 0)
     r = falaj.ok("decisions", "prune")
     assert "keeps decisions forever" in r.stdout
+
+
+def test_decisions_show_on_the_cli_names_the_inputs(served, falaj):
+    """Last in the module: it closes the shared appliance, so the CLI can open its home."""
+    rid = served.serving.predict("credit", [RECORD], ACTOR)["request_id"]
+    served.close()
+    falaj.home = served.home
+    r = falaj.ok("decisions", "show", rid)
+    assert "variant: live" in r.stdout
+    assert "inputs[0]: age=41.0, income=52000.0, debt_to_income=0.31, region=" in r.stdout
+    shown = json.loads(falaj.ok("decisions", "show", rid, "--json").stdout)
+    assert shown["inputs"][0]["income"] == 52000.0 and shown["verified"]

@@ -321,6 +321,11 @@ def decisions_get(app: Appliance, request_id: str, as_json: bool) -> None:
         f"{d['actor']}: {', '.join(f'{o:.6f}' for o in d['outputs'])}; batch {d['batch']}, "
         f"audit event {d['audit_seq']}, {'proved' if d['verified'] else 'NOT PROVED'}"
     )
+    if d.get("variant") is not None:
+        text += f"\nvariant: {d['variant']}"
+    for i, inputs in enumerate(d.get("inputs") or []):
+        if inputs is not None:
+            text += f"\ninputs[{i}]: " + ", ".join(f"{k}={v}" for k, v in inputs.items())
     emit(as_json, d, text)
     if not d["verified"]:
         sys.exit(1)
