@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from benchmarks._harness import Case
@@ -38,6 +40,18 @@ def _scipy_drift(ref: np.ndarray, cur: np.ndarray) -> None:
         np.sum((xp - rp) * np.log(xp / rp))
 
 
+def _machine_note() -> str:
+    """The CPU facts a drift time depends on: cores, and the SIMD level NumPy's sort
+    runs at (x86-simd-sort has AVX-512 and AVX2 paths). drift's CPU path no longer
+    sorts, but its times before 2026-11-30 did, and the reference backend still does."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # a NumPy without the private table
+        features = {}
+    simd = "AVX-512" if features.get("AVX512_SKX") else "AVX2" if features.get("AVX2") else "?"
+    return f"{os.cpu_count()} cores, {simd}"
+
+
 def cases(n_rows: int) -> list[Case]:
     import duckdb
     import polars as pl
@@ -69,6 +83,7 @@ def cases(n_rows: int) -> list[Case]:
             target="1M x 20 vs stored summary < 0.5 s" if n_rows == 1_000_000 else "",
             target_s=0.5 if n_rows == 1_000_000 else None,
             repeat=2,
+            note=_machine_note,
         ),
         Case(
             "histogram_32_bins",
