@@ -65,9 +65,11 @@ def records_sha256(rows: pa.Table, columns: int | None = None) -> str:
     Each record is its columns as text joined by U+001F, records joined by U+001E;
     floats as the decimal of their IEEE-754 bits, times as microseconds since the epoch,
     so the text is exact and built in Arrow, not Python. ``columns`` 1: the first ten
-    (``DECISION_COLUMNS_1``, batches from before the routes); 2: all, where a null is
-    U+0000, a list of floats its values' bits joined by commas, and NaN is the one
-    canonical NaN (default: 2 when ``rows`` has ``inputs``).
+    (``DECISION_COLUMNS_1``, batches from before the routes). 2: all of them, a null as
+    U+0000, and ``inputs`` (lists of floats, the bulk of a record) not as text: after the
+    text, U+001D, each record's list length as a little-endian int64 (-1: null), then
+    every value's little-endian IEEE-754 bytes, NaN as the one canonical NaN. Default: 2
+    when ``rows`` has ``inputs``.
     """
     if columns is None:
         columns = 2 if "inputs" in rows.column_names else 1
@@ -75,13 +77,13 @@ def records_sha256(rows: pa.Table, columns: int | None = None) -> str:
     rows = rows.take(order)
     texts = []
     for name in _COLUMNS[columns]:
+        if name == "inputs":
+            continue
         col = rows.column(name).combine_chunks() if rows.num_rows else rows.column(name)
         if pa.types.is_floating(col.type):
             col = _float_bits(col, canonical=columns > 1)
         elif pa.types.is_timestamp(col.type):
             col = col.cast(pa.timestamp("us")).cast(pa.int64())
-        elif pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-            col = _list_text(col)
         texts.append(col.cast(pa.string()))
     if columns == 1:
         lines = pc.binary_join_element_wise(*texts, "\x1f")
@@ -91,13 +93,17 @@ def records_sha256(rows: pa.Table, columns: int | None = None) -> str:
         )
     if isinstance(lines, pa.ChunkedArray):
         lines = lines.combine_chunks()
-    if len(lines) == 0:
-        return hashlib.sha256(b"").hexdigest()
-    if lines.null_count:  # as "\x1e".join() would have it: a null record cannot be hashed
-        raise TypeError("records_sha256: a record is null")
-    whole = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()),
-                                                    lines), "\x1e")  # fmt: skip
-    return hashlib.sha256(whole[0].as_buffer().to_pybytes()).hexdigest()
+    digest = hashlib.sha256()
+    if len(lines):
+        if lines.null_count:  # as "\x1e".join() would have it: a null record cannot be hashed
+            raise TypeError("records_sha256: a record is null")
+        whole = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()),
+                                                        lines), "\x1e")  # fmt: skip
+        digest.update(whole[0].as_buffer())
+    if columns > 1:
+        digest.update(b"\x1d")
+        _inputs_bytes(rows.column("inputs"), digest)
+    return digest.hexdigest()
 
 
 def _float_bits(col: pa.Array, canonical: bool) -> pa.Array:
@@ -108,14 +114,13 @@ def _float_bits(col: pa.Array, canonical: bool) -> pa.Array:
     return bits if not col.null_count else pc.if_else(col.is_null(), None, bits)
 
 
-def _list_text(col: pa.Array) -> pa.Array:
-    """Each list of floats as its values' bits joined by commas (null stays null)."""
-    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
-    offsets = np.zeros(len(col) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    values = _float_bits(col.flatten(), canonical=True).cast(pa.string())
-    lists = pa.LargeListArray.from_arrays(pa.array(offsets), values, mask=col.is_null())
-    return pc.binary_join(lists, ",")
+def _inputs_bytes(col: pa.ChunkedArray, digest: Any) -> None:
+    """Feed the lists' lengths (-1: null), then their values, as little-endian bytes."""
+    col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    lengths = pc.fill_null(pc.list_value_length(col), -1).to_numpy(zero_copy_only=False)
+    digest.update(np.ascontiguousarray(lengths, dtype="<i8").tobytes())
+    values = col.flatten().to_numpy(zero_copy_only=False).astype("<f8", copy=False)
+    digest.update(np.where(np.isnan(values), np.nan, values).astype("<f8").tobytes())
 
 
 @dataclass(slots=True)
