@@ -23,13 +23,15 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 	$(BIN)/python -m benchmarks --quick
 	$(BIN)/python -m benchmarks.serving --quick
 	$(BIN)/python -m benchmarks.control_plane --quick
 	$(BIN)/python -m benchmarks.pit --quick
 	$(BIN)/python -m benchmarks.online --quick
 	$(BIN)/python -m benchmarks.training --quick
+	$(BIN)/python -m benchmarks.monitoring --quick
+	$(BIN)/python -m benchmarks.release_switch --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -46,6 +48,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.pit
 	$(BIN)/python -m benchmarks.online
 	$(BIN)/python -m benchmarks.training
+	$(BIN)/python -m benchmarks.monitoring
+	$(BIN)/python -m benchmarks.release_switch
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

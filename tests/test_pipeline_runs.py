@@ -138,8 +138,8 @@ def test_a_run_goes_step_by_step_and_waits_for_approval(app, svc, home):
     lineage_set = app.registry.version("credit", registered["version"], ACTOR)
     assert lineage_set["status"] == "ready"
     assert steps["approve"]["message"].startswith("waiting for approval")
-    # the plaintext training set lives only while its run does... which is not over yet
-    assert (home / "tmp" / "pipelines" / rid / "training_set.parquet").exists()
+    # the plaintext training set lived only until the model it trained was registered
+    assert not (home / "tmp" / "pipelines" / rid / "training_set.parquet").exists()
 
     svc.approve(rid, Actor("user", "amira"), note="metrics reviewed")
     run = svc.advance(rid, ACTOR)
