@@ -74,7 +74,9 @@ def test_dashboard_shows_the_demo_model_serving(home, start_server, browser, mon
     page.fill("#decision-id", answer["request_id"])
     page.click("#decisions button")
     found = page.locator("#decision").inner_text()
-    assert "proved" in found and "NOT" not in found and "credit_risk v1" in found
+    # the demo's canary may have answered: the page names whichever version did
+    assert "proved" in found and "NOT" not in found
+    assert f"credit_risk v{answer['version']}" in found
     assert f"{answer['predictions'][0]:.6f}" in found
     page.fill("#decision-id", "no-such-request")
     page.click("#decisions button")
