@@ -4,6 +4,7 @@ import os
 import shutil
 
 import pytest
+from playwright.sync_api import expect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
@@ -138,7 +139,7 @@ def test_the_data_page(home, tmp_path, start_server, browser):
     page = browser.new_page()
     page.goto(server.url + "/")
     page.click("#nav-data")
-    assert page.title() == "Data · Falaj"
+    expect(page).to_have_title("Data · Falaj")  # waits for the navigation
     tables = page.locator("#data-tables tbody tr").first.inner_text()
     assert "payments" in tables and "quarantine: amount" in tables and "spend" in tables
     views = page.locator("#views tbody tr").first.inner_text()
@@ -203,11 +204,11 @@ def test_the_models_pages(home, start_server, browser):
     page.on("request", lambda r: requests.append(r.url))
     page.goto(server.url + "/")
     page.click("#nav-models")
-    assert page.title() == "Models · Falaj"
+    expect(page).to_have_title("Models · Falaj")  # waits for the navigation
     row = page.locator("tr.version").first
     assert row.inner_text().startswith("v1") and "passed" in row.inner_text()
     row.locator("a").first.click()
-    assert page.title() == "credit v1 · Falaj"
+    expect(page).to_have_title("credit v1 · Falaj")  # waits for the navigation
     assert page.locator("#version-status").inner_text() == "ready"
     rows = page.locator("#gates tbody tr")
     assert rows.count() == len(gates)
@@ -232,7 +233,7 @@ def test_the_models_pages(home, start_server, browser):
     assert "is not valid" in notice.inner_text() and "bad" in notice.get_attribute("class")
 
     page.click("#card-link")
-    assert page.title() == "Model card: credit v1"
+    expect(page).to_have_title("Model card: credit v1")  # waits for the navigation
     assert "challenger" not in page.locator("#details").inner_text()
     assert "Aliases\tchampion" in page.locator("#details").inner_text()
     assert "female" in page.locator("#fairness").inner_text()
@@ -240,7 +241,7 @@ def test_the_models_pages(home, start_server, browser):
     page.click("#nav-runs")
     page.select_option("#train-spec", "trees")
     page.click("#train-button")  # trains as falaj train --spec trees does, then shows v2
-    assert page.title() == "credit v2 · Falaj"
+    expect(page).to_have_title("credit v2 · Falaj")  # waits for the navigation
     assert page.locator("#done").inner_text() == "trained credit@2 from spec trees: gates passed"
     assert all(u.startswith(server.url) for u in requests), requests  # nothing from the internet
     page.close()

@@ -90,7 +90,7 @@ class Workspace:
     pipelines: dict[str, Any] = field(default_factory=dict)  # name -> scheduler.specs.Pipeline
 
 
-def _mapping(value: Any, where: str, optional: bool = False) -> dict[str, Any]:
+def expect_mapping(value: Any, where: str, optional: bool = False) -> dict[str, Any]:
     if value is None and optional:
         return {}
     if not isinstance(value, dict):
@@ -98,10 +98,11 @@ def _mapping(value: Any, where: str, optional: bool = False) -> dict[str, Any]:
     return value
 
 
-def _known(d: dict[str, Any], keys: set[str], where: str) -> None:
+def check_keys(d: dict[str, Any], keys: set[str], where: str) -> None:
     unknown = sorted(set(map(str, d)) - keys)
     if unknown:
-        raise BadInput(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(keys))})")
+        known = ", ".join(sorted(keys)) or "none"
+        raise BadInput(f"{where}: unknown key {unknown[0]!r} (known: {known})")
 
 
 def _name(kind: str, name: Any, where: str) -> str:
@@ -137,9 +138,9 @@ def parse_columns(value: Any, where: str) -> tuple[str, ...] | None:
 
 def parse_view(name: Any, d: Any, where: str) -> ViewDecl:
     name = _name("view", name, where)
-    d = _mapping(d, where)
+    d = expect_mapping(d, where)
     kind = "sql" if "sql" in d else "transforms" if "transforms" in d else "columns"
-    _known(d, VIEW_KEYS[kind], where)
+    check_keys(d, VIEW_KEYS[kind], where)
     ttl = parse_ttl(d.get("ttl"), where)
     if kind == "sql":
         for k in ("entity", "event_time"):
@@ -205,16 +206,16 @@ def parse(text: str, source: str) -> Workspace:
         raise BadInput(f"{source}: not valid YAML{at}: {problem}") from None
     if doc is None:
         doc = {}
-    doc = _mapping(doc, source)
-    _known(doc, TOP_KEYS, source)
+    doc = expect_mapping(doc, source)
+    check_keys(doc, TOP_KEYS, source)
     entities = {}
-    for name, d in _mapping(doc.get("entities"), f"{source}: entities", True).items():
+    for name, d in expect_mapping(doc.get("entities"), f"{source}: entities", True).items():
         where = f"{source}: entities: {name}"
         name = _name("entity", name, where)
         if isinstance(d, str):
             d = {"join_key": d}
-        d = _mapping(d, where)
-        _known(d, ENTITY_KEYS, where)
+        d = expect_mapping(d, where)
+        check_keys(d, ENTITY_KEYS, where)
         if "join_key" not in d:
             raise BadInput(f"{where}: join_key is missing")
         desc = d.get("description", "")
@@ -222,12 +223,12 @@ def parse(text: str, source: str) -> Workspace:
             raise BadInput(f"{where}: description must be text")
         entities[name] = Entity(name, column_name(d["join_key"], f"{where}: join_key"), desc)
     tables = {}
-    for name, d in _mapping(doc.get("tables"), f"{source}: tables", True).items():
+    for name, d in expect_mapping(doc.get("tables"), f"{source}: tables", True).items():
         where = f"{source}: tables: {name}"
         _name("table", name, where)
         tables[name] = TableSpec.from_dict(name, d, where)
     views = {}
-    for name, d in _mapping(doc.get("views"), f"{source}: views", True).items():
+    for name, d in expect_mapping(doc.get("views"), f"{source}: views", True).items():
         view = parse_view(name, d, f"{source}: views: {name}")
         views[view.name] = view
     # imported here: training builds on features, whose views module reads this file

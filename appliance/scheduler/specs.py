@@ -32,6 +32,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from appliance.durations import parse_duration
 from appliance.errors import BadInput
+from appliance.features.workspace import check_keys, expect_mapping
 from appliance.names import check_name
 
 PIPELINE_KEYS = {"steps", "schedule", "on_new_data", "on_drift", "description"}
@@ -120,21 +121,6 @@ def schedule_text(schedule: dict[str, Any]) -> str:
     return f"every {schedule['interval_s']:g}s"
 
 
-def _mapping(value: Any, where: str, optional: bool = False) -> dict[str, Any]:
-    if value is None and optional:
-        return {}
-    if not isinstance(value, dict):
-        raise BadInput(f"{where}: expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _known(d: dict[str, Any], keys: set[str], where: str) -> None:
-    unknown = sorted(set(map(str, d)) - keys)
-    if unknown:
-        known = ", ".join(sorted(keys)) or "none"
-        raise BadInput(f"{where}: unknown key {unknown[0]!r} (known: {known})")
-
-
 def _int(value: Any, where: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise BadInput(f"{where}: expected an integer from {lo} to {hi}, got {value!r}")
@@ -160,8 +146,8 @@ def _text_list(value: Any, where: str) -> list[str]:
 
 
 def parse_schedule(value: Any, where: str) -> dict[str, Any]:
-    d = _mapping(value, where)
-    _known(d, {"cron", "interval"}, where)
+    d = expect_mapping(value, where)
+    check_keys(d, {"cron", "interval"}, where)
     if len(d) != 1:
         raise BadInput(f'{where}: give one of cron ("0 3 * * *") or interval (6h)')
     if "cron" in d:
@@ -217,7 +203,7 @@ def _parse_step_args(kind: str, args: dict[str, Any], where: str,
             from appliance.serving.releases import Policy  # serving imports the registry
 
             Policy.parse(args["policy"], f"{where}: policy")  # checked now, applied later
-            out["policy"] = _mapping(args["policy"], f"{where}: policy")
+            out["policy"] = expect_mapping(args["policy"], f"{where}: policy")
     elif kind in ("approve", "decide"):
         if "timeout" in args:
             out["timeout_s"] = _seconds(args["timeout"], f"{where}: timeout")
@@ -238,14 +224,14 @@ def parse_step(item: Any, where: str, training: dict[str, Any]) -> Step:
         kind, args = item, {}
     elif isinstance(item, dict) and len(item) == 1:
         kind, args = next(iter(item.items()))
-        args = _mapping(args, f"{where}: {kind}", optional=True)
+        args = expect_mapping(args, f"{where}: {kind}", optional=True)
     else:
         raise BadInput(f"{where}: expected a step kind ({', '.join(KINDS)}), alone or as "
                        "a mapping of one key to its settings, like {train: {spec: credit}}")  # fmt: skip
     if kind not in STEP_KEYS:
         raise BadInput(f"{where}: {kind!r} is not a step (steps: {', '.join(KINDS)})")
     at = f"{where}: {kind}"
-    _known(args, STEP_KEYS[kind] | COMMON_KEYS, at)
+    check_keys(args, STEP_KEYS[kind] | COMMON_KEYS, at)
     name = args.get("name", kind)
     if not isinstance(name, str) or not name.strip():
         raise BadInput(f"{at}: name: expected text, got {name!r}")
@@ -263,8 +249,8 @@ def parse_pipeline(name: Any, d: Any, where: str, training: dict[str, Any],
         name = check_name("pipeline", name)
     except BadInput as exc:
         raise BadInput(f"{where}: {exc.message}") from None
-    d = _mapping(d, where)
-    _known(d, PIPELINE_KEYS, where)
+    d = expect_mapping(d, where)
+    check_keys(d, PIPELINE_KEYS, where)
     items = d.get("steps")
     if not isinstance(items, list) or not items:
         raise BadInput(f"{where}: steps: expected a non-empty list of steps")
@@ -286,8 +272,8 @@ def parse_pipeline(name: Any, d: Any, where: str, training: dict[str, Any],
     on_new_data = None
     if "on_new_data" in d:
         at = f"{where}: on_new_data"
-        nd = _mapping(d["on_new_data"], at)
-        _known(nd, {"table", "rows", "freshness"}, at)
+        nd = expect_mapping(d["on_new_data"], at)
+        check_keys(nd, {"table", "rows", "freshness"}, at)
         if "table" not in nd or ("rows" in nd) == ("freshness" in nd):
             raise BadInput(f"{at}: give table and one of rows (a count of new rows) or "
                            "freshness (how much newer its latest event must be, like 1d)")  # fmt: skip
@@ -299,8 +285,8 @@ def parse_pipeline(name: Any, d: Any, where: str, training: dict[str, Any],
     on_drift = None
     if "on_drift" in d:
         at = f"{where}: on_drift"
-        dd = _mapping(d["on_drift"], at)
-        _known(dd, {"model"}, at)
+        dd = expect_mapping(d["on_drift"], at)
+        check_keys(dd, {"model"}, at)
         if not isinstance(dd.get("model"), str):
             raise BadInput(f"{at}: model is missing (the model whose drift alerts start a run)")
         on_drift = {"model": dd["model"]}
@@ -317,7 +303,7 @@ def parse_pipelines(value: Any, where: str, raw_training: Any,
     train steps name one), ``raw_training`` their YAML, which a run keeps."""
     out = {}
     raw = raw_training if isinstance(raw_training, dict) else {}
-    for name, d in _mapping(value, where, optional=True).items():
+    for name, d in expect_mapping(value, where, optional=True).items():
         p = parse_pipeline(name, d, f"{where}: {name}", training, raw)
         out[p.name] = p
     return out

@@ -25,6 +25,7 @@ from typing import Any
 
 from appliance.durations import parse_duration
 from appliance.errors import BadInput
+from appliance.features.workspace import check_keys, expect_mapping
 from appliance.names import check_name
 
 SPEC_KEYS = {"table", "training_set", "label", "features", "roles", "sensitive", "family",
@@ -83,18 +84,6 @@ class Spec:
         return d
 
 
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise BadInput(f"{where}: expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _known(d: dict, keys: set[str], where: str) -> None:
-    unknown = sorted(set(map(str, d)) - keys)
-    if unknown:
-        raise BadInput(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(keys))})")
-
-
 def _column(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadInput(f"{where}: {value!r} is not a column name")
@@ -111,9 +100,9 @@ def _number(value: Any, where: str, lo: float, hi: float, integer: bool = False)
 
 def parse_space(d: Any, where: str) -> dict[str, dict[str, Any]]:
     space = {}
-    for name, dist in _mapping(d, where).items():
+    for name, dist in expect_mapping(d, where).items():
         at = f"{where}: {name}"
-        dist = _mapping(dist, at)
+        dist = expect_mapping(dist, at)
         if len(dist) != 1 or next(iter(dist)) not in DIST_KINDS:
             raise BadInput(f"{at}: expected one of {', '.join(DIST_KINDS)}, like {{int: [8, 64]}}")
         kind, args = next(iter(dist.items()))
@@ -135,8 +124,8 @@ def parse_space(d: Any, where: str) -> dict[str, dict[str, Any]]:
 
 
 def parse_search(d: Any, where: str) -> Search:
-    d = _mapping(d, where)
-    _known(d, SEARCH_KEYS, where)
+    d = expect_mapping(d, where)
+    check_keys(d, SEARCH_KEYS, where)
     strategy = d.get("strategy", "random")
     if strategy not in STRATEGIES:
         raise BadInput(f"{where}: strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
@@ -191,8 +180,8 @@ def parse_spec(name: Any, d: Any, where: str) -> Spec:
     """A spec as declared in the workspace, checked for shape (tables and columns are
     checked when it runs)."""
     name = _named("training spec", name, where)
-    d = _mapping(d, where)
-    _known(d, SPEC_KEYS, where)
+    d = expect_mapping(d, where)
+    check_keys(d, SPEC_KEYS, where)
     if ("table" in d) == ("training_set" in d):
         raise BadInput(f"{where}: give exactly one of table or training_set")
     if "label" not in d:
@@ -219,7 +208,7 @@ def parse_spec(name: Any, d: Any, where: str) -> Spec:
         kw["features"] = tuple(_column(f, f"{where}: features") for f in feats)
     if "roles" in d:
         roles = {}
-        for col, role in _mapping(d["roles"], f"{where}: roles").items():
+        for col, role in expect_mapping(d["roles"], f"{where}: roles").items():
             if role not in ROLES:
                 raise BadInput(f"{where}: roles: {col}: {role!r} is not one of {', '.join(ROLES)}")
             roles[_column(col, f"{where}: roles")] = role
@@ -235,11 +224,13 @@ def parse_spec(name: Any, d: Any, where: str) -> Spec:
             raise BadInput(f"{where}: family: {exc.message}") from None
         kw["family"] = d["family"]
     if "params" in d:
-        kw["params"] = dict(_mapping(d["params"], f"{where}: params"))
+        kw["params"] = dict(expect_mapping(d["params"], f"{where}: params"))
     if "split" in d:
         split = d["split"]
-        split = {"kind": split} if isinstance(split, str) else _mapping(split, f"{where}: split")
-        _known(split, {"kind", "holdout", "k"}, f"{where}: split")
+        split = (
+            {"kind": split} if isinstance(split, str) else expect_mapping(split, f"{where}: split")
+        )
+        check_keys(split, {"kind", "holdout", "k"}, f"{where}: split")
         kind = split.get("kind", "time")
         if kind not in SPLIT_KINDS:
             raise BadInput(f"{where}: split: kind: {kind!r} is not one of {', '.join(SPLIT_KINDS)}")
@@ -255,7 +246,7 @@ def parse_spec(name: Any, d: Any, where: str) -> Spec:
         from appliance.training.gates import GateConfig
 
         try:  # checked now, used later
-            GateConfig.from_spec(_mapping(d["gates"], f"{where}: gates"))
+            GateConfig.from_spec(expect_mapping(d["gates"], f"{where}: gates"))
         except BadInput as exc:  # its message names the key path from "gates"
             raise BadInput(f"{where}: {exc.message}") from None
         kw["gates"] = d["gates"]
@@ -273,4 +264,4 @@ def parse_spec(name: Any, d: Any, where: str) -> Spec:
 def parse_specs(d: Any, where: str) -> dict[str, Spec]:
     if d is None:
         return {}
-    return {str(n): parse_spec(n, s, f"{where}: {n}") for n, s in _mapping(d, where).items()}
+    return {str(n): parse_spec(n, s, f"{where}: {n}") for n, s in expect_mapping(d, where).items()}
