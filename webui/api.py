@@ -3,7 +3,7 @@ views of the registry and the audit chain."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, redirect, request, url_for
 
 from appliance.auth import Actor
 from appliance.core import Appliance
@@ -21,6 +21,13 @@ def appliance() -> Appliance:
 def request_actor() -> Actor:
     # Until accounts land, API callers are identified by address.
     return Actor("api", request.remote_addr or "unknown")
+
+
+def back(endpoint: str, message: str, ok: bool = True, anchor: str = "", **values: object):
+    """A form's answer: redirect to ``endpoint``, which shows ``message`` as a notice (a
+    failure when not ``ok``), scrolled to ``anchor``."""
+    target = url_for(endpoint, done=message[:500], ok="1" if ok else "0", **values)
+    return redirect(target + anchor)
 
 
 def json_body() -> dict:

@@ -5,10 +5,10 @@ redirect back (post/redirect/get), carrying one line of outcome."""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, render_template, request
 
 from appliance.errors import FalajError, NotFound
-from webui.api import appliance, request_actor
+from webui.api import appliance, back, request_actor
 
 bp = Blueprint("data", __name__)
 
@@ -16,7 +16,7 @@ MAX_REF = 200  # a batch id is 32 hex digits, a row-id list a few numbers
 
 
 def _back(message: str, ok: bool = True, anchor: str = ""):
-    return redirect(url_for("data.page", done=message[:500], ok="1" if ok else "0") + anchor)
+    return back("data.page", message, ok, anchor)
 
 
 @bp.get("/data")

@@ -17,7 +17,7 @@ from appliance.features.views import WORKSPACE_FILE
 from appliance.registry import card
 from appliance.training.gates import LOWER_IS_BETTER, failed_gates
 from webui import charts
-from webui.api import appliance, request_actor
+from webui.api import appliance, back, request_actor
 
 bp = Blueprint("models", __name__)
 bp.add_app_template_filter(card.cell, "cell")
@@ -48,9 +48,7 @@ def gate_summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _back(name: str, version: int, message: str, ok: bool = True):
-    target = url_for("models.version", name=name, version=version, done=message[:500],
-                     ok="1" if ok else "0")  # fmt: skip
-    return redirect(target + "#aliases")
+    return back("models.version", message, ok, "#aliases", name=name, version=version)
 
 
 @bp.get("/models")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, render_template, request
 from markupsafe import Markup
 
 from appliance.errors import BadInput, FalajError
 from webui import charts
-from webui.api import appliance, json_body, request_actor
+from webui.api import appliance, back, json_body, request_actor
 
 bp = Blueprint("monitoring", __name__)
 
@@ -141,8 +141,7 @@ def psi_chart(history: list[dict[str, Any]], title: str, threshold: float = 0.2)
 
 
 def _back(message: str, ok: bool = True, model: str | None = None):
-    target = url_for("monitoring.page", done=message[:500], ok="1" if ok else "0")
-    return redirect(target + (f"#monitor-{model}" if model else ""))
+    return back("monitoring.page", message, ok, f"#monitor-{model}" if model else "")
 
 
 @bp.get("/monitoring")

@@ -10,11 +10,11 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, render_template, request
 from markupsafe import Markup
 
 from appliance.errors import BadInput, FalajError
-from webui.api import appliance, json_body, request_actor
+from webui.api import appliance, back, json_body, request_actor
 
 bp = Blueprint("pipelines", __name__)
 
@@ -67,10 +67,6 @@ def timeline(run: dict[str, Any]) -> Markup:
     )
 
 
-def _back(target: str, message: str, ok: bool = True, **values: str):
-    return redirect(url_for(target, done=message[:500], ok="1" if ok else "0", **values))
-
-
 # -- pages -------------------------------------------------------------------------
 
 
@@ -114,8 +110,8 @@ def run_form(name: str):
     try:
         r = app.scheduler.pipelines.start(_ref(name), actor, {"kind": "manual"})
     except FalajError as exc:
-        return _back("pipelines.page", exc.message, ok=False)
-    return _back("pipelines.run_page", f"started run {r['id']} of {name}", run_id=r["id"])
+        return back("pipelines.page", exc.message, ok=False)
+    return back("pipelines.run_page", f"started run {r['id']} of {name}", run_id=r["id"])
 
 
 @bp.post("/pipelines/runs/<run_id>/approve")
@@ -126,8 +122,8 @@ def approve_form(run_id: str):
     try:
         app.scheduler.pipelines.approve(_ref(run_id), actor, reject=reject, note=note)
     except FalajError as exc:
-        return _back("pipelines.run_page", exc.message, ok=False, run_id=run_id)
-    return _back("pipelines.run_page", "rejected" if reject else "approved", run_id=run_id)
+        return back("pipelines.run_page", exc.message, ok=False, run_id=run_id)
+    return back("pipelines.run_page", "rejected" if reject else "approved", run_id=run_id)
 
 
 @bp.post("/pipelines/runs/<run_id>/cancel")
@@ -136,8 +132,8 @@ def cancel_form(run_id: str):
     try:
         app.scheduler.pipelines.cancel(_ref(run_id), actor)
     except FalajError as exc:
-        return _back("pipelines.run_page", exc.message, ok=False, run_id=run_id)
-    return _back("pipelines.run_page", "cancelled", run_id=run_id)
+        return back("pipelines.run_page", exc.message, ok=False, run_id=run_id)
+    return back("pipelines.run_page", "cancelled", run_id=run_id)
 
 
 # -- the JSON API ------------------------------------------------------------------

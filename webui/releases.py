@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, render_template, request
 
 from appliance.errors import BadInput, FalajError
 from appliance.serving.releases import DEFAULT_PERCENT, STRATEGIES
-from webui.api import appliance, json_body, request_actor
+from webui.api import appliance, back, json_body, request_actor
 
 bp = Blueprint("releases", __name__)
 
@@ -83,8 +83,7 @@ def api_evaluate(name: str):
 
 
 def _back(message: str, ok: bool = True, name: str | None = None):
-    target = url_for("releases.page", done=message[:500], ok="1" if ok else "0")
-    return redirect(target + (f"#release-{name}" if name else ""))
+    return back("releases.page", message, ok, f"#release-{name}" if name else "")
 
 
 @bp.get("/releases")
