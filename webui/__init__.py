@@ -18,16 +18,22 @@ def create_app(appliance: Appliance, test_config: dict[str, Any] | None = None) 
 
     from webui import (
         api,
+        audit,
+        auth,
+        compliance,
         dashboard,
         data,
         errors,
+        logs,
         metrics,
         models,
         monitoring,
         openapi,
+        ops,
         pipelines,
         protocols,
         releases,
+        security,
     )
 
     errors.register(app)  # also installs the strict JSON provider
@@ -42,4 +48,10 @@ def create_app(appliance: Appliance, test_config: dict[str, Any] | None = None) 
     app.register_blueprint(monitoring.bp)
     app.register_blueprint(pipelines.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(auth.bp)  # login, enrolment, users and tokens
+    app.register_blueprint(audit.bp)  # checkpoints, receipts and proofs
+    app.register_blueprint(compliance.bp)  # consent, data subjects, review queue
+    app.register_blueprint(security.bp)  # security headers, the self-test page
+    app.register_blueprint(ops.bp)  # backups
+    app.register_blueprint(logs.bp)  # request logs
     return app

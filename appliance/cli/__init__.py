@@ -479,11 +479,17 @@ def bench(args: tuple[str, ...]) -> None:
 
 
 # Each module below adds its commands to ``cli``; imported last, after the helpers above.
+import appliance.cli.audit_commands  # noqa: E402, F401
+import appliance.cli.auth_commands  # noqa: E402, F401
+import appliance.cli.compliance_commands  # noqa: E402, F401
 import appliance.cli.data_commands  # noqa: E402, F401
 import appliance.cli.feature_commands  # noqa: E402, F401
+import appliance.cli.install_commands  # noqa: E402, F401
+import appliance.cli.key_commands  # noqa: E402, F401
 import appliance.cli.model_commands  # noqa: E402, F401
 import appliance.cli.monitor_commands  # noqa: E402, F401
 import appliance.cli.online_commands  # noqa: E402, F401
+import appliance.cli.ops_commands  # noqa: E402, F401
 import appliance.cli.pipeline_commands  # noqa: E402, F401
 import appliance.cli.release_commands  # noqa: E402, F401
 

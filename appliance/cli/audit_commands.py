@@ -1,0 +1,3 @@
+"""`falaj audit checkpoint | prove | export`: signed checkpoints and proofs over the audit log."""
+
+from __future__ import annotations

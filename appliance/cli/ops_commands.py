@@ -1,0 +1,3 @@
+"""`falaj backup` and `falaj restore`."""
+
+from __future__ import annotations

@@ -1,0 +1,29 @@
+"""Who is asking: login, enrolment, sessions and API tokens on every route, and the
+users and tokens pages (the trust issue fills this in).
+
+A view declares the permission it needs with ``@needs("model.read")`` (below the route
+decorator); the role-matrix test reads that declaration from every route, so a route
+without one fails the test. ``@public`` marks the few routes anyone may call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint
+
+bp = Blueprint("auth", __name__)
+
+
+def needs(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def mark(view: Callable[..., Any]) -> Callable[..., Any]:
+        view.permission = permission  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def public(view: Callable[..., Any]) -> Callable[..., Any]:
+    view.permission = None  # type: ignore[attr-defined]
+    return view
