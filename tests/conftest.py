@@ -138,10 +138,18 @@ class Server:
                 time.sleep(0.2)
         raise AssertionError(f"server did not answer in {timeout}s:\n{self.log.read_text()}")
 
+    token: str | None = None  # an admin API token, once the server answers
+
+    def headers(self) -> dict[str, str]:
+        """The headers that authenticate a raw HTTP request to this server (admin)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
     def request(self, method: str, path: str, body=None) -> tuple[int, dict]:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
+        for k, v in self.headers().items():
+            req.add_header(k, v)
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status, json.loads(r.read())

