@@ -23,6 +23,8 @@ import sqlcipher3
 from appliance.audit.chain import GENESIS, canonical_json, event_hash
 from appliance.errors import StoreBusy, StoreDamaged, StoreError, WrongKey
 from appliance.stores import migrations
+from appliance.stores.compliance import MIGRATIONS as COMPLIANCE_MIGRATIONS
+from appliance.stores.compliance import ComplianceReads, ComplianceTx
 from appliance.stores.monitoring import MIGRATIONS as MONITORING_MIGRATIONS
 from appliance.stores.monitoring import MonitoringReads, MonitoringTx
 from appliance.stores.releases import MIGRATIONS as RELEASE_MIGRATIONS
@@ -111,6 +113,7 @@ MIGRATIONS = [
     *RELEASE_MIGRATIONS,
     *SCHEDULER_MIGRATIONS,
     *MONITORING_MIGRATIONS,
+    *COMPLIANCE_MIGRATIONS,
 ]
 
 
@@ -164,7 +167,9 @@ def _decode(row: dict[str, Any], *fields: str) -> dict[str, Any]:
     return row
 
 
-class ControlTx(TableSpecTx, ViewTx, TrainingSetTx, RunTx, ReleaseTx, SchedulerTx, MonitoringTx):
+class ControlTx(
+    TableSpecTx, ViewTx, TrainingSetTx, RunTx, ReleaseTx, SchedulerTx, MonitoringTx, ComplianceTx
+):
     """The writes of one open control.db transaction."""
 
     def __init__(self, conn: Any) -> None:
@@ -251,6 +256,7 @@ class ControlStore(
     ReleaseReads,
     SchedulerReads,
     MonitoringReads,
+    ComplianceReads,
 ):
     def __init__(self, path: Path, key: bytes, create: bool = False) -> None:
         self.path = Path(path)
