@@ -23,6 +23,8 @@ import sqlcipher3
 from appliance.audit.chain import GENESIS, canonical_json, event_hash
 from appliance.errors import StoreBusy, StoreDamaged, StoreError, WrongKey
 from appliance.stores import migrations
+from appliance.stores.auth import MIGRATIONS as AUTH_MIGRATIONS
+from appliance.stores.auth import AuthReads, AuthTx
 from appliance.stores.compliance import MIGRATIONS as COMPLIANCE_MIGRATIONS
 from appliance.stores.compliance import ComplianceReads, ComplianceTx
 from appliance.stores.monitoring import MIGRATIONS as MONITORING_MIGRATIONS
@@ -113,6 +115,7 @@ MIGRATIONS = [
     *RELEASE_MIGRATIONS,
     *SCHEDULER_MIGRATIONS,
     *MONITORING_MIGRATIONS,
+    *AUTH_MIGRATIONS,
     *COMPLIANCE_MIGRATIONS,
 ]
 
@@ -168,7 +171,15 @@ def _decode(row: dict[str, Any], *fields: str) -> dict[str, Any]:
 
 
 class ControlTx(
-    TableSpecTx, ViewTx, TrainingSetTx, RunTx, ReleaseTx, SchedulerTx, MonitoringTx, ComplianceTx
+    TableSpecTx,
+    ViewTx,
+    TrainingSetTx,
+    RunTx,
+    ReleaseTx,
+    SchedulerTx,
+    MonitoringTx,
+    AuthTx,
+    ComplianceTx,
 ):
     """The writes of one open control.db transaction."""
 
@@ -256,6 +267,7 @@ class ControlStore(
     ReleaseReads,
     SchedulerReads,
     MonitoringReads,
+    AuthReads,
     ComplianceReads,
 ):
     def __init__(self, path: Path, key: bytes, create: bool = False) -> None:
