@@ -23,6 +23,8 @@ import sqlcipher3
 from appliance.audit.chain import GENESIS, canonical_json, event_hash
 from appliance.errors import StoreBusy, StoreDamaged, StoreError, WrongKey
 from appliance.stores import migrations
+from appliance.stores.audit import MIGRATIONS as AUDIT_MIGRATIONS
+from appliance.stores.audit import AuditReads, AuditTx
 from appliance.stores.auth import MIGRATIONS as AUTH_MIGRATIONS
 from appliance.stores.auth import AuthReads, AuthTx
 from appliance.stores.compliance import MIGRATIONS as COMPLIANCE_MIGRATIONS
@@ -116,6 +118,7 @@ MIGRATIONS = [
     *SCHEDULER_MIGRATIONS,
     *MONITORING_MIGRATIONS,
     *AUTH_MIGRATIONS,
+    *AUDIT_MIGRATIONS,
     *COMPLIANCE_MIGRATIONS,
 ]
 
@@ -179,6 +182,7 @@ class ControlTx(
     SchedulerTx,
     MonitoringTx,
     AuthTx,
+    AuditTx,
     ComplianceTx,
 ):
     """The writes of one open control.db transaction."""
@@ -268,6 +272,7 @@ class ControlStore(
     SchedulerReads,
     MonitoringReads,
     AuthReads,
+    AuditReads,
     ComplianceReads,
 ):
     def __init__(self, path: Path, key: bytes, create: bool = False) -> None:

@@ -1,0 +1,81 @@
+"""control.db: the index of the audit chain's signed checkpoints.
+
+A mixin pair like ``runs.py``: ``AuditTx`` joins ``ControlTx``, ``AuditReads`` joins
+``ControlStore``. The checkpoints themselves live outside the store, one signed JSON
+line each in ``audit/checkpoints.log`` (``appliance.audit.checkpoints``); this table
+repeats each line under its line number, so a log file cut short, swapped or removed
+is noticed, and the dashboard lists them without reading the file. Append-only, like
+the chain.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from appliance.stores import migrations
+
+MIGRATIONS: list[migrations.Migration] = [
+    migrations.Migration(
+        "0012_audit_proofs",
+        """
+        CREATE TABLE audit_checkpoints (
+            line_no INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('checkpoint', 'rotation')),
+            size INTEGER,
+            root TEXT,
+            at TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            line TEXT NOT NULL
+        );
+        CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+            BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+        CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+            BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END
+        """,
+    ),
+]
+
+
+class AuditTx:
+    conn: Any
+
+    def add_checkpoint(self, line_no: int, record: dict[str, Any], line: str) -> None:
+        self.conn.execute(
+            "INSERT INTO audit_checkpoints (line_no, kind, size, root, at, key_id, line) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (line_no, record["kind"], record.get("size"), record.get("root"), record["time"],
+             record["key_id"], line),
+        )  # fmt: skip
+
+
+class AuditReads:
+    query: Any  # ControlStore.query
+
+    def checkpoint_lines(self) -> list[dict[str, Any]]:
+        """Every indexed line, oldest first: line_no, kind and the line's record."""
+        rows = self.query("SELECT line_no, line FROM audit_checkpoints ORDER BY line_no")
+        return [{"line_no": r["line_no"], "line": r["line"]} | json.loads(r["line"]) for r in rows]
+
+    def checkpoints(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest checkpoints (not rotations), newest first."""
+        rows = self.query(
+            "SELECT line_no, line FROM audit_checkpoints WHERE kind = 'checkpoint' "
+            "ORDER BY line_no DESC LIMIT ?",
+            (limit,),
+        )
+        return [{"line_no": r["line_no"]} | json.loads(r["line"]) for r in rows]
+
+    def checkpoint_count(self) -> int:
+        return self.query("SELECT count(*) AS n FROM audit_checkpoints")[0]["n"]
+
+    def audit_hashes(self, after: int = 0, upto: int | None = None) -> list[tuple[int, str]]:
+        """(seq, hash) of the events after ``after`` up to ``upto``, oldest first."""
+        rows = self.query(
+            "SELECT seq, hash FROM audit_events WHERE seq > ? AND seq <= ? ORDER BY seq",
+            (after, upto if upto is not None else 2**62),
+        )
+        return [(r["seq"], r["hash"]) for r in rows]
+
+    def audit_max_seq(self) -> int:
+        return self.query("SELECT coalesce(max(seq), 0) AS n FROM audit_events")[0]["n"]
