@@ -18,7 +18,10 @@ A request adds its decisions as plain values (``Decisions``); they become one Ar
 table per batch, when the batch is written, not one per request. Batches logged since
 ``0005_decision_routes`` commit to every column, the route and the monitor vector
 (``inputs``) included, and their event says ``"columns": 2``; older events, without it,
-commit to the first ten columns and still verify.
+commit to the first ten columns and still verify. Since ``records_root`` the event also
+commits to the RFC 6962 Merkle root over the batch's records (``record_leaves``): a
+decision's receipt (its request id) is provable by itself, the record's inclusion in
+that root and the event's in a signed checkpoint (``falaj audit prove``).
 
 Retention (``decision_retention_days``; 0 keeps everything): ``prune`` deletes whole
 batches committed before the cutoff. Its commit point is the ``decisions.pruned`` event
@@ -43,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from appliance import faults
+from appliance.audit import merkle
 from appliance.auth import SYSTEM, Actor, require
 from appliance.errors import FalajError, Unavailable
 from appliance.stores import ControlStore, FeatureStore
@@ -73,6 +77,22 @@ def records_sha256(rows: pa.Table, columns: int | None = None) -> str:
     """
     if columns is None:
         columns = 2 if "inputs" in rows.column_names else 1
+    rows, lines = _record_lines(rows, columns)
+    digest = hashlib.sha256()
+    if len(lines):
+        if lines.null_count:  # as "\x1e".join() would have it: a null record cannot be hashed
+            raise TypeError("records_sha256: a record is null")
+        whole = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()),
+                                                        lines), "\x1e")  # fmt: skip
+        digest.update(whole[0].as_buffer())
+    if columns > 1:
+        digest.update(b"\x1d")
+        _inputs_bytes(rows.column("inputs"), digest)
+    return digest.hexdigest()
+
+
+def _record_lines(rows: pa.Table, columns: int) -> tuple[pa.Table, pa.Array]:
+    """The records in hashing order, and each one's text (``records_sha256``)."""
     order = pc.sort_indices(rows, [("request_id", "ascending"), ("row_in_request", "ascending")])
     rows = rows.take(order)
     texts = []
@@ -93,17 +113,33 @@ def records_sha256(rows: pa.Table, columns: int | None = None) -> str:
         )
     if isinstance(lines, pa.ChunkedArray):
         lines = lines.combine_chunks()
-    digest = hashlib.sha256()
-    if len(lines):
-        if lines.null_count:  # as "\x1e".join() would have it: a null record cannot be hashed
-            raise TypeError("records_sha256: a record is null")
-        whole = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()),
-                                                        lines), "\x1e")  # fmt: skip
-        digest.update(whole[0].as_buffer())
-    if columns > 1:
-        digest.update(b"\x1d")
-        _inputs_bytes(rows.column("inputs"), digest)
-    return digest.hexdigest()
+    return rows, lines
+
+
+def record_leaves(rows: pa.Table) -> list[bytes]:
+    """Each record's RFC 6962 leaf hash, in ``records_sha256``'s order: SHA-256 of 0x00,
+    the record's text (as ``records_sha256`` has it, all columns), U+001D, its
+    ``inputs`` length as a little-endian int64 (-1: null) and its values' little-endian
+    IEEE-754 bytes. A batch's event commits to the Merkle root over these
+    (``records_root``), so one decision is provable without the others."""
+    rows, lines = _record_lines(rows, COLUMNS)
+    texts = lines.to_pylist()
+    col = rows.column("inputs")
+    col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    lengths = pc.fill_null(pc.list_value_length(col), -1).to_numpy(zero_copy_only=False)
+    values = col.flatten().to_numpy(zero_copy_only=False).astype("<f8", copy=False)
+    flat = np.where(np.isnan(values), np.nan, values).astype("<f8").tobytes()
+    ends = (np.cumsum(np.maximum(lengths, 0)) * 8).tolist()
+    sizes = np.ascontiguousarray(lengths, dtype="<i8").tobytes()
+    sha, out, start = hashlib.sha256, [], 0
+    for i, text in enumerate(texts):
+        if text is None:
+            raise TypeError("record_leaves: a record is null")
+        end = ends[i]
+        out.append(sha(b"\x00" + text.encode() + b"\x1d" + sizes[i * 8 : i * 8 + 8]
+                       + flat[start:end]).digest())  # fmt: skip
+        start = end
+    return out
 
 
 def _float_bits(col: pa.Array, canonical: bool) -> pa.Array:
@@ -309,12 +345,14 @@ class DecisionLog:
         rows = decisions_table(parts)
         batch_id = uuid.uuid4().hex
         digest = records_sha256(rows, COLUMNS)
+        root = merkle.root_of(record_leaves(rows)).hex()
         at = datetime.now(UTC).replace(tzinfo=None)
         with self.features.transaction() as tx:
             tx.append_decisions(rows, batch_id, len(parts), digest, at, answered)
         faults.point("decisions.data_committed")
         try:
-            self._audit(batch_id, rows.num_rows, len(parts), digest, columns=COLUMNS)
+            self._audit(batch_id, rows.num_rows, len(parts), digest, columns=COLUMNS,
+                        records_root=root)  # fmt: skip
         except Exception:
             if not answered:  # these will be refused: take their records back
                 with contextlib.suppress(Exception), self.features.transaction() as tx:
@@ -329,6 +367,11 @@ class DecisionLog:
             tx.append_audit(SYSTEM, "decisions.logged", batch_id,
                             {"rows": n_rows, "requests": requests, "records_sha256": digest}
                             | extra)  # fmt: skip
+
+    def pending(self, request_id: str) -> bool:
+        """Whether a request's decisions wait for their batch (its receipt: not provable yet)."""
+        with self._lock:
+            return any(p.request_id == request_id for p in self._pending)
 
     def flush(self) -> int:
         """Commit everything pending now; the number of decisions written."""
@@ -397,8 +440,11 @@ class DecisionLog:
             if batch_id in audited:
                 continue
             if batch["answered"]:  # the event it would have had, from its stored hash
+                columns = self._columns_of(batch)
+                extra = {"records_root": merkle.root_of(record_leaves(
+                    self.features.decision_batch_rows(batch_id))).hex()} if columns == COLUMNS else {}  # fmt: skip
                 self._audit(batch_id, batch["rows"], batch["requests"], batch["records_sha256"],
-                            recovered=True, columns=self._columns_of(batch))  # fmt: skip
+                            recovered=True, columns=columns, **extra)  # fmt: skip
             else:
                 with self.features.transaction() as tx:
                     tx.undo_decisions(batch_id)
