@@ -6,8 +6,9 @@ One alert per (model, kind, feature) is active at a time: ``open`` until acknowl
 audit event (``monitor.alert``, ``monitor.alert_resolved``, ``monitor.alert_ack``) in
 the same control.db transaction as the change.
 
-The webhook is a URL on this machine or the local network (loopback or a private
-address; ``check_webhook_url`` refuses anything else). Deliveries run in a background
+The webhook is a URL on this machine or the local network (an address in the
+``allowed_networks`` setting; ``check_webhook_url`` refuses anything else, by the same
+rule as ``compliance.residency``). Deliveries run in a background
 thread after the pass: each attempt is recorded on the alert with an audit event
 (``monitor.webhook_sent`` or ``monitor.webhook_failed``, logged too), and the next pass
 tries again (up to ``MAX_ATTEMPTS``), so a dead receiver never blocks monitoring.
@@ -15,10 +16,8 @@ tries again (up to ``MAX_ATTEMPTS``), so a dead receiver never blocks monitoring
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import socket
 import threading
 import urllib.error
 import urllib.request
@@ -26,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from appliance.auth import Actor
+from appliance.compliance import residency
 from appliance.errors import BadInput
 from appliance.stores.control import now
 
@@ -131,12 +131,6 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- the webhook
 
 
-def _allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if ip.is_loopback:
-        return True
-    return ip.is_private and not (ip.is_link_local or ip.is_unspecified or ip.is_multicast)
-
-
 def check_webhook_url(url: str) -> tuple[str, int]:
     """Refuse a webhook URL that is not http(s) to a loopback or private-LAN address
     (a host name must resolve to such addresses only); its (host, port)."""
@@ -151,21 +145,8 @@ def check_webhook_url(url: str) -> tuple[str, int]:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise BadInput(f"webhook {url!r}: the port is not a number from 1 to 65535") from None
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-        except OSError:
-            raise BadInput(f"webhook {url!r}: host {host!r} does not resolve here; give "
-                           "a loopback or LAN address") from None  # fmt: skip
-        addresses = [ipaddress.ip_address(i[4][0].split("%")[0]) for i in infos]
-    bad = [str(a) for a in addresses if not _allowed(a)]
-    if bad:
-        what = host if bad[0] == host else f"{host} is {bad[0]}, which"
-        raise BadInput(f"webhook {url!r}: {what} is a public address; alerts go "
-                       "only to loopback or private LAN addresses (10/8, 172.16/12, "
-                       "192.168/16, 127/8, fc00::/7)")  # fmt: skip
+    # one rule for every sink and for the process's own connections (compliance.residency)
+    residency.check_sink(host, f"webhook {url!r}", port)
     return host, port
 
 
