@@ -50,6 +50,9 @@ class IngestService:
     def __init__(self, features: FeatureStore, control: ControlStore) -> None:
         self.features = features
         self.control = control
+        # compliance.shredding's hook over checked batches: seals personal columns,
+        # quarantines rows of subjects who withdrew consent (set by the Appliance)
+        self.protect: Any = None
 
     def table_spec(self, table: str) -> TableSpec | None:
         """The workspace's declaration of a table, or None."""
@@ -118,16 +121,23 @@ class IngestService:
         src = sources.open_source(source, from_table=from_table, label=label)
         where = src.where
         existing = self.features.column_types(table)
+        personal = _personal(table, spec, existing)
+        if personal and existing is not None:  # checked as text, sealed after the checks
+            existing = {c: "VARCHAR" if c in personal else t for c, t in existing.items()}
         contract = spec.contract if spec else None
         batch_id = uuid.uuid4().hex
         now = now_utc()
         with Staging() as staging:
             plan = make_plan(src, entity, timestamp, created, existing, contract, now,
                              staging, progress)  # fmt: skip
+            plan.types.update({c: "VARCHAR" for c in personal if c in plan.types})
             with self.features.bulk_transaction() as tx:
                 if existing is None:
-                    tx.create_table(table, plan.types, entity, timestamp, now, created)
+                    types = {c: "BLOB" if c in personal else t for c, t in plan.types.items()}
+                    tx.create_table(table, types, entity, timestamp, now, created)
                 checked = check_batches(src, plan, staging, progress)
+                if self.protect is not None:
+                    checked = self.protect(table, entity, personal, checked)
                 landed = landing.land_batches(tx, plan, checked, table, batch_id, where, now)
                 if landed.rows_in == 0:
                     raise BadInput(f"{where}: has no rows")
@@ -196,6 +206,19 @@ class IngestService:
                 )  # fmt: skip
             undone.append(batch["batch_id"])
         return undone
+
+
+def _personal(table: str, spec: TableSpec | None, existing: dict[str, str] | None
+              ) -> tuple[str, ...]:  # fmt: skip
+    """The table's personal columns; a table stored before they were declared is refused
+    (its values are plaintext: they cannot be shredded)."""
+    personal = spec.personal if spec else ()
+    for c in personal if existing is not None else ():
+        if c in existing and existing[c] != "BLOB":
+            raise BadInput(f"table {table!r}: column {c!r} is declared personal but is stored "
+                           f"as plaintext {existing[c]}; declare personal columns before a "
+                           "table's first ingest (or ingest into a new table)")  # fmt: skip
+    return personal
 
 
 def _public(report: dict[str, Any]) -> dict[str, Any]:

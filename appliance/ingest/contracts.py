@@ -11,6 +11,7 @@ lists per-column rules (type, nullability, range, allowed values), the uniquenes
         entity: customer_id
         event_time: event_time
         created_time: created_at        # optional
+        personal: [full_name, email]    # optional: encrypted per subject (crypto-shredding)
         contract:
           policy: quarantine            # or refuse (the default)
           unique_key: true              # (entity, event time) appears once
@@ -36,7 +37,7 @@ POLICIES = ("refuse", "quarantine")
 TYPES = ("BOOLEAN", "BIGINT", "DOUBLE", "VARCHAR", "TIMESTAMP")  # what ingest stores
 COLUMN_KEYS = {"type", "nullable", "min", "max", "allowed"}
 CONTRACT_KEYS = {"policy", "unique_key", "freshness", "columns"}
-SPEC_KEYS = {"entity", "event_time", "created_time", "contract"}
+SPEC_KEYS = {"entity", "event_time", "created_time", "contract", "personal"}
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
@@ -148,6 +149,7 @@ class TableSpec:
     event_time: str
     created_time: str | None = None
     contract: Contract | None = None
+    personal: tuple[str, ...] = ()  # encrypted per subject at ingest (compliance.shredding)
 
     @classmethod
     def from_dict(cls, table: str, d: Any, where: str) -> TableSpec:
@@ -165,7 +167,18 @@ class TableSpec:
         contract = d.get("contract")
         if contract is not None:
             contract = Contract.from_dict(contract, f"{where}: contract")
-        return cls(table, entity, event_time, created, contract)
+        personal = d.get("personal") or []
+        if not isinstance(personal, list):
+            raise BadInput(f"{where}: personal: expected a list of column names")
+        personal = tuple(_column_name(c, f"{where}: personal") for c in personal)
+        keys = {entity: "entity", event_time: "event_time", created: "created_time"}
+        for c in personal:
+            if c in keys:
+                raise BadInput(f"{where}: personal: {c!r} is the table's {keys[c]} column; "
+                               "key columns cannot be personal (encrypted)")  # fmt: skip
+            if personal.count(c) > 1:
+                raise BadInput(f"{where}: personal: {c!r} is listed twice")
+        return cls(table, entity, event_time, created, contract, personal)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"entity": self.entity, "event_time": self.event_time}
@@ -173,6 +186,8 @@ class TableSpec:
             d["created_time"] = self.created_time
         if self.contract is not None:
             d["contract"] = self.contract.to_dict()
+        if self.personal:
+            d["personal"] = list(self.personal)
         return d
 
 
