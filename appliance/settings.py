@@ -38,6 +38,19 @@ SETTINGS: tuple[Setting, ...] = (
         "TCP port of the Open Inference Protocol's gRPC service (as Triton's 8001); 0: off.",
     ),
     Setting(
+        "tls",
+        "auto",
+        "HTTPS for `falaj run`: auto (on beyond loopback, off on 127.0.0.1), on, or off "
+        "(refused beyond loopback).",
+        choices=("auto", "on", "off"),
+    ),
+    Setting(
+        "tls_cert",
+        "",
+        "PEM certificate (chain) for HTTPS; empty: a self-signed one made in HOME/tls/.",
+    ),
+    Setting("tls_key", "", "PEM private key of tls_cert (keep it 0600)."),
+    Setting(
         "master_key_file",
         "",
         "File holding the 32-byte master key (else systemd credential or keys/master.key).",

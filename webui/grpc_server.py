@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -148,9 +149,12 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         )
 
 
-def create_server(app, host: str, port: int, threads: int) -> tuple[grpc.Server, int]:
+def create_server(
+    app, host: str, port: int, threads: int, tls: tuple[Path, Path] | None = None
+) -> tuple[grpc.Server, int]:
     """A gRPC server bound to ``host:port`` (not yet started) and the port it got;
-    a port that cannot be bound is a FalajError naming it."""
+    a port that cannot be bound is a FalajError naming it. With ``tls`` (certificate and
+    key files, those of the HTTPS server) it speaks only TLS."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="falaj-grpc"),
         options=[
@@ -162,7 +166,11 @@ def create_server(app, host: str, port: int, threads: int) -> tuple[grpc.Server,
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(app), server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            pair = (tls[1].read_bytes(), tls[0].read_bytes())
+            bound = server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
     except RuntimeError:
         bound = 0
     if not bound:

@@ -1,36 +1,73 @@
 """``falaj run``: bind the port(s), create the home if needed, check both stores, load
-the demo if asked, then serve the dashboard, API and models with waitress (a production
-WSGI server), and the Open Inference Protocol over gRPC when ``grpc_port`` is set, until
-SIGTERM or Ctrl-C."""
+the demo if asked, then serve the dashboard, API and models with cheroot (CherryPy's
+production WSGI server: a thread pool in this process, where the model slots live, and
+TLS through Python's ``ssl``), and the Open Inference Protocol over gRPC when
+``grpc_port`` is set, until SIGTERM or Ctrl-C.
+
+HTTPS whenever it listens beyond loopback (plain HTTP is refused there) and on loopback
+with ``--tls``: see ``appliance.tls``. The gRPC service then uses the same certificate.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import sys
+from typing import Any
 
 import click
-import waitress
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 
+from appliance import tls
 from appliance.auth import Actor
 from appliance.core import Appliance
 from appliance.errors import FalajError
 from webui import create_app
 
+KEEP_ALIVE_CONNECTIONS = 256  # idle keep-alive connections held open (cheroot's default: 10)
 
-def start(app: Appliance, demo: bool, actor: Actor) -> None:
-    host, port = app.settings["host"], app.settings["port"]
-    # Requests queued while every worker thread is busy are normal under load: waitress
-    # warns of each one (a log line per request, on the hot path); keep its errors.
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    try:  # bind first: a taken port fails at once, before any work is done
-        server = waitress.create_server(
-            create_app(app), host=host, port=port, threads=app.settings["threads"], ident="falaj"
-        )
+
+class _Adapter(BuiltinSSLAdapter):
+    """cheroot's TLS adapter with our context (TLS 1.2+, strong suites) and no parse of
+    the certificate into every request's environment."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:  # noqa: D107 -- no super(): no files
+        self.certificate = self.private_key = self.certificate_chain = None
+        self.ciphers = None
+        self.context = context
+        self._server_env = {}
+
+
+def make_server(wsgi_app: Any, host: str, port: int, threads: int,
+                context: ssl.SSLContext | None = None) -> wsgi.Server:  # fmt: skip
+    """A cheroot server bound to (host, port), its threads started; ``serve()`` runs it.
+    A taken port is a ``FalajError`` at once, before any work is done."""
+    server = wsgi.Server((host, port), wsgi_app, numthreads=threads, server_name="falaj")
+    server.keep_alive_conn_limit = KEEP_ALIVE_CONNECTIONS
+    if context is not None:
+        server.ssl_adapter = _Adapter(context)
+    try:
+        server.prepare()
     except OSError as exc:
         raise FalajError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port"
         ) from None
+    return server
+
+
+def effective_port(server: wsgi.Server) -> int:
+    return server.socket.getsockname()[1]
+
+
+def start(app: Appliance, demo: bool, actor: Actor) -> None:
+    host, port = app.settings["host"], app.settings["port"]
+    plan = tls.plan(app.settings)  # refuses plain HTTP beyond loopback before binding
+    context = tls.server_context(plan.cert, plan.key) if plan.enabled else None
+    # cheroot logs each client that drops a connection or fails a TLS handshake: noise
+    logging.getLogger("cheroot").setLevel(logging.ERROR)
+    server = make_server(create_app(app), host, port, app.settings["threads"], context)
 
     say = lambda msg: click.echo(msg, err=True)  # noqa: E731
     grpc_server = None
@@ -39,8 +76,9 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
             from webui import grpc_server as grpc_module  # grpcio loads only when asked for
 
             grpc_server, grpc_port = grpc_module.create_server(
-                app, host, app.settings["grpc_port"], app.settings["threads"]
-            )
+                app, host, app.settings["grpc_port"], app.settings["threads"],
+                tls=(plan.cert, plan.key) if plan.enabled else None,
+            )  # fmt: skip
         result = app.init(actor)
         if result["created_key"]:
             say(f"created a new home in {app.home}; master key in {app.key_path} (back it up)")
@@ -50,7 +88,7 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
             app.load_demo(actor, say=lambda msg: say(f"demo: {msg}"))
         app.serving.server.refresh(force=True)  # load and verify every deployed bundle
     except BaseException:
-        server.close()
+        server.stop()
         if grpc_server is not None:
             grpc_server.stop(None)
         raise
@@ -62,14 +100,18 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    say(f"Falaj serving on http://{host}:{server.effective_port}")
+    url_host = f"[{host}]" if ":" in host else host
+    say(f"Falaj serving on {plan.scheme}://{url_host}:{effective_port(server)}")
+    if plan.generated:
+        say(f"TLS: self-signed certificate {plan.cert} (SHA-256 {tls.fingerprint(plan.cert)})")
     if grpc_server is not None:
         grpc_server.start()
-        say(f"Open Inference Protocol (gRPC) on {host}:{grpc_port}")
+        say(f"Open Inference Protocol (gRPC{' over TLS' if plan.enabled else ''}) on "
+            f"{host}:{grpc_port}")  # fmt: skip
     sys.stderr.flush()
     try:
         app.scheduler.start(say)  # jobs and pipeline runs; one process per home takes them
-        server.run()  # returns on the KeyboardInterrupt that stop() raises
+        server.serve()  # returns on the KeyboardInterrupt that stop() raises
     except KeyboardInterrupt:
         pass
     finally:
@@ -77,4 +119,4 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
         app.scheduler.stop()  # a running step stops at its next progress report
         if grpc_server is not None:
             grpc_server.stop(grace=5).wait()  # in-flight calls finish, new ones are refused
-        server.close()
+        server.stop()

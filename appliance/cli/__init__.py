@@ -144,23 +144,31 @@ def init(app: Appliance, as_json: bool) -> None:
 
 @cli.command()
 @overriding(
-    "host", "port", "grpc_port", "threads", "device", "decision_log", "check_on_start", "demo_rows"
-)
+    "host", "port", "grpc_port", "threads", "device", "decision_log", "check_on_start",
+    "demo_rows", "tls_cert", "tls_key",
+)  # fmt: skip
 @click.option(
     "--demo", is_flag=True, help="On an empty home, load the credit-risk demo and deploy a model."
 )
+@click.option("--tls", "tls_on", is_flag=True,
+              help="Serve HTTPS on loopback too (beyond loopback it always does).")  # fmt: skip
 @service
-def run(app: Appliance, demo: bool) -> None:
+def run(app: Appliance, demo: bool, tls_on: bool) -> None:
     """Serve the dashboard, the JSON API and the models.
 
     Creates the home first if it is empty, then reads every page of both stores
-    (check_on_start) before it serves.
+    (check_on_start) before it serves. Beyond loopback (--host 0.0.0.0) it serves only
+    HTTPS, with tls_cert/tls_key or a self-signed certificate made in HOME/tls/.
 
     \b
     Example:
         falaj --home ./var run --demo --port 8080
+        falaj run --host 0.0.0.0 --port 8443 --tls-cert cert.pem --tls-key key.pem
     """
     from webui import server
+
+    if tls_on:
+        app.settings["tls"] = "on"
 
     server.start(app, demo=demo, actor=cli_actor())
 
