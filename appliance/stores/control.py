@@ -246,6 +246,13 @@ class ControlTx(
     def version_paths(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT path FROM model_versions")]
 
+    def set_manifest(self, name: str, version: int, manifest_sha256: str) -> None:
+        """A bundle re-signed under a new key (``falaj rekey``) has a new manifest."""
+        self.conn.execute(
+            "UPDATE model_versions SET manifest_sha256 = ? WHERE name = ? AND version = ?",
+            (manifest_sha256, name, version),
+        )
+
     # -- deployments -----------------------------------------------------------
 
     def deployment(self, name: str) -> dict[str, Any] | None:
