@@ -25,6 +25,7 @@ import kernels
 from appliance import demo, keys, settings
 from appliance.audit import AuditService
 from appliance.auth import SYSTEM, Actor, require
+from appliance.auth.service import AuthService
 from appliance.errors import StoreDamaged, StoreError
 from appliance.features import FeatureCatalog
 from appliance.features.online import OnlineStore
@@ -197,8 +198,13 @@ class Appliance:
                                  self.settings, lambda: getattr(self, "metrics", None))  # fmt: skip
 
     @cached_property
+    def auth(self) -> AuthService:
+        return AuthService(self.control, self.settings)
+
+    @cached_property
     def audit(self) -> AuditService:
-        return AuditService(self.control)
+        return AuditService(self.control, self.home, lambda: self.master_key,
+                            lambda: self.features, lambda: self.decision_log)  # fmt: skip
 
     @cached_property
     def scheduler(self) -> Scheduler:

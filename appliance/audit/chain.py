@@ -46,6 +46,7 @@ class Verification:
     reason: str = ""
     head: tuple[int, str] | None = None  # (seq, hash) of the last verified event
     hashed: int = 0  # events re-hashed by this verification
+    checkpoint: int | None = None  # the size of the signed checkpoint the store matched
 
     @property
     def ok(self) -> bool:

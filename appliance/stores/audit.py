@@ -79,3 +79,12 @@ class AuditReads:
 
     def audit_max_seq(self) -> int:
         return self.query("SELECT coalesce(max(seq), 0) AS n FROM audit_events")[0]["n"]
+
+    def audit_first_gap(self) -> int:
+        """The first sequence number missing below the last event (0: none)."""
+        rows = self.query(
+            "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM audit_events WHERE seq = 1) THEN 1 "
+            "ELSE (SELECT min(a.seq) + 1 FROM audit_events a WHERE NOT EXISTS "
+            "(SELECT 1 FROM audit_events b WHERE b.seq = a.seq + 1)) END AS gap"
+        )
+        return rows[0]["gap"] or 0
