@@ -175,6 +175,8 @@ class _Opener(io.RawIOBase):
         if size > CHUNK + 16:
             raise BackupRefused(f"{self.name}: damaged: chunk {self.n + 1} has a bad length")
         sealed = self.f.read(size)
+        if len(sealed) < size:
+            raise BackupRefused(f"{self.name}: damaged: cut short in chunk {self.n + 1}")
         try:
             self.buf = self.aead.decrypt(_nonce(self.n), sealed, _aad(self.hash, last))
         except InvalidTag:
