@@ -26,6 +26,11 @@ from appliance import demo, keys, settings
 from appliance.audit import AuditService
 from appliance.auth import SYSTEM, Actor, require
 from appliance.auth.service import AuthService
+from appliance.compliance import residency
+from appliance.compliance.consent import ConsentRegistry
+from appliance.compliance.review import ReviewQueue
+from appliance.compliance.shredding import Shredder
+from appliance.compliance.subjects import SubjectRights
 from appliance.errors import StoreDamaged, StoreError
 from appliance.features import FeatureCatalog
 from appliance.features.online import OnlineStore
@@ -60,6 +65,8 @@ class Appliance:
         # Nothing the appliance writes is for other users: stores, bundles, keys, spills.
         os.umask(0o077)
         kernels.set_device(config["device"])
+        # no outbound connection beyond loopback and the allowed LAN networks (residency)
+        residency.install(config.get("allowed_networks") or residency.DEFAULT_NETWORKS)
 
     @classmethod
     def open(
@@ -130,7 +137,9 @@ class Appliance:
 
     @cached_property
     def ingestion(self) -> IngestService:
-        return IngestService(self.features, self.control)
+        service = IngestService(self.features, self.control)
+        service.protect = self.shredder.protect  # personal columns sealed, consent honoured
+        return service
 
     @cached_property
     def quarantine(self) -> Quarantine:
@@ -146,7 +155,9 @@ class Appliance:
 
     @cached_property
     def training_sets(self) -> TrainingSets:
-        return TrainingSets(self.views, self.features, self.control)
+        sets = TrainingSets(self.views, self.features, self.control)
+        sets.withdrawn = self.consent.withdrawn  # spine rows without consent are left out
+        return sets
 
     @cached_property
     def online(self) -> OnlineStore:
@@ -183,8 +194,10 @@ class Appliance:
     def serving(self) -> Serving:
         # Deploys need only control.db: the feature store (and its decision log) opens
         # on the first prediction, so `falaj deploy` works beside a running `falaj run`.
-        return Serving(self.control, lambda: self.features, self.registry,
-                       lambda: self.decision_log, lambda: self.online)  # fmt: skip
+        serving = Serving(self.control, lambda: self.features, self.registry,
+                          lambda: self.decision_log, lambda: self.online)  # fmt: skip
+        serving.consent = self.consent.guard  # no decisions about subjects who withdrew
+        return serving
 
     @cached_property
     def releases(self) -> Releases:
@@ -205,6 +218,29 @@ class Appliance:
     def audit(self) -> AuditService:
         return AuditService(self.control, self.home, lambda: self.master_key,
                             lambda: self.features, lambda: self.decision_log)  # fmt: skip
+
+    # -- compliance ----------------------------------------------------------------
+
+    @cached_property
+    def consent(self) -> ConsentRegistry:
+        return ConsentRegistry(self.control)
+
+    @cached_property
+    def shredder(self) -> Shredder:
+        return Shredder(self.control, self.consent.withdrawn)
+
+    @cached_property
+    def subjects(self) -> SubjectRights:
+        return SubjectRights(self)
+
+    @cached_property
+    def reviews(self) -> ReviewQueue:
+        return ReviewQueue(self.control)
+
+    def processing_record(self, actor: Actor) -> dict[str, Any]:
+        from appliance.compliance.record import processing_record
+
+        return processing_record(self, actor)
 
     @cached_property
     def scheduler(self) -> Scheduler:
@@ -307,6 +343,12 @@ class Appliance:
         r = self.ingestion.ingest(data, DEMO_TABLE, "customer_id", "event_time", actor,
                                   label="demo credit-risk data")  # fmt: skip
         say(f"ingested {r['rows']} rows into {DEMO_TABLE}")
+        c = self.ingestion.ingest(
+            demo.contacts(data), demo.CONTACTS, actor=actor, label="demo contacts"
+        )
+        say(
+            f"ingested {c['rows']} contacts into {demo.CONTACTS} (personal: encrypted per customer)"
+        )
         m = self.online.materialize(DEMO_VIEW, actor)
         say(f"materialized {m['view']} for {m['entities']} customers")
         # the label, and the sensitive attribute for the fairness gates, ride on the spine

@@ -37,6 +37,10 @@ tables:
         debt_to_income: {min: 0, max: 1.5}
         credit_utilization: {min: 0, max: 1}
         default: {allowed: [0, 1]}
+  credit_contacts:   # personal data: encrypted per customer, erased by crypto-shredding
+    entity: customer_id
+    event_time: event_time
+    personal: [full_name, email, phone]
 views:
   applicant:
     table: credit_applications
@@ -153,6 +157,33 @@ def credit_risk(n_rows: int = 60_000, seed: int = 7) -> pa.Table:
             "default": default,
         }
     )
+
+
+CONTACTS = "credit_contacts"
+FIRST = ("Aisha", "Omar", "Fatima", "Khalid", "Maryam", "Rashid", "Noura", "Saeed", "Layla",
+         "Hamdan", "Priya", "Arjun", "Maria", "John", "Chen", "Sara")  # fmt: skip
+LAST = ("Al Mansoori", "Al Nuaimi", "Al Shamsi", "Al Ketbi", "Haddad", "Nair", "Santos",
+        "Smith", "Wang", "Khan", "Al Dhaheri", "Rahman")  # fmt: skip
+
+
+def contacts(data: pa.Table, seed: int = 11) -> pa.Table:
+    """One synthetic contact row per customer (name, e-mail, phone), dated at their first
+    application: the demo's personal data, declared ``personal`` in the workspace."""
+    rng = np.random.default_rng(seed)
+    ids, first = np.unique(data["customer_id"].to_numpy(), return_index=True)
+    n = len(ids)
+    given = np.array(FIRST)[rng.integers(0, len(FIRST), n)]
+    family = np.array(LAST)[rng.integers(0, len(LAST), n)]
+    names = [f"{g} {f}" for g, f in zip(given, family, strict=True)]
+    emails = [f"{g.lower()}.{f.lower().replace(' ', '')}{i % 1000}@example.ae"
+              for g, f, i in zip(given, family, ids, strict=True)]  # fmt: skip
+    phones = [f"+971 5{d} {p // 1000:03d} {p % 1000:04d}"
+              for d, p in zip(rng.integers(0, 9, n), rng.integers(0, 10**6, n), strict=True)]  # fmt: skip
+    return pa.table({
+        "customer_id": pa.array(ids, pa.int64()),
+        "event_time": data["event_time"].take(pa.array(first)),
+        "full_name": names, "email": emails, "phone": phones,
+    })  # fmt: skip
 
 
 def live_traffic(data: pa.Table, n: int) -> pa.Table:

@@ -326,6 +326,8 @@ class TrainingSets:
         self.views = views
         self.features = features
         self.control = control
+        # () -> {purpose: {subject}}: the consent registry's withdrawals (set by Appliance)
+        self.withdrawn: Any = None
 
     def join(
         self,
@@ -363,6 +365,7 @@ class TrainingSets:
                     f"(the spine's columns: {', '.join(table.column_names)})"
                 )
         spine_hash = table_sha256(table)
+        table, excluded = self._consented(table, {g[0].view.entity for g in by_view.values()})
         times = spine_times(table.column(timestamp), timestamp)
         from appliance.features.pit import point_in_time_join
 
@@ -397,6 +400,8 @@ class TrainingSets:
         for s in selected:  # in the order the features were asked for
             out = out.append_column(s.name, columns[s.name])
         flags = {"full_names": bool(full_names), "created_cutoff": bool(created_cutoff)}
+        if excluded:  # spine rows of subjects who withdrew consent for model training
+            flags["consent_excluded"] = excluded
         views_used = [{"ref": g[0].view.ref, "fingerprint": g[0].view.fingerprint}
                       for g in by_view.values()]  # fmt: skip
         info = {
@@ -416,6 +421,23 @@ class TrainingSets:
             }  # fmt: skip
         )
         return out, info
+
+    def _consented(self, table: pa.Table, entities: set[str]) -> tuple[pa.Table, int]:
+        """The spine without the rows of subjects who withdrew consent for model
+        training (by any of the views' entity columns); how many rows went."""
+        withdrawn = (self.withdrawn() if self.withdrawn else {}).get("model-training")
+        if not withdrawn:
+            return table, 0
+        values = pa.array(sorted(withdrawn), pa.string())
+        drop = None
+        for col in sorted(entities & set(table.column_names)):
+            hit = pc.fill_null(pc.is_in(pc.cast(table.column(col), pa.string()), value_set=values),
+                               False)  # fmt: skip
+            drop = hit if drop is None else pc.or_(drop, hit)
+        if drop is None:
+            return table, 0
+        n = pc.sum(drop).as_py() or 0
+        return (table.filter(pc.invert(drop)), n) if n else (table, 0)
 
     def build(
         self,
@@ -457,6 +479,8 @@ class TrainingSets:
         }
         details = {k: record[k] for k in ("fingerprint", "spine_sha256", "views", "features",
                                           "as_of", "path", "file_sha256", "rows")}  # fmt: skip
+        if info["flags"].get("consent_excluded"):
+            details["consent_excluded"] = info["flags"]["consent_excluded"]
         with self.control.transaction() as tx:
             tx.insert_training_set(record)
             tx.append_audit(actor, "features.training_set.build", record["id"], details)

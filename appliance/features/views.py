@@ -253,6 +253,11 @@ class FeatureViews:
             if c in keys:
                 raise BadInput(f"{v.where}: {c!r} is the table's {keys[c]} column, which every "
                                "row carries already; leave it out")  # fmt: skip
+        personal = set(spec.personal) if spec is not None else set()
+        for c in [*(v.columns or ()), *(t["column"] for t in v.transforms)]:
+            if c in personal:
+                raise BadInput(f"{v.where}: {c!r} is a personal column of table {v.table!r} "
+                               "(encrypted per subject): personal data cannot be a feature")  # fmt: skip
         known = self._known_types(v.table, spec)
         complete = self.features.column_types(v.table) is not None
         features: dict[str, str | None] = {}
@@ -262,7 +267,7 @@ class FeatureViews:
                     raise BadInput(f"{v.where}: columns: table {v.table!r} has no column {c!r}")
                 features[c] = (known or {}).get(c)
         elif v.kind == "columns" and complete:
-            features = {c: t for c, t in known.items() if c not in keys}
+            features = {c: t for c, t in known.items() if c not in keys and c not in personal}
             if not features:
                 raise BadInput(f"{v.where}: table {v.table!r} has no columns besides its keys")
         for i, t in enumerate(v.transforms):
@@ -295,6 +300,12 @@ class FeatureViews:
         features: dict[str, str | None] = {}
         if all(t in ingested for t in v.sql_tables):
             features = dict(self._sql_features(definition, v.where))
+        for t in v.sql_tables:
+            spec = ws.tables.get(t) or (TableSpec.from_dict(t, specs[t], t) if t in specs else None)
+            hit = sorted(set(spec.personal if spec else ()) & {*features, v.entity})
+            if hit:
+                raise BadInput(f"{v.where}: sql: {hit[0]!r} is a personal column of table {t!r} "
+                               "(encrypted per subject): personal data cannot be a feature")  # fmt: skip
         return _Registration(v.name, "sql", v.entity, None, v.ttl, definition, features,
                              fingerprint(definition))  # fmt: skip
 
@@ -360,8 +371,8 @@ class FeatureViews:
             raise BadInput(f"view {view.ref}: table {view.table!r} has no data yet, so the "
                            "types of its columns are unknown; ingest into it first")  # fmt: skip
         keys = {d["entity"], d["event_time"], d["created_time"]}
-        if d["columns"] is None and view.kind == "columns":
-            return _replace(view, {c: t for c, t in types.items() if c not in keys})
+        if d["columns"] is None and view.kind == "columns":  # personal columns never (BLOB)
+            return _replace(view, {c: t for c, t in types.items() if c not in keys and t != "BLOB"})
         features = {}
         for c, t in view.features.items():
             if t is None:

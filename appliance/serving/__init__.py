@@ -52,6 +52,9 @@ class Serving:
         self.registry = registry
         self.server = ModelServer(control, registry.load)
         self.router = Router(self._answer)  # during a release: baseline, candidate, shadow
+        # (key, records or entities) -> None, or raises ConsentWithdrawn: no new decisions
+        # about subjects who withdrew consent for them (compliance.consent; set by Appliance)
+        self.consent: Callable[[str | None, Any], None] | None = None
 
     # -- releases --------------------------------------------------------------
 
@@ -64,7 +67,7 @@ class Serving:
 
     def deploy(self, name: str, version: int, actor: Actor, force: bool = False) -> dict[str, Any]:
         """Load the version into the idle slot, warm it, then switch traffic to it."""
-        require(actor, "model.deploy")
+        require(actor, "model.deploy", model=name)
         row = self.registry.version(name, version, actor)
         failed = failed_gates(row["metrics"]["gates"])
         if failed and not force:
@@ -98,7 +101,7 @@ class Serving:
 
     def rollback(self, name: str, actor: Actor) -> dict[str, Any]:
         """Send traffic back to the other slot, which holds the previously live version."""
-        require(actor, "model.deploy")
+        require(actor, "model.deploy", model=name)
         row = self.control.deployment(name)
         if row is None:
             raise NotDeployed(f"model {name!r} is not deployed")
@@ -172,7 +175,9 @@ class Serving:
         During a release the router picks the variant, sticky by ``key`` (the
         ``X-Falaj-Key`` header), else by the first record's entity column.
         The answer is returned only once its decision record is committed."""
-        require(actor, "model.predict")
+        require(actor, "model.predict", model=name)
+        if self.consent is not None:
+            self.consent(key, records)
         deployment = self.server.get(name)
         if deployment.release is not None:
             key = key or record_key(records, deployment.release.entity_column)
@@ -194,7 +199,9 @@ class Serving:
         feature views: their features come from the online store, values it lacks or
         that outlived their view's TTL take the training means. An entity the store
         does not hold is a ``BadInput`` naming it."""
-        require(actor, "model.predict")
+        require(actor, "model.predict", model=name)
+        if self.consent is not None:
+            self.consent(key, entities)
         deployment = self.server.get(name)
         if deployment.release is not None:
             statuses: dict[int, list] = {}
