@@ -40,6 +40,7 @@ from appliance.ingest import IngestService
 from appliance.ingest.quarantine import Quarantine
 from appliance.monitoring import MonitoringService
 from appliance.monitoring.metrics import Metrics
+from appliance.ops import upgrade
 from appliance.registry import Registry
 from appliance.scheduler import SCHEDULER, Scheduler
 from appliance.serving import Serving
@@ -95,7 +96,7 @@ class Appliance:
     def control(self) -> ControlStore:
         store = ControlStore(self.home / CONTROL_FILE, self.store_key(CONTROL_FILE))
         self.__dict__["control"] = store
-        store.migrate()
+        upgrade.migrate(self, store, CONTROL_FILE)  # an upgrade backs the home up first
         self._audit_migrations(CONTROL_FILE, "home.migrate")
         self.registry  # noqa: B018 -- reconciles bundles whose registration never committed
         return store
@@ -104,7 +105,7 @@ class Appliance:
     def features(self) -> FeatureStore:
         store = FeatureStore(self.home / FEATURES_FILE, self.store_key(FEATURES_FILE))
         self.__dict__["features"] = store
-        store.migrate()
+        upgrade.migrate(self, store, FEATURES_FILE)
         self._audit_migrations(FEATURES_FILE, "home.migrate")
         self._reconcile_features()
         return store
@@ -287,13 +288,13 @@ class Appliance:
             self.__dict__["control"] = ControlStore(
                 control_path, self.store_key(CONTROL_FILE), create=True
             )
-        self.control.migrate()
+        upgrade.migrate(self, self.control, CONTROL_FILE)
         self.registry  # noqa: B018 -- reconciles the artifacts
         if "features" not in self.__dict__:
             self.__dict__["features"] = FeatureStore(
                 features_path, self.store_key(FEATURES_FILE), create=True
             )
-        self.features.migrate()
+        upgrade.migrate(self, self.features, FEATURES_FILE)
         applied = {f: self._unaudited_migrations(f) for f in (CONTROL_FILE, FEATURES_FILE)}
         self._reconcile_features()
         changed = created_key or any(applied.values())

@@ -14,7 +14,16 @@ import click
 
 from appliance import keys, tls
 from appliance import settings as settings_mod
-from appliance.cli import cli, cli_actor, emit, fail, json_option, os_error, service
+from appliance.cli import (
+    cli,
+    cli_actor,
+    emit,
+    fail,
+    json_option,
+    os_error,
+    overriding,
+    service,
+)
 from appliance.core import Appliance
 from appliance.errors import FalajError, StoreBusy, Unavailable
 from appliance.ops import backup as backups
@@ -31,6 +40,7 @@ def _summary(m: dict[str, Any]) -> str:
 
 
 @cli.command("backup")
+@overriding("host", "port")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="File to write (default HOME/backups/backup-TIME.falaj-backup).")  # fmt: skip
 @json_option
@@ -42,7 +52,8 @@ def backup_cmd(app: Appliance, out: Path | None, as_json: bool) -> None:
     and the settings, sealed with a key derived from the master key. The master key
     itself is NOT in it: keep it apart; restoring needs it. When a running server holds
     features.duckdb, that server takes the backup (the CLI asks it, with a token that
-    lives five minutes) and the CLI downloads it.
+    lives five minutes, at the configured host and port, or --host/--port) and the CLI
+    downloads it.
 
     \b
     Example:

@@ -221,10 +221,11 @@ def default_name(label: str = "backup") -> str:
 
 
 def take(app: Appliance, actor: Actor, out: Path | None = None, label: str = "backup",
-         features: Any = None) -> dict[str, Any]:  # fmt: skip
+         features: Any = None, audit: bool = True) -> dict[str, Any]:  # fmt: skip
     """Write a backup of the home (this process must hold features.duckdb, or be given
     ``features``, an open store) to ``out`` or ``HOME/backups/``; its manifest, path and
-    size. The file appears whole or not at all."""
+    size. The file appears whole or not at all. ``audit``: record a ``backup.create``
+    event (not for the backup an upgrade takes before control.db has migrated)."""
     require(actor, "backup.create")
     home = app.home
     master = app.master_key
@@ -284,12 +285,21 @@ def take(app: Appliance, actor: Actor, out: Path | None = None, label: str = "ba
             f.flush()
             os.fsync(f.fileno())
         os.replace(partial, out)
+        if audit:
+            _audit(app, actor, out, label, control["audit_head"], body)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         with suppress(OSError):
             partial.unlink(missing_ok=True)
     return {"path": str(out), "name": out.name, "bytes": out.stat().st_size,
             "manifest": manifest}  # fmt: skip
+
+
+def _audit(app: Appliance, actor: Actor, out: Path, label: str, head: dict, body: bytes) -> None:
+    with app.control.transaction() as tx:  # who took a copy of everything, and of what
+        tx.append_audit(actor, "backup.create", out.name, {
+            "label": label, "bytes": out.stat().st_size, "audit_head": head,
+            "manifest_sha256": hashlib.sha256(body).hexdigest()})  # fmt: skip
 
 
 def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo:

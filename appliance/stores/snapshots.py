@@ -140,21 +140,16 @@ def _copy_path(src: Path, dest: Path) -> None:
         os.close(fd)
 
 
-def pending_control(path: Path, key: bytes, migrations: list[Migration]) -> list[str]:
-    """The migrations control.db has not applied; empty for a store never migrated (a
-    new home, not an upgrade)."""
-    conn = _keyed(path, key)
-    try:
-        found = conn.execute(
+def pending_control(store: Any, migrations: list[Migration]) -> list[str]:
+    """The migrations an open control.db has not applied; none for a store never
+    migrated (a new home, not an upgrade)."""
+    with store._lock, store._guard():
+        found = store.conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE name = '_migrations'"
         ).fetchone()[0]
         if not found:
             return []
-        done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
-    except sqlcipher3.Error:
-        return []  # the store's own open names the problem
-    finally:
-        conn.close()
+        done = {r[0] for r in store.conn.execute("SELECT name FROM _migrations")}
     return [m.name for m in migrations if m.name not in done]
 
 
