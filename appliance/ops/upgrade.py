@@ -24,11 +24,11 @@ import appliance
 from appliance.auth import SYSTEM
 from appliance.errors import FalajError, StoreBusy, StoreError
 from appliance.ops import backup as backups
+from appliance.stores import control as control_store
+from appliance.stores import features as features_store
 from appliance.stores import snapshots
 from appliance.stores.control import FILENAME as CONTROL_FILE
-from appliance.stores.control import MIGRATIONS as CONTROL_MIGRATIONS
 from appliance.stores.features import FILENAME as FEATURES_FILE
-from appliance.stores.features import MIGRATIONS as FEATURES_MIGRATIONS
 from appliance.stores.features import FeatureStore
 
 if TYPE_CHECKING:
@@ -46,8 +46,8 @@ class UpgradeFailed(StoreError):
 def pending(store: Any, filename: str) -> list[str]:
     """The migrations ``store`` has not applied; none for a store never migrated."""
     if filename == CONTROL_FILE:
-        return snapshots.pending_control(store, CONTROL_MIGRATIONS)
-    return snapshots.pending_features(store, FEATURES_MIGRATIONS)
+        return snapshots.pending_control(store, control_store.MIGRATIONS)
+    return snapshots.pending_features(store, features_store.MIGRATIONS)
 
 
 def migrate(app: Appliance, store: Any, filename: str) -> list[str]:
