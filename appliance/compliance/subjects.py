@@ -217,7 +217,8 @@ class SubjectRights:
         # ingested by the appliance on the rectifier's behalf (the subject.rectify event
         # below names them and this batch): correcting needs no right to load data
         r = self.app.ingestion.ingest(frame, table, actor=SYSTEM,
-                                      label=f"rectification of subject {subject}")  # fmt: skip
+                                      label=f"rectification of subject {subject}",
+                                      correction=True)  # fmt: skip
         materialized = self._rematerialize(table, actor)
         details = {"table": table, "columns": sorted(changes), "digests": digests,
                    "batch": r["batch"], "event_time": as_text(latest[t["timestamp"]]),

@@ -106,12 +106,15 @@ class IngestService:
         created: str | None = None,
         from_table: str | None = None,
         progress: Progress | None = None,
+        correction: bool = False,
     ) -> dict[str, Any]:
         """Append a file (CSV, Parquet, NDJSON, Arrow IPC, a table of a SQLite or DuckDB
         file named by ``from_table``) or an in-memory frame (pyarrow, pandas, Polars;
         named ``label`` in errors) to a table: the rows that pass its contract land, the
         others are refused or quarantined, all in one transaction. ``progress(done,
-        total, unit)`` is called as the source is read."""
+        total, unit)`` is called as the source is read. A ``correction`` (a data subject's
+        rectification) may repeat a stored (entity, event time) under a unique key: its
+        later created time and ``_seq`` make it the version reads take."""
         if actor is None:
             raise TypeError("ingest() needs the acting principal (actor)")
         require(actor, "data.ingest")
@@ -131,6 +134,7 @@ class IngestService:
             plan = make_plan(src, entity, timestamp, created, existing, contract, now,
                              staging, progress)  # fmt: skip
             plan.types.update({c: "VARCHAR" for c in personal if c in plan.types})
+            plan.unique = plan.unique and not correction
             with self.features.bulk_transaction() as tx:
                 if existing is None:
                     types = {c: "BLOB" if c in personal else t for c, t in plan.types.items()}

@@ -148,7 +148,8 @@ class QualityTx:
         its reason (``key`` names the key columns, ``rule`` the rule); how many. ``seq0`` is the ``_seq``
         of the input's row 1."""
         t = ident(table)
-        values = ", ".join(f"{literal(c)}, {ident(c)}::VARCHAR" for c in columns)
+        # r.: a user column may be named like one of _dups' (entity, event_time)
+        values = ", ".join(f"{literal(c)}, r.{ident(c)}::VARCHAR" for c in columns)
         self.conn.execute(
             "INSERT INTO _quarantine (id, batch_id, table_name, source, row_number, "
             "quarantined_at, row_values, reasons) "
