@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 import kernels
-from appliance import demo, keys, settings
+from appliance import demo, keys, rekey, settings
 from appliance.audit import AuditService
 from appliance.auth import SYSTEM, Actor, require
 from appliance.auth.service import AuthService
@@ -83,6 +83,7 @@ class Appliance:
 
     @cached_property
     def master_key(self) -> bytes:
+        rekey.recover(self.home, self.key_path)  # a key rotation a crash interrupted
         return keys.read_key(self.key_path)
 
     def store_key(self, filename: str) -> bytes:
@@ -99,6 +100,7 @@ class Appliance:
         upgrade.migrate(self, store, CONTROL_FILE)  # an upgrade backs the home up first
         self._audit_migrations(CONTROL_FILE, "home.migrate")
         self.registry  # noqa: B018 -- reconciles bundles whose registration never committed
+        rekey.finish(self)  # a key rotation left with its checkpoint key to rotate
         return store
 
     @cached_property

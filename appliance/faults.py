@@ -27,6 +27,15 @@ POINTS = (
     "search.trial_recorded",  # a search trial's run committed, the search still going
 )
 
+# `falaj rekey`'s points, exercised by tests/test_rekey.py (kept apart from the stores'
+# points above, which tests/test_crash.py covers)
+REKEY_POINTS = (
+    "rekey.staged",  # new stores, bundles and key staged under HOME/.rekey, no journal yet
+    "rekey.committed",  # the journal written (the commit point), nothing renamed yet
+    "rekey.swapping",  # control.db renamed into place, features.duckdb not yet
+    "rekey.swapped",  # stores, bundles and key in place, the checkpoint key not yet rotated
+)
+
 
 def point(name: str) -> None:
     spec = os.environ.get("FALAJ_FAULT")

@@ -8,6 +8,7 @@ other source is given. A key file holds 32 raw bytes or 64 hex digits.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -73,6 +74,38 @@ def create_key(path: Path) -> bytes:
     os.link(tmp, path)  # fails if a key appeared meanwhile: never overwrite a key
     os.unlink(tmp)
     return key
+
+
+def write_key(path: Path, key: bytes) -> None:
+    """Write ``key`` (hex) to ``path`` with mode 0600 atomically: a temporary file in the
+    same folder, fsynced, renamed over ``path``, the folder fsynced."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_credential(path: Path) -> bool:
+    """True when the key is systemd's credential (read-only: rotated with systemd-creds)."""
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    return bool(cred_dir) and Path(path).parent == Path(cred_dir)
+
+
+def fingerprint(master: bytes) -> str:
+    """Names a master key without revealing anything of it (audit events, backups)."""
+    return hashlib.sha256(derive(master, "fingerprint")).hexdigest()[:16]
 
 
 def derive(master: bytes, purpose: str) -> bytes:
