@@ -61,6 +61,7 @@ def migrate(app: Appliance, store: Any, filename: str) -> list[str]:
         applied = store.migrate()
     except Exception as exc:  # a failed migration: put both stores back
         reason = exc.message if isinstance(exc, FalajError) else f"{type(exc).__name__}: {exc}"
+        reason = (reason.strip().splitlines() or [""])[0]
         roll_back(app, backup)
         raise UpgradeFailed(
             f"{filename}: upgrading to falaj {appliance.__version__} failed ({reason[:300]}); "
