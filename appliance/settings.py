@@ -96,6 +96,12 @@ SETTINGS: tuple[Setting, ...] = (
         5.0,
         "Seconds an alert webhook POST may take before it counts as failed (retried later).",
     ),
+    Setting(
+        "allowed_networks",
+        "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,fe80::/10,fc00::/7",
+        "Networks this process may connect to (comma-separated CIDRs): any other outbound "
+        "connection is refused, and so is a sink (webhook, export target) outside them.",
+    ),
     Setting("demo_rows", 60000, "Rows of the synthetic credit-risk data set that --demo loads."),
     Setting("audit_tail", 20, "Audit events shown by `falaj audit tail` and the dashboard."),
     Setting(
