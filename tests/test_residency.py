@@ -24,12 +24,16 @@ def guard():
 
 
 def test_a_public_destination_is_refused_before_the_syscall():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # no network needed
-        with pytest.raises(PermissionError, match=r"8\.8\.8\.8:53 refused"):
-            s.connect(("8.8.8.8", 53))
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-        with pytest.raises(PermissionError, match="2001:4860:4860::8888"):
-            s.connect_ex(("2001:4860:4860::8888", 443))
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s,  # no network needed
+        pytest.raises(PermissionError, match=r"8\.8\.8\.8:53 refused"),
+    ):
+        s.connect(("8.8.8.8", 53))
+    with (
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s,
+        pytest.raises(PermissionError, match="2001:4860:4860::8888"),
+    ):
+        s.connect_ex(("2001:4860:4860::8888", 443))
 
 
 def test_loopback_and_lan_connections_work():
