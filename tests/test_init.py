@@ -39,7 +39,8 @@ def test_migrations_are_recorded(app):
     names = [r["name"] for r in app.control.query("SELECT name FROM _migrations ORDER BY name")]
     assert names == ["0001_audit", "0002_registry", "0003_audit_head", "0004_table_specs",
                      "0005_feature_views", "0006_training_sets", "0007_runs_aliases",
-                     "0008_releases", "0009_scheduler", "0010_alerts"]  # fmt: skip
+                     "0008_releases", "0009_scheduler", "0010_alerts", "0011_auth",
+                     "0012_audit_proofs", "0013_compliance"]  # fmt: skip
     names = [r["name"] for r in app.features.query("SELECT name FROM _migrations ORDER BY name")]
     assert names == ["0001_catalog", "0002_decision_batches", "0003_quality", "0004_online",
                      "0005_decision_routes"]  # fmt: skip
