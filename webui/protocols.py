@@ -423,6 +423,7 @@ def v2_infer(name: str, version: str | None = None):
         "model_name": name,
         "model_version": str(result["version"]),
         "id": request_id or result["request_id"],
+        "parameters": {"receipt": result["receipt"]},
         "outputs": [out],
     }
     if not binary_out:
@@ -555,7 +556,10 @@ def _csv_number(value: str, line: int, col: str) -> float:
 
 
 def _invocations(name: str):
-    return jsonify({"predictions": scored(name, lambda: _mlflow_predict(name))["predictions"]})
+    result = scored(name, lambda: _mlflow_predict(name))
+    response = jsonify({"predictions": result["predictions"]})
+    response.headers["X-Falaj-Receipt"] = result["receipt"]  # MLflow's body has no room
+    return response
 
 
 def _mlflow_predict(name: str) -> dict:

@@ -111,7 +111,7 @@ class AuditService:
                 break
         if result.ok:
             top = result.head[0]  # type: ignore[index]
-            count = self.control.audit_count()
+            count = self.control.audit_rows()
             if count != top:  # rows before the verified head are gone: a spliced page
                 gap = self.control.audit_first_gap()
                 return Verification(0, gap, f"event {gap} is missing ({top - count} events "

@@ -365,7 +365,7 @@ def decisions_prune(app: Appliance, as_json: bool) -> None:
 
 @cli.group("audit")
 def audit_group() -> None:
-    """The audit chain: verify, tail.
+    """The audit chain: verify, tail, signed checkpoints, proofs, export.
 
     \b
     Example:
@@ -383,7 +383,9 @@ def audit_verify(app: Appliance, full: bool, as_json: bool) -> None:
     """Verify the chain; exit 1 naming the first event that does not verify.
 
     Re-hashes the events added since the last verification after checking that the
-    last verified one is unchanged; --full re-hashes all.
+    last verified one is unchanged; --full re-hashes all. Then holds the store against
+    the latest signed checkpoint: a cut tail, missing events or a file rolled back to
+    an older copy fail (--full also recomputes every checkpoint's Merkle root).
 
     \b
     Example:
@@ -391,9 +393,11 @@ def audit_verify(app: Appliance, full: bool, as_json: bool) -> None:
     """
     v = app.audit.verify(cli_actor(), full=full)
     data = {"checked": v.checked, "hashed": v.hashed, "ok": v.ok, "first_bad": v.first_bad,
-            "reason": v.reason}  # fmt: skip
+            "reason": v.reason, "checkpoint": v.checkpoint}  # fmt: skip
     if v.ok:
-        emit(as_json, data, f"audit chain verified: {v.checked} events ({v.hashed} hashed now)")
+        against = "" if v.checkpoint is None else f"; matches signed checkpoint {v.checkpoint}"
+        emit(as_json, data, f"audit chain verified: {v.checked} events ({v.hashed} hashed now)"
+                            + against)  # fmt: skip
     else:
         if as_json:
             emit(True, data, "")

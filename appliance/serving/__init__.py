@@ -288,6 +288,7 @@ class Serving:
             "variant": route.variant,
             "predictions": proba.tolist(),
             "request_id": request_id,
+            "receipt": request_id,  # `falaj audit prove RECEIPT` once its batch is checkpointed
         }
 
     def decision(self, request_id: str, actor: Actor) -> dict[str, Any]:

@@ -77,6 +77,12 @@ class AuditReads:
         )
         return [(r["seq"], r["hash"]) for r in rows]
 
+    def audit_rows(self) -> int:
+        """The events the table itself holds: read from its own pages, not from an index
+        (``count(*)`` would count ``audit_by_action``'s entries, which an older copy of a
+        table page spliced into the file leaves in place)."""
+        return self.query("SELECT count(*) AS n FROM audit_events NOT INDEXED")[0]["n"]
+
     def audit_max_seq(self) -> int:
         return self.query("SELECT coalesce(max(seq), 0) AS n FROM audit_events")[0]["n"]
 
@@ -84,7 +90,7 @@ class AuditReads:
         """The first sequence number missing below the last event (0: none)."""
         rows = self.query(
             "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM audit_events WHERE seq = 1) THEN 1 "
-            "ELSE (SELECT min(a.seq) + 1 FROM audit_events a WHERE NOT EXISTS "
+            "ELSE (SELECT min(a.seq) + 1 FROM audit_events a NOT INDEXED WHERE NOT EXISTS "
             "(SELECT 1 FROM audit_events b WHERE b.seq = a.seq + 1)) END AS gap"
         )
         return rows[0]["gap"] or 0
