@@ -122,6 +122,12 @@ SETTINGS: tuple[Setting, ...] = (
         "1m",
         "How often `falaj run` evaluates active releases' automatic promote/rollback policy.",
     ),
+    Setting(
+        "audit_checkpoint_every",
+        "1h",
+        "How often `falaj run` signs an audit checkpoint (none when no event was added since "
+        "the last); `falaj audit checkpoint` writes one at once.",
+    ),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 

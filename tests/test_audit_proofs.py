@@ -453,3 +453,21 @@ def test_export_verifies_standalone_and_names_a_tampered_event(app, falaj, tmp_p
     assert pinned.returncode == 1 and "not by the key in force" in pinned.stderr
     (tmp_path / "junk.json").write_text("{")
     assert verifier(tmp_path / "junk.json").returncode == 2
+
+
+def test_the_scheduler_signs_a_checkpoint_when_events_were_added(app):
+    from appliance.scheduler import jobs
+
+    job = app.scheduler.desired()["system:audit"]
+    assert job["trigger"] == ("interval", 3600.0)  # audit_checkpoint_every: 1h
+    jobs.bind(app)
+    try:
+        first = jobs.system("audit")
+        again = jobs.system("audit")
+        add_events(app, 2)
+        third = jobs.system("audit")
+    finally:
+        jobs.bind(None)
+    assert first["written"] and first["size"] == app.control.audit_count() - 2
+    assert again["written"] is False and again["line_no"] == first["line_no"]
+    assert third["written"] and third["size"] == first["size"] + 2

@@ -265,6 +265,11 @@ class AuditService:
             out["copied_to"] = str(log.copy_to(copy_to))
         return out
 
+    def scheduled_checkpoint(self, actor: Actor) -> dict[str, Any]:
+        """The scheduler's job (``audit_checkpoint_every``): a checkpoint unless the
+        latest already covers every event."""
+        return self.checkpoint(actor, if_changed=True)
+
     def latest_checkpoint(self) -> dict[str, Any] | None:
         """The log's last checkpoint line (the file is the truth, not its index)."""
         if self.home is None:

@@ -12,6 +12,7 @@ SIGKILL); a second ``falaj run`` serves but schedules nothing. At start the sche
     system:monitoring    every ``monitor_every``: app.monitoring.run_pass
     system:releases      every ``release_check_every``: app.releases.evaluate
     system:decisions     daily: app.decision_log.prune (the retention setting)
+    system:audit         every ``audit_checkpoint_every``: a signed audit checkpoint
     pipeline:NAME        a pipeline's schedule: {cron: ...} or {interval: ...}
 
 Jobs whose trigger did not change keep their stored next run time across restarts, so
@@ -46,6 +47,7 @@ SYSTEM_JOBS = {
     "monitoring": ("monitoring", "run_pass", "monitor_every"),
     "releases": ("releases", "evaluate", "release_check_every"),
     "decisions": ("decision_log", "prune", None),
+    "audit": ("audit", "scheduled_checkpoint", "audit_checkpoint_every"),
 }
 
 
