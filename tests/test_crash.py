@@ -38,7 +38,7 @@ from tests.conftest import ACTOR, FEATURES, RECORD, TRAIN, Falaj
 
 KILLED = -signal.SIGKILL
 BIG_ROWS = 300_000
-HOME_ENTRIES = {"artifacts", "keys", "control.db", "features.duckdb", "tmp"}
+HOME_ENTRIES = {"artifacts", "backups", "keys", "control.db", "features.duckdb", "tmp"}
 
 # The fault points some test below kills the process at; one must cover each.
 EXERCISED: set[str] = set()

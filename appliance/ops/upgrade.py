@@ -54,8 +54,8 @@ def migrate(app: Appliance, store: Any, filename: str) -> list[str]:
     """Apply ``store``'s pending migrations, backing the home up first when it is an
     upgrade (the store was migrated before); the names applied."""
     todo = pending(store, filename)
-    if not todo:
-        return store.migrate()  # up to date, or a new store: nothing to keep
+    if not todo or not in_use(app):
+        return store.migrate()  # up to date, or a new home: nothing to keep
     backup = pre_upgrade_backup(app)
     try:
         applied = store.migrate()
@@ -70,6 +70,12 @@ def migrate(app: Appliance, store: Any, filename: str) -> list[str]:
     log.warning("upgraded %s: %s (backup first: backups/%s)", filename, ", ".join(applied),
                 backup.name)  # fmt: skip
     return applied
+
+
+def in_use(app: Appliance) -> bool:
+    """Whether the home holds anything: both stores exist and an event was recorded (a
+    first init killed before its event is finished, not upgraded)."""
+    return (app.home / FEATURES_FILE).exists() and not app.control.unused()
 
 
 def pre_upgrade_backup(app: Appliance) -> Path:
