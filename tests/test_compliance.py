@@ -303,3 +303,42 @@ def test_record_of_processing_activities(world):
     lines = processing_csv(rec).splitlines()
     assert lines[0].startswith("section,name,legal_bases")
     assert any(line.startswith("personal_data,credit_contacts") for line in lines)
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+def test_the_cli_walks_a_data_subject_request(world, tmp_path):
+    from tests.conftest import Falaj
+
+    app, data = world
+    s = customers(data)[50]
+    decision = app.serving.predict("credit", [record_of(data, s)], ACTOR, key=s)["request_id"]
+    app.close()  # the CLI opens the home itself (DuckDB attaches a file once per process)
+    falaj = Falaj(app.home)
+    r = falaj.ok("consent", "give", s, "--purpose", "model-training", "--basis", "contract")
+    assert f"{s} model-training (contract)" in r.output
+    r = falaj.ok("consent", "list", s, "--json")
+    assert json.loads(r.output)[0]["basis"] == "contract"
+    out = tmp_path / "subject.json"
+    r = falaj.ok("subject", "export", s, "--out", out)
+    assert "rows in 2 tables" in r.output and (out.stat().st_mode & 0o077) == 0
+    assert json.loads(out.read_text())["subject"] == s
+    r = falaj.ok(
+        "subject", "rectify", s, "--table", "credit_contacts", "--set", "phone=+971 50 000 0000"
+    )
+    assert "rectified subject" in r.output and "phone" in r.output
+    bad = falaj("subject", "rectify", s, "--table", "credit_contacts", "--set", "phone")
+    assert bad.exit_code == 2 and "expected COLUMN=VALUE" in bad.output
+    r = falaj.ok("subject", "object", s, "--decision", decision, "--reason", "wrong", "--json")
+    review = json.loads(r.output)["review"]
+    r = falaj.ok("review", "list", "--status", "open")
+    assert f"#{review} open subject {s}" in r.output
+    r = falaj.ok("review", "decide", review, "--outcome", "uphold", "--note", "checked")
+    assert "upheld" in r.output
+    again = falaj("review", "decide", review, "--outcome", "uphold")
+    assert again.exit_code == 2 and "already decided" in again.output
+    r = falaj.ok("compliance", "record", "--format", "csv")
+    assert r.output.startswith("section,name,legal_bases")
+    r = falaj.ok("subject", "requests", s)
+    assert [line.split()[2] for line in r.output.splitlines()] == ["object", "rectify", "export"]
