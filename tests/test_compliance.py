@@ -305,6 +305,77 @@ def test_record_of_processing_activities(world):
     assert any(line.startswith("personal_data,credit_contacts") for line in lines)
 
 
+# -- the API and the page ----------------------------------------------------------------
+
+
+def test_the_api_offers_the_same_operations(world):
+    from tests.conftest import admin_client
+
+    app, data = world
+    c = admin_client(app)
+    s = customers(data)[60]
+    r = c.post("/api/v1/consent", json={"subject": s, "purpose": "automated-decision",
+                                        "basis": "contract"})  # fmt: skip
+    assert r.status_code == 201 and r.get_json()["basis"] == "contract"
+    assert c.post("/api/v1/consent", json={"subject": s, "purpose": "x y"}).status_code == 400
+    assert c.post("/api/v1/consent", json={"purpose": "analytics"}).status_code == 400
+    r = c.get(f"/api/v1/consent?subject={s}")
+    assert [x["purpose"] for x in r.get_json()["consent"]] == ["automated-decision"]
+    record = record_of(data, s)
+    decision = c.post("/api/v1/models/credit/predict", json={"records": [record]},
+                      headers={"X-Falaj-Key": s}).get_json()["request_id"]  # fmt: skip
+    assert c.post("/api/v1/consent/withdraw",
+                  json={"subject": s, "purpose": "automated-decision"}).status_code == 200  # fmt: skip
+    refused = c.post("/api/v1/models/credit/predict", json={"records": [record]},
+                     headers={"X-Falaj-Key": s})  # fmt: skip
+    assert (
+        refused.status_code == 409 and "withdrew consent" in refused.get_json()["error"]["message"]
+    )
+    doc = c.get(f"/api/v1/subjects/{s}/export").get_json()
+    assert decision in {d["request_id"] for d in doc["decisions"]}
+    r = c.post(f"/api/v1/subjects/{s}/rectify",
+               json={"table": "credit_contacts", "changes": {"email": "api@example.ae"}})  # fmt: skip
+    assert r.status_code == 200 and r.get_json()["columns"] == ["email"]
+    assert c.post(f"/api/v1/subjects/{s}/rectify", json={"table": "credit_contacts",
+                                                         "changes": "x"}).status_code == 400  # fmt: skip
+    r = c.post(f"/api/v1/subjects/{s}/object", json={"decision": decision, "reason": "no"})
+    assert r.status_code == 201
+    review = r.get_json()["review"]
+    assert review in {x["id"] for x in c.get("/api/v1/reviews?status=open").get_json()["reviews"]}
+    r = c.post(f"/api/v1/reviews/{review}/decide", json={"outcome": "uphold", "note": "ok"})
+    assert r.status_code == 200 and r.get_json()["status"] == "upheld"
+    assert c.post(f"/api/v1/reviews/{review}/decide", json={"outcome": "uphold"}).status_code == 409
+    assert c.post("/api/v1/reviews/99999/decide", json={"outcome": "uphold"}).status_code == 404
+    kinds = [x["kind"] for x in c.get(f"/api/v1/subjects/{s}/requests").get_json()["requests"]]
+    assert kinds == ["object", "rectify", "export"]
+    assert c.get("/api/v1/compliance/record").get_json()["recipients"] == []
+    assert c.get("/api/v1/compliance/record?format=csv").data.startswith(b"section,")
+
+
+def test_the_page_shows_the_registry_requests_and_reviews(world):
+    from tests.conftest import admin_client
+
+    app, data = world
+    c = admin_client(app)
+    s = customers(data)[61]
+    r = c.post("/compliance/consent", data={"subject": s, "purpose": "model-training",
+                                            "basis": "consent", "action": "withdraw"})  # fmt: skip
+    assert r.status_code == 302 and "consent+withdrawn" in r.headers["Location"]
+    page = c.get(f"/compliance?subject={s}").get_data(as_text=True)
+    assert 'data-purpose="model-training"' in page and "model-training withdrawn" in page
+    r = c.post("/compliance/subjects/export", data={"subject": s})
+    assert r.status_code == 200
+    assert r.headers["Content-Disposition"] == f'attachment; filename="subject-{s}.json"'
+    assert json.loads(r.data)["subject"] == s
+    bad = c.post("/compliance/subjects/rectify", data={"subject": s, "table": "credit_contacts",
+                                                        "column": "nope", "value": "1"})  # fmt: skip
+    assert bad.status_code == 302 and "ok=0" in bad.headers["Location"]
+    erase = c.post("/compliance/subjects/erase", data={"subject": s, "confirm": "other"})
+    assert "ok=0" in erase.headers["Location"] and app.control.subject_key_rows([s])
+    assert c.get("/compliance/record.csv").data.startswith(b"section,")
+    assert c.get("/compliance/record.xml").status_code == 400
+
+
 # -- the command line -------------------------------------------------------------------
 
 

@@ -295,6 +295,23 @@ class SubjectRights:
                             details | {"request": rid, "review": review})  # fmt: skip
         return {"subject": subject, "request": rid, "review": review, "status": "open"} | details
 
+    def overview(self, subject: Any, actor: Actor) -> dict[str, Any]:
+        """A subject at a glance for the dashboard (not a request: nothing is decrypted):
+        consent per purpose, requests, reviews and their latest decisions."""
+        require(actor, "consent.read")
+        subject = check_subject(subject)
+        self.app.decision_log.flush()
+        decisions = store.subject_decisions(self.features, subject)
+        return {
+            "subject": subject,
+            "consent": self.app.consent.status(subject, actor),
+            "erased": self.control.subject_erasure(subject),
+            "requests": self.control.subject_requests(subject, 20),
+            "reviews": self.control.reviews(subject=subject, limit=20),
+            "decisions": jsonable(decisions[-20:][::-1]),
+            "decision_count": len(decisions),
+        }
+
     def requests(self, actor: Actor, subject: Any = None, limit: int = 100) -> list[dict]:
         require(actor, "review.read")
         subject = None if subject in (None, "") else check_subject(subject)
