@@ -124,6 +124,51 @@ def copy_features(store: FeatureStore, dst: Path, new: bytes) -> dict[str, int]:
     return after
 
 
+def snapshot_control(store: Any, dst: Path, key: bytes) -> None:
+    """A consistent, encrypted copy of the open control.db (``sqlcipher_export`` into a
+    new file under the same key), for checks that must not touch the live store."""
+    with store._lock:
+        store.conn.execute(f"ATTACH DATABASE {literal(str(dst))} AS snapshot "
+                           f"KEY \"x'{key.hex()}'\"")  # fmt: skip
+        try:
+            store.conn.execute("SELECT sqlcipher_export('snapshot')").fetchall()
+        finally:
+            store.conn.execute("DETACH DATABASE snapshot")
+
+
+def snapshot_features(store: FeatureStore, dst: Path) -> None:
+    """A copy of the open features.duckdb: checkpointed, then copied while its writer
+    lock keeps every write out."""
+    with store._lock:
+        store.conn.execute(f"CHECKPOINT {ALIAS}")
+        shutil.copyfile(store.path, dst)
+
+
+def drop_last_events(path: Path, key: bytes, n: int, reset_head: bool) -> int:
+    """On a COPY of control.db: remove the last ``n`` audit events past the append-only
+    triggers, as an attacker with the key would (and, with ``reset_head``, the verified
+    head too, as an older copy of the file would have it). The events left."""
+    conn = _keyed(path, key)
+    try:
+        conn.execute("DROP TRIGGER IF EXISTS audit_no_delete")
+        top = conn.execute("SELECT coalesce(max(seq), 0) FROM audit_events").fetchone()[0]
+        conn.execute("DELETE FROM audit_events WHERE seq > ?", (top - n,))
+        if reset_head:
+            conn.execute("DELETE FROM audit_verified")
+        return conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def sample_rows(store: FeatureStore, per_table: int = 20) -> dict[str, list[tuple]]:
+    """A few rows of every feature table, for looking for their values outside the store."""
+    out = {}
+    for t in store.table_names():
+        out[t] = [tuple(r.values()) for r in
+                  store.query(f"SELECT * FROM {ident(t)} LIMIT {int(per_table)}")]  # fmt: skip
+    return out
+
+
 def control_refuses(path: Path, key: bytes) -> bool:
     """True when control.db at ``path`` does not open with ``key``."""
     conn = _keyed(path, key)
