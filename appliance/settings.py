@@ -128,6 +128,15 @@ SETTINGS: tuple[Setting, ...] = (
         "How often `falaj run` signs an audit checkpoint (none when no event was added since "
         "the last); `falaj audit checkpoint` writes one at once.",
     ),
+    Setting(
+        "log_format",
+        "plain",
+        "How `falaj run` writes its log to stderr: plain text, or json (one object a line: "
+        "time, level, logger, message; a request's id, method, path, status, actor, model "
+        "and latency_ms). Never a query string, body, header value or record value.",
+        choices=("plain", "json"),
+    ),
+    Setting("log_requests", True, "`falaj run` logs one line per HTTP request (false: none)."),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -145,7 +145,7 @@ def init(app: Appliance, as_json: bool) -> None:
 @cli.command()
 @overriding(
     "host", "port", "grpc_port", "threads", "device", "decision_log", "check_on_start",
-    "demo_rows", "tls_cert", "tls_key",
+    "demo_rows", "tls_cert", "tls_key", "log_format", "log_requests",
 )  # fmt: skip
 @click.option(
     "--demo", is_flag=True, help="On an empty home, load the credit-risk demo and deploy a model."
@@ -165,8 +165,10 @@ def run(app: Appliance, demo: bool, tls_on: bool) -> None:
         falaj --home ./var run --demo --port 8080
         falaj run --host 0.0.0.0 --port 8443 --tls-cert cert.pem --tls-key key.pem
     """
+    from appliance.ops import logs
     from webui import server
 
+    logs.configure(app.settings["log_format"])  # plain text or one JSON object a line
     if tls_on:
         app.settings["tls"] = "on"
 
