@@ -655,13 +655,13 @@ def tls_versions(probe: Probe) -> Check:
         thread = threading.Thread(target=serve, args=(len(versions),), daemon=True)
         thread.start()
         for name, wanted in versions:
-            with warnings.catch_warnings():  # TLSv1 and TLSv1_1 are deprecated names
-                warnings.simplefilter("ignore", DeprecationWarning)
-                version = getattr(ssl.TLSVersion, name)
             client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
             client.set_ciphers("ALL:@SECLEVEL=0")
-            client.minimum_version = client.maximum_version = version
+            with warnings.catch_warnings():  # TLSv1 and TLSv1_1 are deprecated names
+                warnings.simplefilter("ignore", DeprecationWarning)
+                version = getattr(ssl.TLSVersion, name)
+                client.minimum_version = client.maximum_version = version
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
                         client.wrap_socket(raw):  # fmt: skip

@@ -14,9 +14,13 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, jsonify, render_template, request
 
+from appliance import selftest
+from appliance.errors import NotFound
 from appliance.registry import card
+from webui.api import appliance, back, request_actor
+from webui.auth import needs
 
 bp = Blueprint("security", __name__)
 
@@ -43,3 +47,39 @@ def security_headers(response: Response) -> Response:
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", HSTS)
     return response
+
+
+# -- the self-test -----------------------------------------------------------------
+
+
+@bp.post("/api/v1/selftest")
+@needs("selftest.run")
+def api_selftest_run():
+    """Run the self-test in this (the serving) process; the signed report."""
+    return jsonify(selftest.run(appliance(), request_actor()))
+
+
+@bp.get("/api/v1/selftest/latest")
+@needs("selftest.run")
+def api_selftest_latest():
+    return jsonify(selftest.latest(appliance(), request_actor()))
+
+
+@bp.get("/selftest")
+@needs("selftest.run")
+def page():
+    try:
+        report = selftest.latest(appliance(), request_actor())
+    except NotFound:
+        report = None
+    return render_template("selftest.html", report=report, done=request.args.get("done"),
+                           done_ok=request.args.get("ok", "1") == "1")  # fmt: skip
+
+
+@bp.post("/selftest")
+@needs("selftest.run")
+def run_now():
+    r = selftest.run(appliance(), request_actor())
+    failed = ", ".join(r["failed"])
+    return back("security.page", "self-test passed: report signed" if r["passed"] else
+                f"self-test FAILED ({failed}): report signed", ok=r["passed"])  # fmt: skip
