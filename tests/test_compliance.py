@@ -165,6 +165,8 @@ def test_new_rows_of_a_withdrawn_subject_are_quarantined_for_consent(world):
         assert held[0]["rules"] == ["consent"] and s in held[0]["reasons"][0]
         assert held[0]["values"]["email"] == "[personal: withheld]"  # no personal plaintext
         assert "example.ae" not in json.dumps(held, default=str)
+        with pytest.raises(BadInput, match="has personal columns"):
+            app.quarantine.release(r["batch"], ACTOR)
     finally:
         app.consent.give(s, "model-training", "consent", ACTOR)
 
@@ -265,6 +267,16 @@ def test_personal_columns_are_ciphertext_at_rest(world):
         assert isinstance(r["full_name"], bytes) and r["full_name"][:1] == b"\x01"
         assert not any(n.encode() in r["full_name"] for n in names)
     assert app.features.column_types("credit_contacts")["email"] == "BLOB"
+
+
+def test_the_catalog_shows_personal_columns_as_encrypted(world):
+    from tests.conftest import admin_client
+
+    app, _ = world
+    t = next(t for t in app.catalog.tables(ACTOR) if t["table"] == "credit_contacts")
+    assert t["personal"] == ["full_name", "email", "phone"]
+    page = admin_client(app).get("/data").get_data(as_text=True)
+    assert "personal: full_name [encrypted], email [encrypted], phone [encrypted]" in page
 
 
 def test_views_refuse_personal_columns(world, tmp_path):

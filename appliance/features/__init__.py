@@ -65,4 +65,6 @@ class FeatureCatalog:
             t["spec"] = spec
             t["contract"] = contract_summary(spec) if spec is not None else None
             t["views"] = views.get(t["table"], [])
+            # sealed per subject: shown as [encrypted], never as bytes (compliance.shredding)
+            t["personal"] = list((spec or {}).get("personal", []))
         return sorted(out, key=lambda t: t["table"])

@@ -112,6 +112,10 @@ class Quarantine:
         entity, timestamp = keys
         raw = self.control.table_spec(table)
         spec = TableSpec.from_dict(table, raw, f"workspace table {table!r}") if raw else None
+        if spec is not None and spec.personal:
+            raise BadInput(f"quarantine: table {table!r} has personal columns, which held rows "
+                           "do not keep (they read [personal: withheld]); drop these rows and "
+                           "ingest them again")  # fmt: skip
         contract = None if force or spec is None else spec.contract
         now = now_utc()
         where = f"quarantine of {table}"
