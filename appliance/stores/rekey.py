@@ -54,6 +54,9 @@ def lock_control(path: Path, key: bytes) -> Any:
                 "control.db: in use by another process (a running `falaj run`?); stop it "
                 "first: the keys cannot change under a running server"
             ) from None
+        if "not a database" in str(exc):
+            raise WrongKey(f"control.db: cannot decrypt {path.name}: wrong master key, or a "
+                           "damaged file (`falaj check` tells which)") from None  # fmt: skip
         raise StoreError(f"control.db: {exc}") from None
     return conn
 
