@@ -116,6 +116,23 @@ def test_withdrawn_training_consent_leaves_the_subject_out_of_training_sets(worl
         app.consent.give(s, "model-training", "consent", ACTOR)
 
 
+def test_training_on_a_table_leaves_withdrawn_subjects_out_too(world):
+    from appliance.training import data as training_data
+    from appliance.training.specs import Spec
+
+    app, data = world
+    s = customers(data)[9]
+    mine = sum(str(c) == s for c in data["customer_id"].to_pylist())
+    spec = Spec("t", "default", table="credit_applications")
+    app.consent.withdraw(s, "model-training", ACTOR)
+    try:
+        got = training_data.load(spec, app.features, app.training_sets, ACTOR)
+        assert got.lineage["consent_excluded"] == mine
+        assert got.table.num_rows == ROWS - mine
+    finally:
+        app.consent.give(s, "model-training", "consent", ACTOR)
+
+
 def test_withdrawn_decision_consent_refuses_predictions_naming_consent(world):
     app, data = world
     s, other = customers(data)[4], customers(data)[5]

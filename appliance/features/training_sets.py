@@ -365,7 +365,7 @@ class TrainingSets:
                     f"(the spine's columns: {', '.join(table.column_names)})"
                 )
         spine_hash = table_sha256(table)
-        table, excluded = self._consented(table, {g[0].view.entity for g in by_view.values()})
+        table, excluded = self.consented(table, {g[0].view.entity for g in by_view.values()})
         times = spine_times(table.column(timestamp), timestamp)
         from appliance.features.pit import point_in_time_join
 
@@ -422,7 +422,7 @@ class TrainingSets:
         )
         return out, info
 
-    def _consented(self, table: pa.Table, entities: set[str]) -> tuple[pa.Table, int]:
+    def consented(self, table: pa.Table, entities: set[str]) -> tuple[pa.Table, int]:
         """The spine without the rows of subjects who withdrew consent for model
         training (by any of the views' entity columns); how many rows went."""
         withdrawn = (self.withdrawn() if self.withdrawn else {}).get("model-training")

@@ -41,6 +41,10 @@ def load(spec: Spec, features: FeatureStore, training_sets: TrainingSets | None,
          actor: Actor) -> TrainingData:  # fmt: skip
     if spec.table is not None:
         table, keys, lineage, view_of = _from_table(spec, features)
+        if training_sets is not None:  # subjects who withdrew consent for model training
+            table, excluded = training_sets.consented(table, set(keys["entities"]))
+            if excluded:
+                lineage["consent_excluded"] = excluded
     else:
         if training_sets is None:
             raise BadInput("training sets are not available here")
@@ -115,6 +119,7 @@ def _from_table(spec: Spec, fs: FeatureStore):
     table = fs.labelled_rows(spec.table, spec.label, timestamp, entity)
     created = fs.created_column(spec.table)
     skip = {entity, timestamp} | ({created} if created else set())
+    skip |= {c for c, t in types.items() if t == "BLOB"}  # personal columns: sealed, never inputs
     batches = [b["batch_id"] for b in fs.ingest_batches() if b["table_name"] == spec.table]
     lineage = {"source": f"table {spec.table!r}", "table": spec.table,
                "ingest_batches": len(batches), "last_batch": batches[-1] if batches else None}  # fmt: skip
