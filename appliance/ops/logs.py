@@ -59,6 +59,11 @@ def configure(log_format: str = "plain", stream: TextIO | None = None) -> loggin
     ``log_format``; replaces the handlers configured before. The handler."""
     if log_format not in FORMATS:
         raise ValueError(f"log_format must be one of {', '.join(FORMATS)}, got {log_format!r}")
+    # Fields no line shows, which every record would otherwise look up (the caller's
+    # frame, thread and process names: a third of a request line's cost; see "Optimization"
+    # in the logging docs).
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else PlainFormatter())
     root = logging.getLogger()
