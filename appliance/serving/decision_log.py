@@ -77,7 +77,18 @@ def records_sha256(rows: pa.Table, columns: int | None = None) -> str:
     """
     if columns is None:
         columns = 2 if "inputs" in rows.column_names else 1
-    rows, lines = _record_lines(rows, columns)
+    return _records_sha256(*_record_lines(rows, columns), columns)
+
+
+def batch_hashes(rows: pa.Table) -> tuple[str, str]:
+    """A new batch's ``records_sha256`` and ``records_root`` (hex), the records sorted
+    and their text built once for both."""
+    rows, lines = _record_lines(rows, COLUMNS)
+    leaves = _leaves(rows, lines)
+    return _records_sha256(rows, lines, COLUMNS), merkle.root_of(leaves).hex()
+
+
+def _records_sha256(rows: pa.Table, lines: pa.Array, columns: int) -> str:
     digest = hashlib.sha256()
     if len(lines):
         if lines.null_count:  # as "\x1e".join() would have it: a null record cannot be hashed
@@ -122,24 +133,31 @@ def record_leaves(rows: pa.Table) -> list[bytes]:
     ``inputs`` length as a little-endian int64 (-1: null) and its values' little-endian
     IEEE-754 bytes. A batch's event commits to the Merkle root over these
     (``records_root``), so one decision is provable without the others."""
-    rows, lines = _record_lines(rows, COLUMNS)
-    texts = lines.to_pylist()
+    return _leaves(*_record_lines(rows, COLUMNS))
+
+
+def _leaves(rows: pa.Table, lines: pa.Array) -> list[bytes]:
+    if lines.null_count:
+        raise TypeError("record_leaves: a record is null")
     col = rows.column("inputs")
     col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     lengths = pc.fill_null(pc.list_value_length(col), -1).to_numpy(zero_copy_only=False)
     values = col.flatten().to_numpy(zero_copy_only=False).astype("<f8", copy=False)
-    flat = np.where(np.isnan(values), np.nan, values).astype("<f8").tobytes()
-    ends = (np.cumsum(np.maximum(lengths, 0)) * 8).tolist()
-    sizes = np.ascontiguousarray(lengths, dtype="<i8").tobytes()
-    sha, out, start = hashlib.sha256, [], 0
-    for i, text in enumerate(texts):
-        if text is None:
-            raise TypeError("record_leaves: a record is null")
-        end = ends[i]
-        out.append(sha(b"\x00" + text.encode() + b"\x1d" + sizes[i * 8 : i * 8 + 8]
-                       + flat[start:end]).digest())  # fmt: skip
-        start = end
-    return out
+    # each record's tail, built in NumPy: its length (int64) then its values, 8 bytes each
+    n, counts = len(lengths), np.maximum(lengths, 0)
+    starts = np.arange(n) + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    words = np.empty(n + int(counts.sum()), "<i8")
+    is_value = np.ones(len(words), bool)
+    is_value[starts] = False
+    words[starts] = lengths
+    words.view("<f8")[is_value] = np.where(np.isnan(values), np.nan, values)
+    offsets = (np.append(starts, len(words)) * 8).astype(np.int64)
+    tails = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets),
+                                                                   pa.py_buffer(words)])  # fmt: skip
+    data = pc.binary_join_element_wise(lines.cast(pa.large_binary()), tails,
+                                       pa.scalar(b"\x1d", pa.large_binary()))  # fmt: skip
+    sha = hashlib.sha256
+    return [sha(b"\x00" + d).digest() for d in data.to_pylist()]
 
 
 def _float_bits(col: pa.Array, canonical: bool) -> pa.Array:
@@ -344,8 +362,7 @@ class DecisionLog:
         t0 = time.perf_counter()
         rows = decisions_table(parts)
         batch_id = uuid.uuid4().hex
-        digest = records_sha256(rows, COLUMNS)
-        root = merkle.root_of(record_leaves(rows)).hex()
+        digest, root = batch_hashes(rows)
         at = datetime.now(UTC).replace(tzinfo=None)
         with self.features.transaction() as tx:
             tx.append_decisions(rows, batch_id, len(parts), digest, at, answered)
