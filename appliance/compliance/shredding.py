@@ -45,9 +45,10 @@ def aad(table: str, column: str, subject: str) -> bytes:
     return "\x1f".join((table, column, subject)).encode()
 
 
-def seal(key: bytes, table: str, column: str, subject: str, value: str) -> bytes:
+def seal(key: bytes | AESGCM, table: str, column: str, subject: str, value: str) -> bytes:
+    aes = key if isinstance(key, AESGCM) else AESGCM(key)
     nonce = os.urandom(12)
-    return VERSION + nonce + AESGCM(key).encrypt(nonce, value.encode(), aad(table, column, subject))
+    return VERSION + nonce + aes.encrypt(nonce, value.encode(), aad(table, column, subject))
 
 
 def unseal(key: bytes | None, table: str, column: str, subject: str, blob: bytes) -> str | None:
@@ -121,6 +122,7 @@ class Shredder:
     ) -> pa.Table:
         subjects = [as_text(v) for v in rows.column(entity).to_pylist()]
         keys = self.ensure_keys(table, [s for s in subjects if s is not None])
+        keys = {s: AESGCM(k) for s, k in keys.items()}  # one cipher object per subject
         for c in personal:
             if c not in rows.column_names:
                 continue
