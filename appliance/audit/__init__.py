@@ -10,8 +10,10 @@ hold that many events, without a gap, and event ``size`` must be the one signed
 (``head``); since every event's hash covers its predecessor's, that one comparison
 pins all of them, so the root need not be recomputed (``full=True`` recomputes it, and
 every checkpoint's, and re-hashes everything). This catches a tail cut, a page from an
-older copy spliced in (events missing before the head), and the whole file rolled back
-to an older copy, which carries its older verified head along.
+older copy spliced in (events missing before the head: the table's rows are counted
+from its own pages, not an index, once per process and then only the new ones), and
+the whole file rolled back to an older copy, which carries its older verified head
+along.
 
 The Merkle tree (RFC 6962, leaves the events' chain hashes) is kept in memory per
 process and extended as events are added: a root, an inclusion or a consistency proof
@@ -79,6 +81,7 @@ class AuditService:
         self._tree = merkle.Tree()
         self._tree_lock = threading.Lock()
         self._key_override: bytes | None = None  # the new master, right after a rotation
+        self._counted: tuple[int, int] | None = None  # (event, the table's rows up to it)
 
     # -- the chain -----------------------------------------------------------------
 
@@ -92,6 +95,8 @@ class AuditService:
         return self._against_checkpoint(result, full)
 
     def _verify_chain(self, full: bool) -> Verification:
+        if full:
+            self._counted = None
         start = (0, GENESIS) if full else (self.control.verified_head() or (0, GENESIS))
         if start[0]:
             row = self.control.audit_event(start[0])
@@ -111,7 +116,7 @@ class AuditService:
                 break
         if result.ok:
             top = result.head[0]  # type: ignore[index]
-            count = self.control.audit_rows()
+            count = self._rows_upto(top)
             if count != top:  # rows before the verified head are gone: a spliced page
                 gap = self.control.audit_first_gap()
                 return Verification(0, gap, f"event {gap} is missing ({top - count} events "
@@ -121,6 +126,18 @@ class AuditService:
             with self.control.transaction() as tx:
                 tx.set_verified_head(*result.head)
         return result
+
+    def _rows_upto(self, top: int) -> int:
+        """The table's rows up to event ``top``: counted from its pages once per process
+        (one scan in C), then only those added since, by sequence range."""
+        counted = self._counted
+        if counted is not None and counted[0] <= top:
+            count = counted[1] + self.control.audit_rows_between(counted[0], top)
+        else:
+            count = self.control.audit_rows()
+        if count == top:
+            self._counted = (top, count)
+        return count
 
     def _against_checkpoint(self, v: Verification, full: bool) -> Verification:
         if self.home is None:

@@ -83,6 +83,13 @@ class AuditReads:
         table page spliced into the file leaves in place)."""
         return self.query("SELECT count(*) AS n FROM audit_events NOT INDEXED")[0]["n"]
 
+    def audit_rows_between(self, after: int, upto: int) -> int:
+        """The table's rows with ``after`` < seq <= ``upto`` (a range of its own pages)."""
+        return self.query(
+            "SELECT count(*) AS n FROM audit_events NOT INDEXED WHERE seq > ? AND seq <= ?",
+            (after, upto),
+        )[0]["n"]
+
     def audit_max_seq(self) -> int:
         return self.query("SELECT coalesce(max(seq), 0) AS n FROM audit_events")[0]["n"]
 
