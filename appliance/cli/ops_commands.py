@@ -94,9 +94,13 @@ def _remote_backup(app: Appliance, out: Path | None, actor) -> dict[str, Any]:
             with urllib.request.urlopen(req, timeout=600, context=context) as r:
                 result = json.loads(r.read())
         except urllib.error.HTTPError as exc:
-            body = json.loads(exc.read() or b"{}")
-            raise FalajError(f"the running server refused the backup: "
-                             f"{body.get('error', exc.reason)}") from None  # fmt: skip
+            try:
+                why = json.loads(exc.read()).get("error", exc.reason)
+            except ValueError:
+                why = exc.reason
+            why = why.get("message", why) if isinstance(why, dict) else why
+            raise FalajError(f"the running server on {base} refused the backup "
+                             f"({exc.code}): {why}") from None  # fmt: skip
         except OSError as exc:
             raise Unavailable(
                 f"features.duckdb is held by another process, and no server answers on "
