@@ -121,6 +121,16 @@ def test_round_trip_while_the_server_takes_predictions(source, start_server, tmp
     by_seq = {e["seq"]: e for e in tail}
     assert by_seq[head["seq"]]["hash"] == head["hash"]
     assert tail[-1]["action"] == "home.restore"
+    # every batch the copied chain names up to its head is in the restored log
+    app = Appliance.open({"home": str(target)})
+    try:
+        logged = {e["subject"] for e in app.control.audit_events(0, head["seq"])
+                  if e["action"] == "decisions.logged"}  # fmt: skip
+        batches = {b["batch_id"] for b in app.features.decision_batches()}
+    finally:
+        app.close()
+    assert len(logged) >= EXPECTED["decisions"] + 1  # the 0.1.0 home's, then live ones
+    assert logged <= batches
 
 
 def test_a_backup_reveals_nothing(taken):
