@@ -118,14 +118,19 @@ def test_plain_request_lines_are_the_default_and_carry_no_canary(home, start_ser
 
 def test_formatters_write_one_line_per_record():
     stream = io.StringIO()
-    handler = logs.configure("json", stream)
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, logging._srcfile, logging.logThreads)
+    logs.configure("json", stream)
     try:
         logging.getLogger("falaj").warning("two\nlines %s", "here")
         logging.getLogger("falaj.request").info("GET / 200", extra={"request": {
             "request_id": "r1", "method": "GET", "path": "/", "status": 200, "actor": None,
             "model": None, "latency_ms": 0.5}})  # fmt: skip
-    finally:
-        logging.getLogger().removeHandler(handler)
+    finally:  # this process's logging as pytest set it up
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging._srcfile, logging.logThreads = saved[2], saved[3]
+        logging.logProcesses = logging.logMultiprocessing = True
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2
     first, second = map(json.loads, lines)
