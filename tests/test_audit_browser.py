@@ -50,6 +50,12 @@ def test_the_audit_page(home, falaj, credit_csv, start_server, browser):  # noqa
     assert page.locator("#proof tr.decision").count() == 2
     assert f"root of checkpoint {size}" in page.locator("#proof").inner_text()
 
+    page.click("#write-checkpoint")  # a second one: consistent with the first
+    page.wait_for_load_state()
+    assert page.locator("#checkpoint-table tr.checkpoint").count() == 2
+    consistency = page.locator("#consistency").inner_text()
+    assert f"extends checkpoint {size}" in consistency and consistency.endswith(": verified")
+
     page.fill("#receipt", "not-a-receipt")
     page.click("#prove")
     page.wait_for_load_state()

@@ -71,10 +71,13 @@ def page():
             proof = app.audit.prove(receipt, actor)
         except FalajError as exc:  # pending, unknown or malformed: said on the page
             problem = exc.message
+    checkpoints = app.audit.checkpoints(actor, 10)
     return render_template(
         "audit.html",
         verification=app.audit.verify(actor),
-        checkpoints=app.audit.checkpoints(actor, 10),
+        checkpoints=checkpoints,
+        # the latest checkpoint against the one before it (RFC 6962 consistency)
+        consistency=app.audit.consistency(actor) if len(checkpoints) > 1 else None,
         receipt=receipt,
         proof=proof,
         problem=problem,
