@@ -151,6 +151,20 @@ def test_install_service_into_a_root_writes_unit_dropins_and_key(tmp_path, falaj
     assert not (root / "etc/systemd/system/falaj.service.d/network.conf").exists()
 
 
+def test_an_encrypted_key_from_an_earlier_install_is_kept_and_loaded(tmp_path, falaj):
+    """master.key.cred (systemd-creds) is the key once made: the unit loads it encrypted,
+    and no new plain key appears beside it after the plain copy was moved offline."""
+    root = tmp_path / "root"
+    (root / "etc/falaj").mkdir(parents=True)
+    (root / "etc/falaj/master.key.cred").write_bytes(b"encrypted")
+    r = falaj.ok("install-service", "--root", root, "--json")
+    assert json.loads(r.stdout)["encrypted_credential"] is True
+    unit = (root / "etc/systemd/system/falaj.service").read_text()
+    assert "LoadCredentialEncrypted=falaj-master-key:/etc/falaj/master.key.cred\n" in unit
+    assert "LoadCredential=" not in unit.replace("LoadCredentialEncrypted=", "")
+    assert not (root / "etc/falaj/master.key").exists()
+
+
 def test_install_service_refuses_a_bad_range(tmp_path, falaj):
     r = falaj("install-service", "--root", tmp_path / "root", "--allow", "192.168.1.0/33")
     assert r.exit_code == 2 and "--allow '192.168.1.0/33'" in r.stderr

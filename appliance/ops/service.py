@@ -70,12 +70,6 @@ def install(
         raise BadInput("install-service writes /etc and runs systemctl: run it as root")
     written = []
 
-    unit = (source / "falaj.service").read_text()
-    if prefix != DEFAULT_PREFIX:
-        unit = unit.replace(f"{DEFAULT_PREFIX}/", f"{prefix}/")
-    unit_path = under(root, f"/etc/systemd/system/{UNIT}")
-    write(unit_path, unit)
-    written.append(unit_path)
     for name, folder in (("falaj.sysusers", "sysusers.d"), ("falaj.tmpfiles", "tmpfiles.d")):
         path = under(root, f"/etc/{folder}/falaj.conf")
         write(path, (source / name).read_text())
@@ -94,17 +88,31 @@ def install(
     if live:
         sysusers_and_tmpfiles(say)
     key = under(root, "/etc/falaj/master.key")
+    cred = key.with_name("master.key.cred")
     created_key = False
-    if not key.exists():
+    # an encrypted key from an earlier install is the key (its plain copy may have been
+    # moved offline, as the README says): never make a new one beside it
+    if not key.exists() and not cred.exists():
         key.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_bytes(KEY_BYTES).hex() + "\n")
         created_key = True
         say(f"generated {key}: copy it to offline backup media, the stores cannot be read without it")  # fmt: skip
-    encrypted = live and encrypt_credential(key, dropins / "credential.conf", say)
+    encrypted = cred.exists() or (live and encrypt_credential(key, cred, say))
+    unit = (source / "falaj.service").read_text()
+    if prefix != DEFAULT_PREFIX:
+        unit = unit.replace(f"{DEFAULT_PREFIX}/", f"{prefix}/")
     if encrypted:
-        written.append(dropins / "credential.conf")
+        plain = f"LoadCredential={CREDENTIAL_NAME}:/etc/falaj/master.key"
+        if plain not in unit:
+            raise CheckFailed(f"{source / 'falaj.service'}: no {plain} line to replace")
+        unit = unit.replace(
+            plain, f"LoadCredentialEncrypted={CREDENTIAL_NAME}:/etc/falaj/master.key.cred"
+        )
+    unit_path = under(root, f"/etc/systemd/system/{UNIT}")
+    write(unit_path, unit)
+    written.insert(0, unit_path)
 
     enabled = False
     if live and shutil.which("systemctl"):
@@ -148,12 +156,12 @@ def sysusers_and_tmpfiles(say: Callable[[str], None]) -> None:
             run(["chown", owner, folder])
 
 
-def encrypt_credential(key: Path, dropin: Path, say: Callable[[str], None]) -> bool:
-    """Encrypt the master key with systemd-creds (TPM2 or the host key) and load it with
-    LoadCredentialEncrypted=; False (the unit's plain LoadCredential= stays) where it cannot."""
-    if not shutil.which("systemd-creds"):
+def encrypt_credential(key: Path, cred: Path, say: Callable[[str], None]) -> bool:
+    """Encrypt the master key with systemd-creds (TPM2 or the host key) into ``cred``, which
+    the installed unit then loads with LoadCredentialEncrypted=; False (the unit keeps the
+    plain LoadCredential=) where it cannot."""
+    if not shutil.which("systemd-creds") or not key.exists():
         return False
-    cred = key.with_name("master.key.cred")
     r = subprocess.run(
         ["systemd-creds", "encrypt", f"--name={CREDENTIAL_NAME}", str(key), str(cred)],
         capture_output=True, text=True,
@@ -163,8 +171,6 @@ def encrypt_credential(key: Path, dropin: Path, say: Callable[[str], None]) -> b
             "the unit loads it with LoadCredential=")  # fmt: skip
         return False
     os.chmod(cred, 0o600)
-    write(dropin, "# the master key, encrypted to this machine (falaj install-service)\n"
-          f"[Service]\nLoadCredential=\nLoadCredentialEncrypted={CREDENTIAL_NAME}:{cred}\n")  # fmt: skip
     say(f"encrypted the master key into {cred}; once the service starts, move {key} to "
         "offline backup media")  # fmt: skip
     return True
