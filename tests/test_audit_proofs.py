@@ -471,3 +471,32 @@ def test_the_scheduler_signs_a_checkpoint_when_events_were_added(app):
     assert first["written"] and first["size"] == app.control.audit_count() - 2
     assert again["written"] is False and again["line_no"] == first["line_no"]
     assert third["written"] and third["size"] == first["size"] + 2
+
+
+def test_a_recovered_batch_commits_to_its_records_root_too(app):
+    """An answered batch whose event a crash kept from committing gets it on open, with
+    the records' Merkle root: its receipts prove like any other."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from appliance.serving.decision_log import records_sha256
+
+    answer = app.serving.predict("credit", [RECORD], ACTOR)
+    rows = pa.Table.from_pylist(app.features.decisions(answer["request_id"]))
+    receipt = "ab" * 16
+    rows = rows.drop_columns(["batch_id"]).set_column(1, "request_id", pa.array([receipt]))
+    at = datetime.now(UTC).replace(tzinfo=None)
+    with app.features.transaction() as tx:
+        tx.append_decisions(rows, "orphan", 1, records_sha256(rows), at, True)
+    app.close()
+    again = Appliance.open({"home": str(app.home)})
+    try:
+        again.features  # noqa: B018 -- opening the feature store settles the batch
+        (event,) = again.control.audit_find("decisions.logged", "orphan")
+        assert event["details"]["recovered"] is True and "records_root" in event["details"]
+        again.audit.checkpoint(ACTOR)
+        p = again.audit.prove(receipt, ACTOR)
+        assert p["verified"] and p["kind"] == "merkle" and p["event"]["seq"] == event["seq"]
+    finally:
+        again.close()
