@@ -241,3 +241,20 @@ def test_the_api_takes_lists_and_downloads_backups(source):
         assert len(events) == 1 and events[0]["details"]["bytes"] == len(got.data)
     finally:
         app.close()
+
+
+def test_the_audit_checkpoints_travel_with_the_backup(source, tmp_path):
+    """A checkpoint signed before the backup is in it, and the restored chain verifies
+    against it; none written meanwhile can be indexed but not copied."""
+    f = Falaj(source)
+    f.ok("audit", "checkpoint")
+    out = tmp_path / "with-checkpoint.falaj-backup"
+    f.ok("backup", "--out", out)
+    f.ok("audit", "checkpoint")  # after the backup: not in it
+    target = tmp_path / "restored"
+    Falaj(target).ok("restore", out, "--home", target, "--key", source / "keys" / "master.key")
+    copied = (target / "audit" / "checkpoints.log").read_text().splitlines()
+    assert len(copied) == 1
+    assert copied[0] == (source / "audit" / "checkpoints.log").read_text().splitlines()[0]
+    verified = json.loads(Falaj(target).ok("audit", "verify", "--full", "--json").stdout)
+    assert verified["ok"] and verified["checkpoint"]

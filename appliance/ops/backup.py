@@ -7,7 +7,8 @@ by the process that holds it, under its writer lock), the model bundles
 file. Never the master key: the operator keeps it, and restoring needs it.
 
 The copies are taken in the order the stores' crash recovery expects: the checkpoints
-first (none may name events the copied chain lacks), then control.db, then
+first (none may name events the copied chain lacks; the checkpoint writers' lock is held
+until control.db is copied, so it indexes exactly the lines copied), then control.db, then
 features.duckdb and the bundles, so whatever they hold beyond control.db's audit head
 is what a crash would leave, and opening the restored home settles it (an ingest or an
 unanswered decision batch without its event is undone; a bundle no version names is
@@ -46,6 +47,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import appliance
 from appliance import keys
+from appliance.audit.checkpoints import CheckpointLog
 from appliance.auth import Actor, require
 from appliance.errors import BadInput, CheckFailed, NotFound
 from appliance.stores import snapshots
@@ -239,13 +241,20 @@ def take(app: Appliance, actor: Actor, out: Path | None = None, label: str = "ba
     stage = Path(tempfile.mkdtemp(prefix="backup-", dir=folder))
     partial = out.with_name(f".{out.name}.partial")
     try:
-        # The order crash recovery expects (see the module's docstring).
-        _copy_tree(home / "audit", stage / "audit")
-        with store._lock:  # no features.duckdb commit between the two store copies
-            control = snapshots.snapshot_control(
-                home / "control.db", app.store_key("control.db"), stage / "control.db"
-            )
-            feats = snapshots.snapshot_features(store, stage / "features.duckdb")
+        # The order crash recovery expects (see the module's docstring), under the
+        # checkpoint writers' lock: control.db indexes every checkpoint line it copies
+        # and no other (a line between the two copies would read as a cut log).
+        fresh = not (home / "audit").exists()
+        with CheckpointLog(home).locked():
+            _copy_tree(home / "audit", stage / "audit")
+            with store._lock:  # no features.duckdb commit between the two store copies
+                control = snapshots.snapshot_control(
+                    home / "control.db", app.store_key("control.db"), stage / "control.db"
+                )
+                feats = snapshots.snapshot_features(store, stage / "features.duckdb")
+        if fresh:  # the lock made the folder: leave the home as it was
+            with suppress(OSError):
+                (home / "audit").rmdir()
         _copy_tree(home / "artifacts", stage / "artifacts")
         for name in FILES:
             if (home / name).is_file():
