@@ -50,7 +50,10 @@ class AuditTx:
 
 
 class AuditReads:
-    query: Any  # ControlStore.query
+    query: Any  # ControlStore's
+    conn: Any
+    _lock: Any
+    _guard: Any
 
     def checkpoint_lines(self) -> list[dict[str, Any]]:
         """Every indexed line, oldest first: line_no, kind and the line's record."""
@@ -71,11 +74,13 @@ class AuditReads:
 
     def audit_hashes(self, after: int = 0, upto: int | None = None) -> list[tuple[int, str]]:
         """(seq, hash) of the events after ``after`` up to ``upto``, oldest first."""
-        rows = self.query(
-            "SELECT seq, hash FROM audit_events WHERE seq > ? AND seq <= ? ORDER BY seq",
-            (after, upto if upto is not None else 2**62),
-        )
-        return [(r["seq"], r["hash"]) for r in rows]
+        with self._lock, self._guard():  # plain tuples: the tree reads every event's hash
+            cur = self.conn.cursor()
+            cur.row_factory = None
+            return cur.execute(
+                "SELECT seq, hash FROM audit_events WHERE seq > ? AND seq <= ? ORDER BY seq",
+                (after, upto if upto is not None else 2**62),
+            ).fetchall()
 
     def audit_rows(self) -> int:
         """The events the table itself holds: read from its own pages, not from an index
