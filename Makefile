@@ -32,6 +32,7 @@ test: $(STAMP)
 	$(BIN)/python -m benchmarks.training --quick
 	$(BIN)/python -m benchmarks.monitoring --quick
 	$(BIN)/python -m benchmarks.release_switch --quick
+	$(BIN)/python -m benchmarks.audit_tree --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
