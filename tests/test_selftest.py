@@ -10,10 +10,12 @@ from pathlib import Path
 import pyarrow.csv as pacsv
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from playwright.sync_api import expect
 
 from appliance import demo, selftest
 from appliance.core import Appliance
 from tests.conftest import ACTOR, FEATURES, Falaj
+from tests.test_browser import browser, login  # noqa: F401
 
 EXPECTED = [name for name, _ in selftest.CHECKS]
 
@@ -186,3 +188,37 @@ def test_api_runs_it_and_the_page_shows_the_latest(client, tmp_path, monkeypatch
     page = client.get("/selftest").get_data(as_text=True)
     assert 'id="selftest-checks"' in page and "check-key_hygiene" in page
     assert ("passed" if report["passed"] else "FAILED") in page
+
+
+@pytest.mark.browser
+def test_run_the_selftest_from_its_page(template, tmp_path, start_server, browser, monkeypatch):  # noqa: F811
+    home = tmp_path / "home"
+    shutil.copytree(template, home)
+    (tmp_path / "temp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "temp"))  # the server's temp folder
+    server = start_server(home)
+    page = browser.new_page()
+    violations = []
+    page.on(
+        "console", lambda m: violations.append(m.text) if "Content Security" in m.text else None
+    )
+    login(page, server)
+    page.goto(server.url + "/selftest")
+    expect(page).to_have_title("Self-test · Falaj")
+    expect(page.locator("#selftest-status")).to_contain_text("no self-test has run")
+    page.click("#run-selftest", no_wait_after=True)  # it takes a while: wait for the notice
+    expect(page.locator("#done")).to_contain_text("self-test passed: report signed",
+                                                  timeout=240_000)  # fmt: skip
+    rows = page.locator("#selftest-checks tr.check")
+    expect(rows).to_have_count(len(EXPECTED))
+    expect(page.locator("#check-key_hygiene .status")).to_have_text("passed")
+    expect(page.locator("#check-bundles_refused .status")).to_have_text("passed")
+    expect(page.locator("#check-tls_versions .status")).to_have_text("skipped")
+    expect(page.locator("#selftest-signature")).to_contain_text("signature verified")
+    expect(page.locator("#selftest-signature")).to_contain_text("audit chain")
+    # styled from style.css under the CSP (no inline styles), nothing refused by it
+    color = page.evaluate(
+        "getComputedStyle(document.querySelector('#check-key_hygiene .status')).color"
+    )
+    assert color == "rgb(46, 125, 50)"
+    assert violations == []
