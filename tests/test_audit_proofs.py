@@ -500,3 +500,39 @@ def test_a_recovered_batch_commits_to_its_records_root_too(app):
         assert p["verified"] and p["kind"] == "merkle" and p["event"]["seq"] == event["seq"]
     finally:
         again.close()
+
+
+def test_cli_prove_and_consistency(served, tmp_path):
+    from tests.conftest import Falaj
+
+    home = tmp_path / "home"
+    shutil.copytree(served, home)
+    app = Appliance.open({"home": str(home)})
+    try:
+        receipt = app.serving.predict("credit", [RECORD], ACTOR)["receipt"]
+    finally:
+        app.close()
+    falaj = Falaj(home)
+    r = falaj("audit", "prove", receipt)
+    assert r.exit_code == 1 and "not in a signed checkpoint yet" in r.stderr
+    first = json.loads(falaj.ok("audit", "checkpoint", "--json").stdout)
+    out = tmp_path / "proof.json"
+    r = falaj.ok("audit", "prove", receipt, "--out", out)
+    assert r.output.splitlines()[-1] == "verified"
+    assert f"to the root of checkpoint {first['size']}" in r.output
+    assert ve.check_proof(json.loads(out.read_text())) is None
+    falaj.ok("ingest", _tiny_csv(tmp_path), "--table", "t", "--entity", "id", "--timestamp", "ts")
+    second = json.loads(falaj.ok("audit", "checkpoint", "--json").stdout)
+    r = falaj.ok("audit", "consistency")
+    assert r.output.startswith(f"consistency {first['size']} -> {second['size']}: ")
+    assert r.output.strip().endswith(": verified")
+    r = falaj("audit", "consistency", "--from", "5", "--to", "1")
+    assert r.exit_code == 2 and "expected 0 <= from <= to" in r.stderr
+    r = falaj("audit", "prove", "zz")
+    assert r.exit_code == 2 and "expected the 32 hex digits" in r.stderr
+
+
+def _tiny_csv(tmp_path: Path) -> Path:
+    p = tmp_path / "tiny.csv"
+    p.write_text("id,ts,x\n1,2025-01-01,1\n")
+    return p
