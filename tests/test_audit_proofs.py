@@ -536,3 +536,34 @@ def _tiny_csv(tmp_path: Path) -> Path:
     p = tmp_path / "tiny.csv"
     p.write_text("id,ts,x\n1,2025-01-01,1\n")
     return p
+
+
+def test_a_home_put_back_whole_is_caught_against_an_off_box_copy(app, tmp_path):
+    """Store and checkpoint log both put back to yesterday's copy agree with each other;
+    only a copy of the log kept off the box (--copy-to) tells."""
+    from tests.conftest import Falaj
+
+    app.audit.checkpoint(ACTOR)
+    app.close()
+    yesterday = tmp_path / "yesterday"
+    shutil.copytree(app.home, yesterday)
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    reopened = Appliance.open({"home": str(app.home)})
+    try:
+        add_events(reopened, 3)
+        reopened.audit.checkpoint(ACTOR, copy_to=usb)
+    finally:
+        reopened.close()
+    for part in ("control.db", "audit"):
+        target = app.home / part
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        (shutil.copytree if (yesterday / part).is_dir() else shutil.copy)(yesterday / part, target)
+    falaj = Falaj(app.home)
+    falaj.ok("audit", "verify")  # the box alone cannot tell
+    r = falaj("audit", "verify", "--against", usb / "checkpoints.log")
+    assert r.exit_code == 1
+    assert "holds 2 checkpoint lines, this home's log only 1" in r.stderr
+    assert "put back to an older copy" in r.stderr
+    ok = falaj.ok("audit", "verify", "--against", yesterday / "audit")  # a folder: its log
+    assert "matches signed checkpoint" in ok.output

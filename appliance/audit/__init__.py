@@ -85,14 +85,42 @@ class AuditService:
 
     # -- the chain -----------------------------------------------------------------
 
-    def verify(self, actor: Actor, full: bool = False) -> Verification:
+    def verify(self, actor: Actor, full: bool = False,
+               against: Path | None = None) -> Verification:  # fmt: skip
         """The chain (incrementally, or ``full``), then the store against the latest
-        signed checkpoint."""
+        signed checkpoint; ``against``: also against a copy of the checkpoint log kept
+        off the box (``falaj audit checkpoint --copy-to``)."""
         require(actor, "audit.read")
         result = self._verify_chain(full)
         if not result.ok:
             return result
-        return self._against_checkpoint(result, full)
+        result = self._against_checkpoint(result, full)
+        if result.ok and against is not None:
+            result = self._against_copy(result, Path(against))
+        return result
+
+    def _against_copy(self, v: Verification, path: Path) -> Verification:
+        """The home's checkpoint log must extend the copy: a home whose store and log
+        were both put back to an older copy falls short of it (the home's own log was
+        already held against the store)."""
+        if path.is_dir():
+            path = path / cp.LOG_FILE
+        try:
+            copy = path.read_bytes().decode("utf-8", errors="replace").split("\n")[:-1]
+        except OSError as exc:
+            raise BadInput(f"--against {path.name}: cannot read it ({exc.strerror})") from None
+        home = cp.CheckpointLog(self.home).lines() if self.home is not None else []
+        top = v.head[0] if v.head else 0
+        if len(home) < len(copy):
+            return dataclasses.replace(v, first_bad=top + 1, reason=(
+                f"the copy {path.name} holds {len(copy)} checkpoint lines, this home's log "
+                f"only {len(home)}: the home (store and log) was put back to an older copy"))  # fmt: skip
+        for i, line in enumerate(copy, 1):
+            if home[i - 1] != line:
+                return dataclasses.replace(v, first_bad=top + 1, reason=(
+                    f"checkpoint line {i} differs from the one in the copy {path.name}: "
+                    "the home's checkpoint log was rewritten"))  # fmt: skip
+        return v
 
     def _verify_chain(self, full: bool) -> Verification:
         if full:

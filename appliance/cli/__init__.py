@@ -379,21 +379,25 @@ def audit_group() -> None:
 @click.option(
     "--full", is_flag=True, help="Re-hash every event, not only those since the last verification."
 )
+@click.option("--against", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A copy of the checkpoint log kept off the box (audit checkpoint --copy-to): "
+                   "the home's log must extend it.")  # fmt: skip
 @json_option
 @service
-def audit_verify(app: Appliance, full: bool, as_json: bool) -> None:
+def audit_verify(app: Appliance, full: bool, against: Path | None, as_json: bool) -> None:
     """Verify the chain; exit 1 naming the first event that does not verify.
 
     Re-hashes the events added since the last verification after checking that the
     last verified one is unchanged; --full re-hashes all. Then holds the store against
     the latest signed checkpoint: a cut tail, missing events or a file rolled back to
-    an older copy fail (--full also recomputes every checkpoint's Merkle root).
+    an older copy fail (--full also recomputes every checkpoint's Merkle root). With
+    --against, a home whose store and log were both put back fails too.
 
     \b
     Example:
-        falaj audit verify --full
+        falaj audit verify --full --against /media/usb/checkpoints.log
     """
-    v = app.audit.verify(cli_actor(), full=full)
+    v = app.audit.verify(cli_actor(), full=full, against=against)
     data = {"checked": v.checked, "hashed": v.hashed, "ok": v.ok, "first_bad": v.first_bad,
             "reason": v.reason, "checkpoint": v.checkpoint}  # fmt: skip
     if v.ok:
