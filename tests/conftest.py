@@ -100,8 +100,23 @@ def find_free_port() -> int:
         return s.getsockname()[1]
 
 
+def admin_token(app: Appliance, name: str = "pytest-admin") -> str:
+    """A new admin API token on ``app`` (the local operator holds the master key)."""
+    return app.auth.create_token(name, "admin", ACTOR)["token"]
+
+
+def admin_client(app: Appliance, config: dict | None = None):
+    """Flask's test client over ``app``, sending an admin API token."""
+    from webui import create_app
+
+    c = create_app(app, {"TESTING": True} | (config or {})).test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {admin_token(app)}"
+    return c
+
+
 class Server:
     def __init__(self, home: Path, *extra: str) -> None:
+        self.home = home
         self.port = find_free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = home.parent / f"server-{self.port}.log"
@@ -131,14 +146,32 @@ class Server:
                 )
             try:
                 urllib.request.urlopen(self.url + "/healthz", timeout=1)
-                return self
+                return self.authenticated()
             except urllib.error.HTTPError:  # it answers: a 503 is a degraded server, not a dead one
-                return self
+                return self.authenticated()
             except OSError:
                 time.sleep(0.2)
         raise AssertionError(f"server did not answer in {timeout}s:\n{self.log.read_text()}")
 
     token: str | None = None  # an admin API token, once the server answers
+
+    def authenticated(self) -> "Server":
+        """Make an admin API token beside the running server (control.db opens beside it)."""
+        app = Appliance.open({"home": str(self.home)})
+        try:
+            self.token = admin_token(app, f"pytest-{self.port}")
+        finally:
+            app.close()
+        return self
+
+    def enrol_link(self, name: str, role: str = "admin") -> str:
+        """A one-time enrolment link for a new user of this server."""
+        app = Appliance.open({"home": str(self.home)})
+        try:
+            r = app.auth.add_user(name, role, ACTOR)
+        finally:
+            app.close()
+        return f"{self.url}/enrol?token={r['enrolment']}"
 
     def headers(self) -> dict[str, str]:
         """The headers that authenticate a raw HTTP request to this server (admin)."""
@@ -203,4 +236,6 @@ def client(trained):
     from webui import create_app
 
     trained.serving.deploy("credit", 1, ACTOR)
-    return create_app(trained, {"TESTING": True}).test_client()
+    c = create_app(trained, {"TESTING": True}).test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {admin_token(trained)}"
+    return c

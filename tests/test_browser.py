@@ -1,5 +1,6 @@
 """The dashboard in a real browser (Debian's Chromium driven by Playwright)."""
 
+import itertools
 import os
 import shutil
 
@@ -30,6 +31,22 @@ def browser():
         b.close()
 
 
+PASSWORD = "a long browser passphrase"
+_users = itertools.count(1)
+
+
+def login(page, server, role: str = "admin") -> str:
+    """Sign ``page`` in to ``server`` as a new user of ``role``, the way a newcomer does:
+    open the one-time enrolment link, set a password, land on the dashboard signed in."""
+    name = f"{role}-{next(_users)}"
+    page.goto(server.enrol_link(name, role))
+    page.fill("#enrol-password", PASSWORD)
+    page.fill("#enrol-confirm", PASSWORD)
+    page.click("#enrol-submit")
+    page.wait_for_url(server.url + "/")
+    return name
+
+
 def test_dashboard_shows_the_demo_model_serving(home, start_server, browser, monkeypatch, tmp_path):
     monkeypatch.setenv("FALAJ_DEMO_ROWS", "5000")
     server = start_server(home, "--demo")
@@ -37,6 +54,7 @@ def test_dashboard_shows_the_demo_model_serving(home, start_server, browser, mon
         "POST", "/api/v1/models/credit_risk/predict", {"records": [{"age": 1}]}
     )  # a 400, not logged
     page = browser.new_page()
+    login(page, server)
     requests = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(server.url + "/")
@@ -137,6 +155,7 @@ def test_the_data_page(home, tmp_path, start_server, browser):
 
     server = start_server(home)
     page = browser.new_page()
+    login(page, server)
     page.goto(server.url + "/")
     page.click("#nav-data")
     expect(page).to_have_title("Data · Falaj")  # waits for the navigation
@@ -200,6 +219,7 @@ def test_the_models_pages(home, start_server, browser):
 
     server = start_server(home)
     page = browser.new_page()
+    login(page, server)
     requests = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(server.url + "/")

@@ -660,8 +660,9 @@ class Load:
     """Client threads posting predictions over keep-alive connections until the server
     goes away; keeps every answer received with status 200."""
 
-    def __init__(self, port: int, threads: int = 6) -> None:
+    def __init__(self, port: int, headers: dict[str, str], threads: int = 6) -> None:
         self.port = port
+        self.headers = {"Content-Type": "application/json"} | headers
         self.answers: list[dict] = []
         self.refused: list[tuple[int, bytes]] = []
         self.lock = threading.Lock()
@@ -678,8 +679,7 @@ class Load:
             records = [RECORD | {"age": 20.0 + n, "income": 1000.0 * i + j} for j in range(rows)]
             body = json.dumps({"records": records}).encode()
             try:
-                conn.request("POST", "/api/v1/models/credit/predict", body,
-                             {"Content-Type": "application/json"})  # fmt: skip
+                conn.request("POST", "/api/v1/models/credit/predict", body, self.headers)
                 resp = conn.getresponse()
                 data = resp.read()
             except (OSError, http.client.HTTPException):
@@ -727,7 +727,7 @@ def assert_all_logged(home: Path, answers: list[dict]) -> None:
 def test_server_killed_under_load(template, tmp_path, start_server):
     home = copy_home(template, tmp_path)
     server = serve(start_server, home)
-    load = Load(server.port)
+    load = Load(server.port, server.headers())
     load.wait_for(40)
     kill(server)
     answers = load.join()
@@ -743,7 +743,7 @@ def test_server_killed_under_load(template, tmp_path, start_server):
 def test_server_killed_during_a_deploy(template, tmp_path, start_server):
     home = copy_home(template, tmp_path)
     server = serve(start_server, home)
-    load = Load(server.port)
+    load = Load(server.port, server.headers())
     load.wait_for(20)
     deploy = subprocess.Popen(command(home, "deploy", "credit", "--version", "2"),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip

@@ -18,8 +18,7 @@ import sqlcipher3
 
 from appliance import demo, keys
 from appliance.core import Appliance
-from tests.conftest import ACTOR, FEATURES, RECORD, TRAIN, Falaj, find_free_port
-from webui import create_app
+from tests.conftest import ACTOR, FEATURES, RECORD, TRAIN, Falaj, admin_client, find_free_port
 
 PAGE = 4096  # SQLCipher's page: 16-byte IV and 64-byte HMAC at its end, page 1 starts with the salt
 DUCK_HEADERS = 3 * 4096  # DuckDB: the main header, then two database headers
@@ -248,7 +247,7 @@ def test_the_api_meeting_damage_answers_503_not_500(pristine, tmp_path):
     home = damaged(pristine, tmp_path, "features.duckdb", DUCK_HEADERS + block * DUCK_BLOCK + 999)
     app = Appliance.open({"home": str(home)})
     try:
-        client = create_app(app, {"TESTING": True}).test_client()
+        client = admin_client(app)
         r = client.get(f"/api/v1/decisions/{request_id}")
         assert r.status_code == 503, r.get_json()
         message = r.get_json()["error"]["message"]

@@ -13,6 +13,10 @@ from appliance.monitoring.metrics import Metrics
 from tests.conftest import ACTOR, FEATURES, RECORD, Server
 
 
+def metrics_request(server) -> urllib.request.Request:
+    return urllib.request.Request(server.url + "/metrics", headers=server.headers())
+
+
 def samples(text: str) -> dict[tuple, float]:
     """Every sample as (name, sorted labels) -> value."""
     out = {}
@@ -59,7 +63,7 @@ def test_metrics_count_what_was_sent(server):
         assert server.request("POST", "/api/v1/models/credit/predict", {"rows": []})[0] == 400
     assert server.request("POST", "/api/v1/models/nobody/predict", {"records": [RECORD]})[0] == 404
 
-    with urllib.request.urlopen(server.url + "/metrics", timeout=30) as r:
+    with urllib.request.urlopen(metrics_request(server), timeout=30) as r:
         assert r.headers["Content-Type"].startswith("text/plain")
         got = samples(r.read().decode())
 
@@ -88,7 +92,7 @@ def test_metrics_count_what_was_sent(server):
 
     status, health = server.request("GET", "/healthz")
     assert status == 200 and json.dumps(health)  # /healthz is not a scoring request
-    with urllib.request.urlopen(server.url + "/metrics", timeout=30) as r:
+    with urllib.request.urlopen(metrics_request(server), timeout=30) as r:
         assert samples(r.read().decode())[("falaj_requests_total", ok)] == 9
 
 

@@ -258,8 +258,7 @@ def trained_home(tmp_path_factory):
     from appliance import demo
     from appliance.core import Appliance
     from appliance.training.specs import Search
-    from tests.conftest import ACTOR
-    from webui import create_app
+    from tests.conftest import ACTOR, admin_client
 
     base = tmp_path_factory.mktemp("models")
     pacsv.write_csv(demo.credit_risk(3000, seed=3), base / "credit.csv")
@@ -274,7 +273,7 @@ def trained_home(tmp_path_factory):
                                                     "equalized_odds": 0.0}})  # fmt: skip
     assert (first["status"], second["status"]) == ("ready", "rejected")
     app.serving.deploy("credit", 1, ACTOR)
-    client = create_app(app, {"TESTING": True}).test_client()
+    client = admin_client(app)
     yield app, client, first, second
     app.close()
 

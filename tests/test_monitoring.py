@@ -21,7 +21,7 @@ from appliance.monitoring.alerts import check_webhook_url
 from appliance.monitoring.reference import Reference
 from appliance.stores import monitoring as store
 from kernels.stats import ReferenceSummary, drift, roc_auc
-from tests.conftest import ACTOR, FEATURES, find_free_port
+from tests.conftest import ACTOR, FEATURES, admin_client, find_free_port
 
 
 @pytest.fixture(scope="module")
@@ -320,11 +320,9 @@ def test_alerts_reach_a_local_webhook_and_failures_are_retried(served):
 
 
 def test_the_api(served):
-    from webui import create_app
-
     app, rows, _ = served
     _predict(app, _records(rows, 2000, 2100))
-    client = create_app(app, {"TESTING": True}).test_client()
+    client = admin_client(app)
     r = client.post("/api/v1/monitoring/run", json={"model": "credit", "window": "1h"})
     assert r.status_code == 200 and r.get_json()["models"]["credit"][0]["requests"] >= 100
     status = client.get("/api/v1/monitoring/models/credit").get_json()

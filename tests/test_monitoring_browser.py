@@ -5,7 +5,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from tests.conftest import FEATURES, LOANS, TRAIN
-from tests.test_browser import browser  # noqa: F401 -- the module's Chromium
+from tests.test_browser import browser, login  # noqa: F401 -- the module's Chromium
 
 pytestmark = pytest.mark.browser
 
@@ -29,6 +29,7 @@ def test_the_monitoring_page(home, falaj, credit_csv, start_server, browser):  #
     assert status == 200 and r["models"]["credit"][0]["requests"] == 300
 
     page = browser.new_page()
+    login(page, server)
     page.goto(server.url + "/monitoring")
     card = page.locator("#monitor-credit")
     assert card.locator("table.drift tbody tr").count() == len(FEATURES)

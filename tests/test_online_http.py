@@ -99,7 +99,8 @@ def test_malformed_bodies_are_400_naming_the_field(served, body, message):
 
 def test_not_json_is_400(served):
     server, entities, expected = served
-    req = urllib.request.Request(server.url + PATH, data=b"{features:", method="POST")
+    req = urllib.request.Request(server.url + PATH, data=b"{features:", method="POST",
+                                 headers=server.headers())  # fmt: skip
     req.add_header("Content-Type", "application/json")
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(req, timeout=30)

@@ -16,7 +16,7 @@ from appliance.auth import Actor
 from appliance.core import Appliance
 from appliance.errors import BadInput, CheckFailed, NotFound
 from appliance.features.workspace import parse
-from tests.conftest import ACTOR, Falaj
+from tests.conftest import ACTOR, Falaj, admin_client
 
 INPUTS = "[age, income, employment_years, loan_amount, debt_to_income]"
 WORKSPACE = f"""
@@ -304,9 +304,7 @@ def test_a_pipelines_schedule_queues_a_run_as_the_scheduler(app, svc):
 
 
 def test_the_api_and_the_pages(app, svc):
-    from webui import create_app
-
-    c = create_app(app, {"TESTING": True}).test_client()
+    c = admin_client(app)
     listed = c.get("/api/v1/pipelines").get_json()
     names = ["retrain", "ship", "search_only", "gate", "flaky", "strict", "watch", "fresh"]
     assert [p["name"] for p in listed] == names

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import ACTOR, FEATURES, RECORD
+from tests.conftest import ACTOR, FEATURES, RECORD, admin_client
 
 ROWS = [RECORD, RECORD | {"age": 60.0, "num_late_payments": 3.0}]
 
@@ -334,6 +334,7 @@ def failing(app):
 
     from appliance.errors import StoreError
     from webui import create_app
+    from webui.auth import public
 
     bp = Blueprint("failing", __name__)
 
@@ -351,10 +352,10 @@ def failing(app):
 
     for i, url in enumerate([*SHAPES, PAGE]):
         for view in (boom, nan, unreadable):
-            bp.add_url_rule(url.format(view.__name__), f"{view.__name__}{i}", view)
+            bp.add_url_rule(url.format(view.__name__), f"{view.__name__}{i}", public(view))
     flask_app = create_app(app, {"TESTING": True, "PROPAGATE_EXCEPTIONS": False})
     flask_app.register_blueprint(bp)
-    return flask_app.test_client()
+    return flask_app.test_client()  # public routes: no credential needed
 
 
 @pytest.mark.parametrize("url", sorted(SHAPES))
@@ -476,13 +477,11 @@ def test_categorical_inputs_travel_as_bytes_text(app, credit_csv):
     """A model with categorical inputs: V2 metadata names them BYTES, and V2 tensors of
     text, MLflow's dataframe_split and the native API give the same answers, unseen
     categories and nulls included."""
-    from webui import create_app
-
     app.ingestion.ingest(credit_csv, "loans", "customer_id", "event_time", ACTOR)
     app.training.train("loans", "default", "cat", ACTOR, sensitive="gender",
                        features=(*FEATURES, "region", "loan_purpose"))  # fmt: skip
     app.serving.deploy("cat", 1, ACTOR)
-    client = create_app(app, {"TESTING": True}).test_client()
+    client = admin_client(app)
     meta = client.get("/v2/models/cat").get_json()
     types = {i["name"]: i["datatype"] for i in meta["inputs"]}
     assert types["region"] == types["loan_purpose"] == "BYTES" and types["age"] == "FP64"

@@ -12,8 +12,8 @@ import pytest
 from appliance import demo
 from appliance.core import Appliance
 from appliance.serving.releases import BUCKETS, Policy, judge, sticky_bucket, takes_candidate
-from tests.conftest import ACTOR, FEATURES, RECORD, Falaj, Server
-from tests.test_browser import browser  # noqa: F401 -- the module's Chromium
+from tests.conftest import ACTOR, FEATURES, RECORD, Falaj, Server, admin_client
+from tests.test_browser import browser, login  # noqa: F401 -- the module's Chromium
 
 SHARE_TOLERANCE = 0.05  # |observed - P| over 600 keys: > 2.6 standard deviations (keys fixed: no flake) at P = 30%
 
@@ -283,11 +283,14 @@ def test_cli_release_commands(falaj_rel):
 # -- over HTTP: a real server, and the dashboard ------------------------------------------
 
 
+CREDENTIAL: dict[str, str] = {}  # the live server's admin token, once it answers
+
+
 def call(url, method="GET", body=None, headers=None):
     req = urllib.request.Request(url, method=method,
                                  data=json.dumps(body).encode() if body is not None else None)  # fmt: skip
     req.add_header("Content-Type", "application/json")
-    for k, v in (headers or {}).items():
+    for k, v in (CREDENTIAL | (headers or {})).items():
         req.add_header(k, v)
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
@@ -304,7 +307,9 @@ def live(prepared, tmp_path_factory):
     server = Server(home, "--decision-log", "async")
     server.home = home
     try:
-        yield server.wait()
+        server.wait()
+        CREDENTIAL.update(server.headers())
+        yield server
     finally:
         server.stop()
 
@@ -351,9 +356,7 @@ def test_release_over_http_on_a_live_server(live):
 
 
 def test_releases_page_starts_promotes_and_rolls_back(rapp):
-    from webui import create_app
-
-    client = create_app(rapp, {"TESTING": True}).test_client()
+    client = admin_client(rapp)
     page = client.get("/releases").get_data(as_text=True)
     assert 'id="start-credit"' in page and "v1 live" in page
     r = client.post("/releases/credit/start", data={"version": "2", "strategy": "canary",
@@ -403,6 +406,7 @@ def test_entity_requests_and_records_stick_by_the_entity_id(app, tmp_path):
 @pytest.mark.browser
 def test_the_releases_page_in_a_browser(live, browser):  # noqa: F811
     page = browser.new_page()
+    login(page, live)
     requests = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(live.url + "/releases")

@@ -13,7 +13,7 @@ import pytest
 from appliance import demo
 from appliance.core import Appliance
 from tests.conftest import ACTOR, Falaj
-from tests.test_browser import browser  # noqa: F401 -- the module's Chromium fixture
+from tests.test_browser import browser, login  # noqa: F401 -- the module's Chromium fixture
 
 INPUTS = "[age, income, employment_years, loan_amount, debt_to_income]"
 WORKSPACE = f"""
@@ -161,7 +161,8 @@ def test_a_run_killed_by_sigkill_resumes_from_its_last_completed_step(
     # the job states reach /metrics (Prometheus' own parser reads it)
     from prometheus_client.parser import text_string_to_metric_families
 
-    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as r:
+    req = urllib.request.Request(server.url + "/metrics", headers=server.headers())
+    with urllib.request.urlopen(req, timeout=10) as r:
         families = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
     states = {s.labels["state"]: s.value for s in families["falaj_job_state"].samples
               if s.labels["job"] == "system:pipelines"}  # fmt: skip
@@ -195,6 +196,7 @@ def test_the_pipelines_page(home, start_server, browser, monkeypatch):  # noqa: 
     monkeypatch.setenv("FALAJ_CHECK_ON_START", "false")
     server = start_server(home)
     page = browser.new_page()
+    login(page, server)
     page.goto(server.url + "/")
     page.click("#nav-pipelines")
     assert "validate → approve" in page.locator("#pipeline-review").inner_text()

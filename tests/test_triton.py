@@ -8,6 +8,7 @@ import pytest
 tritonclient = pytest.importorskip("tritonclient")
 import tritonclient.grpc as grpcclient  # noqa: E402
 import tritonclient.http as httpclient  # noqa: E402
+from tritonclient._plugin import InferenceServerClientPlugin  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from appliance.core import Appliance  # noqa: E402
@@ -46,6 +47,16 @@ def server(tmp_path_factory):
         s.stop()
 
 
+class Bearer(InferenceServerClientPlugin):
+    """tritonclient's way to send a header with every call: the server's admin token."""
+
+    def __init__(self, server) -> None:
+        self.value = server.headers()["Authorization"]
+
+    def __call__(self, request) -> None:
+        request.headers["authorization"] = self.value
+
+
 def native(server, rows) -> np.ndarray:
     status, body = server.request("POST", f"/api/v1/models/{MODEL}/predict", {"records": rows})
     assert status == 200, body
@@ -60,6 +71,7 @@ def expected(server):
 @pytest.fixture(scope="module")
 def http(server):
     client = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
+    client.register_plugin(Bearer(server))
     yield client
     client.close()
 
@@ -67,6 +79,7 @@ def http(server):
 @pytest.fixture(scope="module")
 def grpc(server):
     client = grpcclient.InferenceServerClient(server.grpc_url)
+    client.register_plugin(Bearer(server))  # sent as gRPC metadata
     yield client
     client.close()
 
@@ -243,7 +256,9 @@ def test_grpc_typed_contents_as_well_as_raw(server, expected):
         ],
     )  # fmt: skip
     with grpclib.insecure_channel(server.grpc_url) as channel:
-        response = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+        response = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+            request, metadata=[("authorization", server.headers()["Authorization"])]
+        )
     got = np.frombuffer(response.raw_output_contents[0], dtype="<f8")
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 

@@ -3,12 +3,13 @@ views of the registry and the audit chain."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, request, url_for
+from flask import Blueprint, current_app, g, jsonify, redirect, request, url_for
 
-from appliance.auth import Actor
+from appliance.auth import Actor, Unauthenticated
 from appliance.core import Appliance
 from appliance.errors import BadInput
 from appliance.features.online import to_json
+from webui.auth import needs, public
 from webui.metrics import scored
 
 bp = Blueprint("api", __name__)
@@ -19,8 +20,12 @@ def appliance() -> Appliance:
 
 
 def request_actor() -> Actor:
-    # Until accounts land, API callers are identified by address.
-    return Actor("api", request.remote_addr or "unknown")
+    """The authenticated principal of this request (a user's session or an API token),
+    found by webui.auth before the view ran."""
+    actor = g.get("actor")
+    if actor is None:
+        raise Unauthenticated("sign in, or send Authorization: Bearer <token>")
+    return actor
 
 
 def back(endpoint: str, message: str, ok: bool = True, anchor: str = "", **values: object):
@@ -40,6 +45,7 @@ def json_body() -> dict:
 
 
 @bp.get("/healthz")
+@public
 def healthz():
     """Answers anyone: live versions, and any slot out of service (503 when a live slot
     cannot serve)."""
@@ -51,6 +57,7 @@ def healthz():
 
 
 @bp.post("/api/v1/models/<name>/predict")
+@needs("model.predict")
 def predict(name: str):
     return jsonify(scored(name, lambda: _predict(name)))
 
@@ -73,16 +80,19 @@ def _predict(name: str) -> dict:
 
 
 @bp.get("/api/v1/decisions/<request_id>")
+@needs("decision.read")
 def decision(request_id: str):
     return jsonify(appliance().serving.decision(request_id, request_actor()))
 
 
 @bp.get("/api/v1/models")
+@needs("model.read")
 def models():
     return jsonify({"models": appliance().registry.versions(request_actor())})
 
 
 @bp.get("/api/v1/models/resolve")
+@needs("model.read")
 def resolve_model():
     """A version by any model reference (``models:/credit@champion``, ``credit@2``, ...)."""
     app, actor = appliance(), request_actor()
@@ -95,6 +105,7 @@ def resolve_model():
 
 
 @bp.put("/api/v1/models/<name>/aliases/<alias>")
+@needs("model.alias")
 def put_alias(name: str, alias: str):
     """Point an alias at a version: body {"version": N}. Audited."""
     version = json_body().get("version")
@@ -104,11 +115,13 @@ def put_alias(name: str, alias: str):
 
 
 @bp.delete("/api/v1/models/<name>/aliases/<alias>")
+@needs("model.alias")
 def delete_alias(name: str, alias: str):
     return jsonify(appliance().registry.delete_alias(name, alias, request_actor()))
 
 
 @bp.get("/api/v1/runs")
+@needs("model.read")
 def runs():
     """Training runs newest first; ``model`` and ``search`` (a search run's id) filter."""
     args = request.args
@@ -117,11 +130,13 @@ def runs():
 
 
 @bp.get("/api/v1/tables")
+@needs("data.read")
 def tables():
     return jsonify({"tables": appliance().catalog.tables(request_actor())})
 
 
 @bp.get("/api/v1/audit/verify")
+@needs("audit.read")
 def audit_verify():
     v = appliance().audit.verify(request_actor(), full=request.args.get("full") == "1")
     return jsonify({"checked": v.checked, "hashed": v.hashed, "ok": v.ok,
@@ -129,6 +144,7 @@ def audit_verify():
 
 
 @bp.post("/api/v1/features/online")
+@needs("features.read")
 def online_features():
     """The latest materialized feature values of entities, as ``get_online_features``."""
     body = json_body()

@@ -9,6 +9,7 @@ from flask import Blueprint, render_template, request
 
 from appliance.errors import FalajError, NotFound
 from webui.api import appliance, back, request_actor
+from webui.auth import needs
 
 bp = Blueprint("data", __name__)
 
@@ -20,6 +21,7 @@ def _back(message: str, ok: bool = True, anchor: str = ""):
 
 
 @bp.get("/data")
+@needs("data.read")
 def page():
     app, actor = appliance(), request_actor()
     held, held_missing = None, None
@@ -53,6 +55,7 @@ def _act(fn, anchor: str):
 
 
 @bp.post("/data/quarantine/release")
+@needs("data.quarantine")
 def release():
     ref = request.form.get("ref", "").strip()[:MAX_REF]
     force = request.form.get("force") == "1"
@@ -65,6 +68,7 @@ def release():
 
 
 @bp.post("/data/quarantine/drop")
+@needs("data.quarantine")
 def drop():
     ref = request.form.get("ref", "").strip()[:MAX_REF]
 
@@ -76,6 +80,7 @@ def drop():
 
 
 @bp.post("/data/materialize")
+@needs("features.define")
 def materialize():
     view = request.form.get("view", "").strip()[:MAX_REF]
 

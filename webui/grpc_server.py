@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 
 import appliance as appliance_pkg
-from appliance.auth import Actor
+from appliance.auth import Actor, Unauthenticated, require
 from appliance.errors import BadInput, FalajError
 from webui import protocols
 from webui.errors import INTERNAL_ERROR
@@ -28,7 +28,9 @@ from webui.v2proto import predict_v2_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
-         409: grpc.StatusCode.FAILED_PRECONDITION, 503: grpc.StatusCode.UNAVAILABLE}  # fmt: skip
+         409: grpc.StatusCode.FAILED_PRECONDITION, 503: grpc.StatusCode.UNAVAILABLE,
+         401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED}  # fmt: skip
+PERMISSIONS = {"ModelInfer": "model.predict"}  # every other call: model.read
 MAX_MESSAGE = 64 * 1024 * 1024  # bytes of one request or answer
 
 # Where each datatype's values sit in InferTensorContents (FP16 only travels raw).
@@ -38,8 +40,14 @@ CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_conte
             "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents"}  # fmt: skip
 
 
-def _actor(context) -> Actor:
-    return Actor("api", context.peer() or "unknown")  # e.g. ipv4:127.0.0.1:53124
+def _actor(app, context) -> Actor:
+    """The API token in the call's ``authorization: Bearer <token>`` metadata."""
+    header = dict(context.invocation_metadata()).get("authorization", "")
+    scheme, _, token = str(header).strip().partition(" ")
+    actor = app.auth.token_actor(token.strip()) if scheme.lower() == "bearer" else None
+    if actor is None:
+        raise Unauthenticated("send metadata authorization: Bearer <token> with a valid token")
+    return actor
 
 
 def _guard(method):
@@ -48,6 +56,7 @@ def _guard(method):
 
     def call(self, request, context):
         try:
+            require(_actor(self.app, context), PERMISSIONS.get(method.__name__, "model.read"))
             return method(self, request, context)
         except FalajError as exc:
             context.abort(CODES.get(exc.status, grpc.StatusCode.INTERNAL), exc.message)
@@ -131,7 +140,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         for i, out in enumerate(request.outputs):
             protocols.check_output(out.name, i)
         records = protocols.tensor_records(_tensors(request), model.inputs)
-        result = self.app.serving.predict(name, records, _actor(context), where="inputs")
+        result = self.app.serving.predict(name, records, _actor(self.app, context), where="inputs")
         predictions = result["predictions"]
         raw = np.asarray(predictions, dtype=protocols.DTYPES[protocols.OUTPUT_DATATYPE])
         return pb.ModelInferResponse(

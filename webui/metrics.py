@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app
 
 from appliance.errors import FalajError
 from appliance.monitoring.metrics import CONTENT_TYPE, status_of
+from webui.auth import needs
 
 bp = Blueprint("metrics", __name__)
 
@@ -19,6 +20,7 @@ T = TypeVar("T")
 
 
 @bp.get("/metrics")
+@needs("monitor.read")
 def metrics():
     """Answers anyone on the network the server listens on, as Prometheus expects."""
     return Response(current_app.extensions["falaj"].metrics.text(), content_type=CONTENT_TYPE)

@@ -18,6 +18,7 @@ from appliance.registry import card
 from appliance.training.gates import LOWER_IS_BETTER, failed_gates
 from webui import charts
 from webui.api import appliance, back, request_actor
+from webui.auth import needs
 
 bp = Blueprint("models", __name__)
 bp.add_app_template_filter(card.cell, "cell")
@@ -52,6 +53,7 @@ def _back(name: str, version: int, message: str, ok: bool = True):
 
 
 @bp.get("/models")
+@needs("model.read")
 def page():
     rows = appliance().registry.versions(request_actor())
     models: dict[str, list[dict[str, Any]]] = {}
@@ -98,6 +100,7 @@ def _charts(metrics: dict[str, Any]) -> dict[str, Markup]:
 
 
 @bp.get("/models/<name>/<int:version>")
+@needs("model.read")
 def version(name: str, version: int):
     app, actor = appliance(), request_actor()
     app.registry.version(name, version, actor)  # UnknownModel: the 404 page
@@ -120,6 +123,7 @@ def version(name: str, version: int):
 
 
 @bp.post("/models/<name>/<int:version>/alias")
+@needs("model.alias")
 def alias(name: str, version: int):
     app, actor = appliance(), request_actor()
     app.registry.version(name, version, actor)  # an unknown version is a 404, not a redirect
@@ -140,12 +144,14 @@ def alias(name: str, version: int):
 
 
 @bp.get("/models/<name>/<int:version>/card")
+@needs("model.read")
 def card_html(name: str, version: int):
     info = appliance().registry.card_info(name, version, request_actor())
     return Response(card.html(info), mimetype="text/html")
 
 
 @bp.get("/models/<name>/<int:version>/card.md")
+@needs("model.read")
 def card_markdown(name: str, version: int):
     info = appliance().registry.card_info(name, version, request_actor())
     filename = f"{name}-v{version}-card.md".replace('"', "")
@@ -207,6 +213,7 @@ def _compare(ids: list[str], actor) -> dict[str, Any]:
 
 
 @bp.get("/runs")
+@needs("model.read")
 def runs():
     app, actor = appliance(), request_actor()
     every = app.runs.list(actor)  # newest first
@@ -251,6 +258,7 @@ def _specs(app) -> dict[str, Any]:
 
 
 @bp.post("/runs/train")
+@needs("model.train")
 def train():
     """Run a workspace spec, as `falaj train --spec NAME` does, then show its version."""
     app, actor = appliance(), request_actor()
@@ -268,6 +276,7 @@ def train():
 
 
 @bp.get("/runs/<run_id>")
+@needs("model.read")
 def run(run_id: str):
     app, actor = appliance(), request_actor()
     found = app.runs.get(run_id[:MAX_REF], actor)  # NotFound: the 404 page

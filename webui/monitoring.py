@@ -15,6 +15,7 @@ from markupsafe import Markup
 from appliance.errors import BadInput, FalajError
 from webui import charts
 from webui.api import appliance, back, json_body, request_actor
+from webui.auth import needs
 
 bp = Blueprint("monitoring", __name__)
 
@@ -33,11 +34,13 @@ def _text(body: dict[str, Any], key: str, where: str = "request body") -> str | 
 
 
 @bp.get("/api/v1/monitoring")
+@needs("monitor.read")
 def api_overview():
     return jsonify({"models": appliance().monitoring.overview(request_actor())})
 
 
 @bp.post("/api/v1/monitoring/run")
+@needs("monitor.configure")
 def api_run():
     body = json_body() if request.content_length else {}
     r = appliance().monitoring.run_pass(request_actor(), model=_text(body, "model"),
@@ -46,6 +49,7 @@ def api_run():
 
 
 @bp.get("/api/v1/monitoring/alerts")
+@needs("monitor.read")
 def api_alerts():
     args = request.args
     rows = appliance().monitoring.alerts(
@@ -56,32 +60,38 @@ def api_alerts():
 
 
 @bp.post("/api/v1/monitoring/alerts/<int:alert_id>/ack")
+@needs("monitor.configure")
 def api_ack(alert_id: int):
     return jsonify(appliance().monitoring.acknowledge(alert_id, request_actor()))
 
 
 @bp.get("/api/v1/monitoring/webhook")
+@needs("monitor.read")
 def api_webhook():
     return jsonify({"webhook": appliance().monitoring.webhook_url(request_actor())})
 
 
 @bp.put("/api/v1/monitoring/webhook")
+@needs("monitor.configure")
 def api_set_webhook():
     url = _text(json_body(), "url")
     return jsonify(appliance().monitoring.set_webhook(url, request_actor()))
 
 
 @bp.get("/api/v1/monitoring/models/<name>")
+@needs("monitor.read")
 def api_status(name: str):
     return jsonify(appliance().monitoring.status(name, request_actor()))
 
 
 @bp.get("/api/v1/monitoring/models/<name>/config")
+@needs("monitor.read")
 def api_config(name: str):
     return jsonify(appliance().monitoring.config(name, request_actor()))
 
 
 @bp.put("/api/v1/monitoring/models/<name>/config")
+@needs("monitor.configure")
 def api_configure(name: str):
     body = json_body()
     unknown = [k for k in body if k not in THRESHOLDS]
@@ -92,6 +102,7 @@ def api_configure(name: str):
 
 
 @bp.put("/api/v1/monitoring/models/<name>/outcomes")
+@needs("monitor.configure")
 def api_outcomes(name: str):
     body = json_body()
     table, label = _text(body, "table"), _text(body, "label")
@@ -145,6 +156,7 @@ def _back(message: str, ok: bool = True, model: str | None = None):
 
 
 @bp.get("/monitoring")
+@needs("monitor.read")
 def page():
     app, actor = appliance(), request_actor()
     models = []
@@ -171,6 +183,7 @@ def page():
 
 
 @bp.post("/monitoring/run")
+@needs("monitor.configure")
 def run():
     try:
         r = appliance().monitoring.run_pass(request_actor())
@@ -183,6 +196,7 @@ def run():
 
 
 @bp.post("/monitoring/alerts/<int:alert_id>/ack")
+@needs("monitor.configure")
 def ack(alert_id: int):
     try:
         a = appliance().monitoring.acknowledge(alert_id, request_actor())

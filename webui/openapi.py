@@ -13,6 +13,8 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 import appliance as appliance_pkg
+from webui.auth import OPENAPI as AUTH_PATHS
+from webui.auth import needs
 from webui.protocols import OUTPUT, TYPES
 
 bp = Blueprint("openapi", __name__)
@@ -1126,6 +1128,9 @@ PATHS.update({
 })  # fmt: skip
 
 
+PATHS.update(AUTH_PATHS)  # sign-in, enrolment, users and tokens (webui/auth.py)
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -1141,5 +1146,6 @@ def document() -> dict[str, Any]:
 
 
 @bp.get("/api/openapi.json")
+@needs("model.read")
 def openapi_json():
     return jsonify(document())

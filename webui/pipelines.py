@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from appliance.errors import BadInput, FalajError
 from webui.api import appliance, back, json_body, request_actor
+from webui.auth import needs
 
 bp = Blueprint("pipelines", __name__)
 
@@ -71,6 +72,7 @@ def timeline(run: dict[str, Any]) -> Markup:
 
 
 @bp.get("/pipelines")
+@needs("pipeline.read")
 def page():
     app, actor = appliance(), request_actor()
     problem = None
@@ -91,6 +93,7 @@ def page():
 
 
 @bp.get("/pipelines/runs/<run_id>")
+@needs("pipeline.read")
 def run_page(run_id: str):
     app, actor = appliance(), request_actor()
     run = app.scheduler.pipelines.get(_ref(run_id), actor)  # NotFound: the 404 page
@@ -105,6 +108,7 @@ def run_page(run_id: str):
 
 
 @bp.post("/pipelines/<name>/run")
+@needs("pipeline.run")
 def run_form(name: str):
     app, actor = appliance(), request_actor()
     try:
@@ -115,6 +119,7 @@ def run_form(name: str):
 
 
 @bp.post("/pipelines/runs/<run_id>/approve")
+@needs("pipeline.approve")
 def approve_form(run_id: str):
     app, actor = appliance(), request_actor()
     reject = request.form.get("reject") == "1"
@@ -127,6 +132,7 @@ def approve_form(run_id: str):
 
 
 @bp.post("/pipelines/runs/<run_id>/cancel")
+@needs("pipeline.run")
 def cancel_form(run_id: str):
     app, actor = appliance(), request_actor()
     try:
@@ -140,17 +146,20 @@ def cancel_form(run_id: str):
 
 
 @bp.get("/api/v1/pipelines")
+@needs("pipeline.read")
 def api_list():
     return jsonify(appliance().scheduler.pipelines.list(request_actor()))
 
 
 @bp.post("/api/v1/pipelines/<name>/runs")
+@needs("pipeline.run")
 def api_start(name: str):
     run = appliance().scheduler.pipelines.start(_ref(name), request_actor(), {"kind": "api"})
     return jsonify(run), 201
 
 
 @bp.get("/api/v1/pipelines/runs")
+@needs("pipeline.read")
 def api_runs():
     pipeline = request.args.get("pipeline")
     runs = appliance().scheduler.pipelines.runs(
@@ -160,11 +169,13 @@ def api_runs():
 
 
 @bp.get("/api/v1/pipelines/runs/<run_id>")
+@needs("pipeline.read")
 def api_run(run_id: str):
     return jsonify(appliance().scheduler.pipelines.get(_ref(run_id), request_actor()))
 
 
 @bp.post("/api/v1/pipelines/runs/<run_id>/approve")
+@needs("pipeline.approve")
 def api_approve(run_id: str):
     body = json_body() if request.content_length else {}
     reject, note = body.get("reject", False), body.get("note", "")
@@ -177,10 +188,12 @@ def api_approve(run_id: str):
 
 
 @bp.post("/api/v1/pipelines/runs/<run_id>/cancel")
+@needs("pipeline.run")
 def api_cancel(run_id: str):
     return jsonify(appliance().scheduler.pipelines.cancel(_ref(run_id), request_actor()))
 
 
 @bp.get("/api/v1/jobs")
+@needs("pipeline.read")
 def api_jobs():
     return jsonify(appliance().scheduler.jobs(request_actor()))

@@ -23,6 +23,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 import appliance as appliance_pkg
 from appliance.errors import BadInput, NotDeployed
 from webui.api import appliance, json_body, request_actor
+from webui.auth import needs
 from webui.metrics import scored
 
 bp = Blueprint("protocols", __name__)
@@ -287,6 +288,7 @@ def check_output(name, i: int) -> None:
 
 
 @bp.get("/v2")
+@needs("model.read")
 def v2_server():
     return jsonify(
         {
@@ -298,11 +300,13 @@ def v2_server():
 
 
 @bp.get("/v2/health/live")
+@needs("model.read")
 def v2_live():
     return jsonify({"live": True})
 
 
 @bp.get("/v2/health/ready")
+@needs("model.read")
 def v2_ready():
     appliance().serving.server.refresh()  # raises (503) if the stores cannot be read
     return jsonify({"ready": True})
@@ -314,12 +318,14 @@ def _live(name: str, version: str | None):
 
 @bp.get("/v2/models/<name>")
 @bp.get("/v2/models/<name>/versions/<version>")
+@needs("model.read")
 def v2_model(name: str, version: str | None = None):
     return jsonify(model_metadata(name, _live(name, version)))
 
 
 @bp.get("/v2/models/<name>/ready")
 @bp.get("/v2/models/<name>/versions/<version>/ready")
+@needs("model.read")
 def v2_model_ready(name: str, version: str | None = None):
     _live(name, version)
     return jsonify({"name": name, "ready": True})
@@ -415,6 +421,7 @@ def _v2_infer(name: str, version: str | None):
 
 @bp.post("/v2/models/<name>/infer")
 @bp.post("/v2/models/<name>/versions/<version>/infer")
+@needs("model.predict")
 def v2_infer(name: str, version: str | None = None):
     result, request_id, binary_out = scored(name, lambda: _v2_infer(name, version))
     predictions = result["predictions"]
@@ -446,6 +453,7 @@ MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 @bp.get("/ping")
 @bp.get("/health")
+@needs("model.read")
 def mlflow_ping():
     appliance().serving.server.refresh()
     return "\n", 200, {"Content-Type": "text/plain; charset=utf-8"}
@@ -572,6 +580,7 @@ def _mlflow_predict(name: str) -> dict:
 
 
 @bp.post("/invocations")
+@needs("model.predict")
 def mlflow_invocations():
     name = request.args.get("model")
     if name is None:
@@ -586,5 +595,6 @@ def mlflow_invocations():
 
 
 @bp.post("/models/<name>/invocations")
+@needs("model.predict")
 def mlflow_model_invocations(name: str):
     return _invocations(name)

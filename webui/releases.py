@@ -12,6 +12,7 @@ from flask import Blueprint, jsonify, render_template, request
 from appliance.errors import BadInput, FalajError
 from appliance.serving.releases import DEFAULT_PERCENT, STRATEGIES
 from webui.api import appliance, back, json_body, request_actor
+from webui.auth import needs
 
 bp = Blueprint("releases", __name__)
 
@@ -47,16 +48,19 @@ def _start_args(body: dict[str, Any], where: str = "request body") -> dict[str, 
 
 
 @bp.get("/api/v1/releases")
+@needs("release.read")
 def api_list():
     return jsonify({"deployments": appliance().releases.list(request_actor())})
 
 
 @bp.get("/api/v1/models/<name>/release")
+@needs("release.read")
 def api_status(name: str):
     return jsonify(appliance().releases.status(name, request_actor()))
 
 
 @bp.post("/api/v1/models/<name>/release")
+@needs("release.manage")
 def api_start(name: str):
     a = _start_args(json_body())
     r = appliance().releases.start(name, a["version"], a["strategy"], request_actor(),
@@ -65,16 +69,19 @@ def api_start(name: str):
 
 
 @bp.post("/api/v1/models/<name>/release/promote")
+@needs("release.manage")
 def api_promote(name: str):
     return jsonify(appliance().releases.promote(name, request_actor()))
 
 
 @bp.post("/api/v1/models/<name>/release/rollback")
+@needs("release.manage")
 def api_rollback(name: str):
     return jsonify(appliance().releases.rollback(name, request_actor()))
 
 
 @bp.post("/api/v1/models/<name>/release/evaluate")
+@needs("release.manage")
 def api_evaluate(name: str):
     return jsonify({"decisions": appliance().releases.evaluate(request_actor(), name)})
 
@@ -87,6 +94,7 @@ def _back(message: str, ok: bool = True, name: str | None = None):
 
 
 @bp.get("/releases")
+@needs("release.read")
 def page():
     app, actor = appliance(), request_actor()
     rows = app.releases.list(actor)
@@ -118,6 +126,7 @@ def _form_number(name: str, kind: type) -> Any:
 
 
 @bp.post("/releases/<name>/start")
+@needs("release.manage")
 def start(name: str):
     app, actor = appliance(), request_actor()
     try:
@@ -148,6 +157,7 @@ def start(name: str):
 
 
 @bp.post("/releases/<name>/promote")
+@needs("release.manage")
 def promote(name: str):
     try:
         r = appliance().releases.promote(name, request_actor())
@@ -160,6 +170,7 @@ def promote(name: str):
 
 
 @bp.post("/releases/<name>/rollback")
+@needs("release.manage")
 def rollback(name: str):
     try:
         r = appliance().releases.rollback(name, request_actor())

@@ -102,6 +102,7 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
     signal.signal(signal.SIGINT, stop)
     url_host = f"[{host}]" if ":" in host else host
     say(f"Falaj serving on {plan.scheme}://{url_host}:{effective_port(server)}")
+    app.auth.first_start(say, f"{plan.scheme}://{url_host}:{effective_port(server)}")  # no admin yet: a one-time enrolment link
     if plan.generated:
         say(f"TLS: self-signed certificate {plan.cert} (SHA-256 {tls.fingerprint(plan.cert)})")
     if grpc_server is not None:

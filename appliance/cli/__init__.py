@@ -21,7 +21,17 @@ from appliance.errors import BadInput, FalajError
 
 
 def cli_actor() -> Actor:
-    return Actor("cli", getpass.getuser())
+    """Who runs the command: the local operator (whoever holds the master key, admin), or
+    the named user of ``falaj --as USER``, with that user's role."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    if not obj or not obj.get("as_user"):
+        return Actor("cli", getpass.getuser())
+    if obj.get("as_actor") is None:
+        if obj.get("app") is None:
+            raise BadInput("--as: this command opens no home to find the user in")
+        obj["as_actor"] = obj["app"].auth.user_actor(obj["as_user"])
+    return obj["as_actor"]
 
 
 def fail(message: str, code: int) -> None:
@@ -43,6 +53,7 @@ def service(fn: Callable[..., Any]) -> Callable[..., Any]:
         app = None
         try:
             app = Appliance.open(ctx.obj["overrides"], ctx.obj["config"])
+            ctx.obj["app"] = app  # cli_actor() finds --as USER's role there
             return fn(app, *args, **kwargs)
         except FalajError as exc:
             fail(exc.message, exc.exit_code)
@@ -108,8 +119,14 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
     type=click.Path(dir_okay=False),
     help="TOML settings file (default HOME/falaj.toml).",
 )
+@click.option(
+    "--as",
+    "as_user",
+    metavar="USER",
+    help="Act as this user, with their role (default: the local administrator).",
+)
 @click.pass_context
-def cli(ctx: click.Context, home: str | None, config: str | None) -> None:
+def cli(ctx: click.Context, home: str | None, config: str | None, as_user: str | None) -> None:
     """Falaj: an on-premises MLOps appliance.
 
     \b
@@ -123,6 +140,7 @@ def cli(ctx: click.Context, home: str | None, config: str | None) -> None:
     ctx.ensure_object(dict)
     ctx.obj["overrides"] = {"home": home}
     ctx.obj["config"] = config
+    ctx.obj["as_user"] = as_user
 
 
 @cli.command()

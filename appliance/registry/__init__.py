@@ -109,7 +109,7 @@ class Registry:
 
     def set_alias(self, name: str, alias: str, version: int, actor: Actor) -> dict[str, Any]:
         """Point ``alias`` at a version (moving it if it named another); audited."""
-        require(actor, "model.alias")
+        require(actor, "model.alias", model=name)
         uris.check_alias(alias)
         row = self.version(name, version, actor)
         with self.control.transaction() as tx:
@@ -120,7 +120,7 @@ class Registry:
         return {"name": name, "alias": alias, "version": version, "previous_version": previous}
 
     def delete_alias(self, name: str, alias: str, actor: Actor) -> dict[str, Any]:
-        require(actor, "model.alias")
+        require(actor, "model.alias", model=name)
         self.latest(name, actor)
         with self.control.transaction() as tx:
             previous = tx.delete_alias(name, alias)
@@ -193,7 +193,7 @@ class Registry:
         return result
 
     def version(self, name: str, version: int, actor: Actor) -> dict[str, Any]:
-        require(actor, "model.read")
+        require(actor, "model.read", model=name)
         row = self.control.model_version(name, version)
         if row is None:
             known = [r["version"] for r in self.control.model_versions(name)]

@@ -424,7 +424,7 @@ class Releases:
               percent: float | None = None, policy: dict[str, Any] | None = None,
               force: bool = False) -> dict[str, Any]:  # fmt: skip
         """Load ``version`` into the idle slot and route a share of traffic to it."""
-        require(actor, "release.manage")
+        require(actor, "release.manage", model=name)
         if strategy not in STRATEGIES:
             raise BadInput(f"strategy: {strategy!r} is not one of {', '.join(STRATEGIES)}")
         if percent is None:
@@ -509,12 +509,12 @@ class Releases:
 
     def promote(self, name: str, actor: Actor) -> dict[str, Any]:
         """Make the candidate's slot live; the old live version stays in the other slot."""
-        require(actor, "release.manage")
+        require(actor, "release.manage", model=name)
         return self._end(name, actor, "promoted", "release.promote", {})
 
     def rollback(self, name: str, actor: Actor) -> dict[str, Any]:
         """Stop the candidate's traffic; the idle slot gets back what it held before."""
-        require(actor, "release.manage")
+        require(actor, "release.manage", model=name)
         return self._end(name, actor, "rolled_back", "release.rollback", {})
 
     def _end(self, name: str, actor: Actor, status: str, action: str,
@@ -586,7 +586,7 @@ class Releases:
 
     def status(self, name: str, actor: Actor) -> dict[str, Any]:
         """The deployment, its active release with a per-variant report, and past releases."""
-        require(actor, "release.read")
+        require(actor, "release.read", model=name)
         dep = self.control.deployment(name)
         if dep is None:
             if not self.control.model_versions(name):
