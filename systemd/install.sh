@@ -17,7 +17,8 @@
 # hardened unit, enabled and started).
 #
 # Options: --prefix DIR (default /opt/falaj), --python PATH (default python3),
-#   --allow CIDR (a LAN range allowed to reach the service; repeatable), --no-start.
+#   --allow CIDR (a LAN range allowed to reach the service; repeatable), --no-start,
+#   --no-compile (skip byte-compiling: installs in a third of the time, first imports slower).
 # Exit status: 0 installed, 1 a check failed (nothing installed), 2 bad usage.
 set -euo pipefail
 umask 022
@@ -28,8 +29,9 @@ PYTHON=python3
 VENV=""
 EXPECT=""
 SERVICE_ARGS=()
+PIP_ARGS=()
 
-usage() { sed -n '2,25p' "$0"; }
+usage() { sed -n '2,22p' "$0"; }
 die() { echo "install.sh: $2" >&2; exit "$1"; }
 
 while [ $# -gt 0 ]; do
@@ -40,6 +42,7 @@ while [ $# -gt 0 ]; do
         --python) PYTHON="${2:?--python needs a path}"; shift 2 ;;
         --allow) SERVICE_ARGS+=(--allow "${2:?--allow needs a CIDR range}"); shift 2 ;;
         --no-start) SERVICE_ARGS+=(--no-start); shift ;;
+        --no-compile) PIP_ARGS+=(--no-compile); shift ;;
         -h|--help) usage; exit 0 ;;
         *) die 2 "unknown option $1 (see --help)" ;;
     esac
@@ -140,7 +143,7 @@ install_venv() {  # PATH: a new venv there, removed again if pip fails
         die 2 "$target exists and is not empty"
     fi
     "$PYTHON" -m venv "$target" || { rm -rf "$target"; die 2 "$PYTHON -m venv failed (Debian: apt-get install python3-venv)"; }
-    if ! "$target/bin/python" -m pip install --quiet --no-index \
+    if ! "$target/bin/python" -m pip install --quiet --no-index "${PIP_ARGS[@]}" \
             --find-links "$BUNDLE/wheelhouse" --require-hashes -r "$BUNDLE/requirements.lock"; then
         rm -rf "$target"
         die 1 "pip could not install from the bundle; nothing installed"
