@@ -91,6 +91,8 @@ def measure(n: int) -> dict:
         events = app.control.audit_count()
         t_full = timed(lambda: app.audit.verify(ACTOR, full=True))
         client = create_app(app, {"TESTING": True}).test_client()
+        token = app.auth.create_token("bench", "admin", ACTOR)["token"]
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"  # every page needs one
         fill(app, REQUESTS_PER_BATCH)
         t_page = timed(lambda: client.get("/"))
         fill(app, REQUESTS_PER_BATCH)

@@ -62,6 +62,9 @@ SWITCHES = [
 ]  # fmt: skip
 
 
+AUTH: dict[str, str] = {}  # the Authorization header of the home's admin token (build_home)
+
+
 def build_home(tmp: Path) -> tuple[Path, list[dict]]:
     """credit@1 (every numeric input) live, credit@2 (five of them) registered."""
     home = tmp / "home"
@@ -73,6 +76,8 @@ def build_home(tmp: Path) -> tuple[Path, list[dict]]:
         app.training.train("loans", "default", "credit", ACTOR, features=NUMERIC)
         app.training.train("loans", "default", "credit", ACTOR, features=NUMERIC[:5])
         app.serving.deploy("credit", 1, ACTOR)
+        # every route but /healthz needs a credential: the load sends an admin token
+        AUTH["Authorization"] = f"Bearer {app.auth.create_token('bench', 'admin', ACTOR)['token']}"
     finally:
         app.close()
     table = demo.credit_risk(200)
@@ -106,7 +111,7 @@ class Load:
             if self._stop.is_set():
                 break
             body = self.bodies[i % len(self.bodies)]
-            headers = {"Content-Type": "application/json", "X-Falaj-Key": f"c{i % KEYS}"}
+            headers = {"Content-Type": "application/json", "X-Falaj-Key": f"c{i % KEYS}"} | AUTH
             status, version, variant = 0, None, None
             try:
                 conn.request("POST", PATH, body, headers)
