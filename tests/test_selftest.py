@@ -193,7 +193,7 @@ def test_api_runs_it_and_the_page_shows_the_latest(client, tmp_path, monkeypatch
 @pytest.mark.browser
 def test_run_the_selftest_from_its_page(template, tmp_path, start_server, browser, monkeypatch):  # noqa: F811
     home = tmp_path / "home"
-    shutil.copytree(template, home)
+    shutil.copytree(template, home, ignore=shutil.ignore_patterns(selftest.DIR))  # no report
     (tmp_path / "temp").mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp_path / "temp"))  # the server's temp folder
     server = start_server(home)
