@@ -105,6 +105,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("demo_rows", 60000, "Rows of the synthetic credit-risk data set that --demo loads."),
     Setting("audit_tail", 20, "Audit events shown by `falaj audit tail` and the dashboard."),
     Setting(
+        "session_idle_minutes",
+        30,
+        "Minutes without a request after which a dashboard session ends (at most 30).",
+    ),
+    Setting("session_hours", 12, "Hours after sign-in at which a dashboard session ends."),
+    Setting(
         "scheduler",
         True,
         "`falaj run` runs scheduled jobs and pipelines (one process per home takes them; "
