@@ -207,7 +207,9 @@ class AuditService:
             return (f"the checkpoint log {name} has {len(records)} lines, but control.db "
                     f"indexed {indexed}: the log was cut short or replaced")  # fmt: skip
         if indexed:
-            wanted = self.control.checkpoint_lines() if full else [self._indexed_line(indexed)]
+            wanted = (
+                self.control.checkpoint_lines() if full else [self.control.checkpoint_line(indexed)]
+            )
             lines = log.lines()
             for r in wanted:
                 if lines[r["line_no"] - 1] != r["line"]:
@@ -221,11 +223,6 @@ class AuditService:
             return (f"the checkpoint log {name} is signed by key {cp.key_id(bytes.fromhex(check.key))}, "
                     "not by this appliance's checkpoint key (and no rotation names it)")  # fmt: skip
         return ""
-
-    def _indexed_line(self, line_no: int) -> dict[str, Any]:
-        row = self.control.query("SELECT line_no, line FROM audit_checkpoints WHERE line_no = ?",
-                                 (line_no,))  # fmt: skip
-        return row[0]
 
     def tail(self, n: int, actor: Actor) -> list[dict[str, Any]]:
         require(actor, "audit.read")

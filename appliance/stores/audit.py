@@ -60,6 +60,13 @@ class AuditReads:
         rows = self.query("SELECT line_no, line FROM audit_checkpoints ORDER BY line_no")
         return [{"line_no": r["line_no"], "line": r["line"]} | json.loads(r["line"]) for r in rows]
 
+    def checkpoint_line(self, line_no: int) -> dict[str, Any]:
+        """One indexed line: line_no and its text."""
+        rows = self.query(
+            "SELECT line_no, line FROM audit_checkpoints WHERE line_no = ?", (line_no,)
+        )
+        return rows[0]
+
     def checkpoints(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest checkpoints (not rotations), newest first."""
         rows = self.query(
