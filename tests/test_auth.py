@@ -1,18 +1,22 @@
 """Users, enrolment, passwords, API tokens, sessions, CSRF and the sign-in rate limit,
 through the services, the CLI (`falaj users`, `falaj tokens`, `--as`) and HTTP."""
 
+import json
 import re
 import time
+import urllib.request
 from datetime import timedelta
 
 import pyarrow.csv as pacsv
 import pytest
+from playwright.sync_api import expect
 
 from appliance import demo
 from appliance.auth import service as auth_service
 from appliance.core import Appliance
 from appliance.errors import BadInput, NotFound
 from tests.conftest import ACTOR, FEATURES, RECORD, admin_token
+from tests.test_browser import browser  # noqa: F401 -- the module's Chromium
 from webui import create_app
 from webui.auth import COOKIE, safe_next
 
@@ -302,3 +306,53 @@ def test_path_traversal_in_names_is_a_4xx(world, web):
         r = client.post("/api/v1/tokens", json={"name": "t", "role": "viewer", "models": [name]})
         assert r.status_code == 400
     assert client.get("/enrol?token=../../etc/passwd").status_code == 404
+
+
+# -- in the browser --------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_first_start_sign_in_and_a_token_in_the_browser(home, start_server, browser):  # noqa: F811
+    server = start_server(home)
+    link = re.search(r"http://\S+/enrol\?token=\S+", server.log.read_text())[0]
+    page = browser.new_page()
+    page.goto(server.url + "/models")
+    assert page.url.startswith(server.url + "/login?next=")  # not signed in: the sign-in page
+    page.goto(link)  # the one step `make run` leaves a newcomer: the printed link
+    assert "Welcome, admin" in page.locator("h1").inner_text()
+    page.fill("#enrol-password", PASSWORD)
+    page.fill("#enrol-confirm", PASSWORD)
+    page.click("#enrol-submit")
+    page.wait_for_url(server.url + "/")
+    assert page.locator("#signed-in").inner_text() == "admin"
+    page.click("#nav-access")
+    expect(page).to_have_title("Access · Falaj")
+    page.fill("#token-name", "ci")
+    page.select_option("#token-role", "viewer")
+    page.fill("#token-expires", "30d")
+    page.click("#create-token button[type=submit]")
+    secret = page.locator("#secret").inner_text()
+    req = urllib.request.Request(server.url + "/api/v1/models",
+                                 headers={"Authorization": f"Bearer {secret}"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 200 and "models" in json.loads(r.read())
+    page.goto(server.url + "/access")
+    token_id = secret.rsplit("_", 1)[0]
+    assert page.locator(f"#token-{token_id} .state").inner_text() == "active"
+    assert secret not in page.content()  # shown once
+    page.once("dialog", lambda d: d.accept())  # the revoke button asks first
+    page.click(f"#token-{token_id} button.revoke")
+    expect(page.locator(f"#token-{token_id} .state")).to_have_text("revoked")
+    # sign out, then in again through the form; a wrong password is refused
+    page.click("#sign-out")
+    page.wait_for_url(server.url + "/login")
+    page.fill("#login-name", "admin")
+    page.fill("#login-password", "not the password")
+    page.click("#login-submit")
+    assert "wrong user name or password" in page.locator("#login-error").inner_text()
+    page.fill("#login-name", "admin")
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url(server.url + "/")
+    assert page.locator("#nav-access").is_visible()
+    page.close()
