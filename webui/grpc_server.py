@@ -147,6 +147,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             model_name=name,
             model_version=str(result["version"]),
             id=request.id or result["request_id"],
+            parameters={"receipt": pb.InferParameter(string_param=result["receipt"])},
             outputs=[
                 pb.ModelInferResponse.InferOutputTensor(
                     name=protocols.OUTPUT,
