@@ -319,8 +319,9 @@ def _stage(home: Path, locked: Any, old: bytes, new: bytes, actor: Actor,
                              "rows": record["rows"], "bundles": len(paths)})  # fmt: skip
     finally:
         control.close()
-    for suffix in SIDE_FILES[CONTROL_FILE]:
-        if (stage / (CONTROL_FILE + suffix)).exists():
-            raise CheckFailed("control.db: the re-encrypted copy kept a write-ahead log; "
-                              "nothing changed")  # fmt: skip
+    for name in STORES:
+        for suffix in SIDE_FILES[name]:
+            if (stage / (name + suffix)).exists():
+                raise CheckFailed(f"{name}: the re-encrypted copy kept a write-ahead log; "
+                                  "nothing changed")  # fmt: skip
     return record | {"state": "commit"}

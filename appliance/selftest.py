@@ -111,7 +111,7 @@ def run(app: Appliance, actor: Actor, say: Callable[[str], None] = lambda m: Non
             except Exception as exc:  # a check that breaks is a failed check, named
                 check = Check(name, False, f"could not run: {type(exc).__name__}: "
                                            f"{_clean(str(exc), probe)}")  # fmt: skip
-            check.name = name
+            check.name, check.detail = name, _clean(check.detail, probe)  # no server paths
             checks.append(check)
             say(f"{check.status:>7}  {name} ({time.perf_counter() - t0:.1f} s): {check.detail}")
     finally:
@@ -229,13 +229,16 @@ class Probe:
         store_ops.snapshot_control(self.app.control, dst, self.control_key)
         return dst
 
-    def features_copy(self) -> Path:
+    def features(self) -> FeatureStore:
         try:
-            store = self.app.features
+            return self.app.features
         except StoreError as exc:
             raise Skipped(f"features.duckdb cannot be opened here ({exc.message}); run the "
                           "self-test in the serving process (dashboard or POST "
                           "/api/v1/selftest)") from None  # fmt: skip
+
+    def features_copy(self) -> Path:
+        store = self.features()
         self._n += 1
         dst = self.scratch / f"features-{self._n}.duckdb"
         store_ops.snapshot_features(store, dst)
@@ -272,7 +275,7 @@ def _skippable(fn: Callable[[Probe], Check]) -> Callable[[Probe], Check]:
 
 def _needles(probe: Probe) -> list[bytes]:
     """Values from the feature tables, as text and (doubles) as raw little-endian bytes."""
-    rows = store_ops.sample_rows(probe.app.features)
+    rows = store_ops.sample_rows(probe.features())
     text, binary = set(), set()
     for table_rows in rows.values():
         for row in table_rows:
