@@ -105,12 +105,17 @@ def test_first_start_prints_one_enrolment_link_until_an_admin_enrols(tmp_path):
     app = Appliance.open({"home": str(tmp_path / "home")})
     app.init(ACTOR)
     said = []
-    link = app.auth.first_start(said.append, "http://127.0.0.1:8080")
+    link = app.auth.first_start(said.append, "http://127.0.0.1:8080", terminal=True)
     assert link.startswith("http://127.0.0.1:8080/enrol?token=") and link in said[0]
-    again = app.auth.first_start(said.append, "http://127.0.0.1:8080")  # restarted: a new link
+    # not on a terminal (systemd, docker): the link goes to a private file, not the log
+    again = app.auth.first_start(said.append, "http://127.0.0.1:8080", terminal=False)
+    path = app.home / "first-admin-enrolment.txt"
+    assert again in path.read_text() and again not in said[1] and str(path) in said[1]
+    assert path.stat().st_mode & 0o777 == 0o600
     with pytest.raises(NotFound):
         app.auth.enrolment(link.split("token=")[1])  # the first one no longer works
     app.auth.enrol(again.split("token=")[1], PASSWORD)
+    assert not path.exists()  # used: removed
     assert app.auth.first_start(said.append, "http://x") is None and len(said) == 2
     assert [u["name"] for u in app.auth.users(ACTOR)] == ["admin"]
     app.close()
@@ -314,7 +319,10 @@ def test_path_traversal_in_names_is_a_4xx(world, web):
 @pytest.mark.browser
 def test_first_start_sign_in_and_a_token_in_the_browser(home, start_server, browser):  # noqa: F811
     server = start_server(home)
-    link = re.search(r"http://\S+/enrol\?token=\S+", server.log.read_text())[0]
+    assert "/enrol?token=" not in server.log.read_text()  # not a terminal: no secret in the log
+    link = re.search(
+        r"http://\S+/enrol\?token=\S+", (home / "first-admin-enrolment.txt").read_text()
+    )[0]
     page = browser.new_page()
     page.goto(server.url + "/models")
     assert page.url.startswith(server.url + "/login?next=")  # not signed in: the sign-in page

@@ -20,13 +20,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
 import secrets
+import sys
 import threading
 import time
 from collections import defaultdict, deque
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from appliance.stores import ControlStore
 
 ENROLMENT_HOURS = 24
+FIRST_LINK_FILE = "first-admin-enrolment.txt"
 TOKEN_CACHE_S = 2.0
 LOGIN_ATTEMPTS = 5
 LOGIN_WINDOW_S = 15 * 60
@@ -239,13 +244,26 @@ class AuthService:
             actor = Actor("user", user["name"], user["role"])
             tx.append_audit(actor, "user.enrol", user["name"], {"address": address})
             session = self._new_session(tx, user["name"], address, at)
+        with contextlib.suppress(OSError):
+            if raw in self.first_link_file.read_text():
+                self.first_link_file.unlink()  # the first start's link is used: gone
         return actor, session
 
     # -- first start -------------------------------------------------------------
 
-    def first_start(self, say: Any, base_url: str | None = None) -> str | None:
-        """On a home without an enrolled administrator, print a one-time enrolment link for
-        one (user ``admin``, created when there are no users); the link, or None."""
+    @property
+    def first_link_file(self) -> Path:
+        return Path(self.settings["home"]) / FIRST_LINK_FILE
+
+    def first_start(
+        self, say: Any, base_url: str | None = None, terminal: bool | None = None
+    ) -> str | None:
+        """On a home without an enrolled administrator, make a one-time enrolment link for
+        one (user ``admin``, created when there are no users); the link, or None.
+
+        On a terminal (``make run``) the link is printed. Otherwise (systemd, docker: the
+        log is kept) it goes to ``HOME/first-admin-enrolment.txt`` (0600, removed once
+        used) and only that file's path is printed: no live secret in a log."""
         users = self.control.users()
         if any(u["role"] == "admin" and u["enrolled"] and not u["disabled"] for u in users):
             return None
@@ -259,8 +277,23 @@ class AuthService:
                 tx.append_audit(SYSTEM, "user.add", name, {"role": "admin", "first_start": True})
             raw = self._enrolment(tx, name)
         link = self.enrol_link(raw, base_url)
-        say(f"first start: open {link} to set the password of administrator {name!r} "
-            f"(one use, valid {ENROLMENT_HOURS} h)")  # fmt: skip
+        text = (f"open {link} to set the password of administrator {name!r} "
+                f"(one use, valid {ENROLMENT_HOURS} h)")  # fmt: skip
+        if terminal is None:
+            terminal = sys.stderr.isatty()
+        if terminal:
+            say(f"first start: {text}")
+            return link
+        path = self.first_link_file
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"Falaj first start: {text}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        say(f"first start: the administrator's one-time enrolment link is in {path} "
+            "(readable by this service's user only; removed once used)")  # fmt: skip
         return link
 
     # -- login, sessions ---------------------------------------------------------
