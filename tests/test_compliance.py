@@ -360,6 +360,16 @@ def test_the_api_offers_the_same_operations(world):
     assert (
         refused.status_code == 409 and "withdrew consent" in refused.get_json()["error"]["message"]
     )
+    # the standard protocols name the subject by the same header, and are refused alike
+    v2 = {"inputs": [{"name": f, "shape": [1], "datatype": "FP64", "data": [record[f]]}
+                     for f in FEATURES]}  # fmt: skip
+    for path, body in (("/v2/models/credit/infer", v2),
+                       ("/models/credit/invocations", {"dataframe_records": [{f: record[f] for f in FEATURES}]})):  # fmt: skip
+        refused = c.post(path, json=body, headers={"X-Falaj-Key": s})
+        assert refused.status_code == 409, (path, refused.get_json())
+        assert "withdrew consent" in json.dumps(refused.get_json()), path
+        other = c.post(path, json=body, headers={"X-Falaj-Key": customers(data)[61]})
+        assert other.status_code == 200, (path, other.get_json())
     doc = c.get(f"/api/v1/subjects/{s}/export").get_json()
     assert decision in {d["request_id"] for d in doc["decisions"]}
     r = c.post(f"/api/v1/subjects/{s}/rectify",

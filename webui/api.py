@@ -28,6 +28,12 @@ def request_actor() -> Actor:
     return actor
 
 
+def request_key() -> str | None:
+    """The request's key (``X-Falaj-Key``): a release's sticky routing key, and the data
+    subject whose consent serving checks, on every protocol."""
+    return request.headers.get("X-Falaj-Key") or None
+
+
 def back(endpoint: str, message: str, ok: bool = True, anchor: str = "", **values: object):
     """A form's answer: redirect to ``endpoint``, which shows ``message`` as a notice (a
     failure when not ``ok``), scrolled to ``anchor``."""
@@ -66,7 +72,7 @@ def _predict(name: str) -> dict:
     body = json_body()
     if "records" in body and "entities" in body:
         raise BadInput('request body: give either "records" or "entities", not both')
-    key = request.headers.get("X-Falaj-Key") or None  # a release's sticky routing key
+    key = request_key()
     if "entities" in body:
         return appliance().serving.predict_entities(
             name, body["entities"], request_actor(), key=key

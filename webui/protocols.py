@@ -22,7 +22,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 import appliance as appliance_pkg
 from appliance.errors import BadInput, NotDeployed
-from webui.api import appliance, json_body, request_actor
+from webui.api import appliance, json_body, request_actor, request_key
 from webui.auth import needs
 from webui.metrics import scored
 
@@ -414,8 +414,9 @@ def _v2_infer(name: str, version: str | None):
     if request_id is not None and not isinstance(request_id, str):
         raise BadInput(f'request body: "id" must be a string, got {json.dumps(request_id)}')
     result = appliance().serving.predict(
-        name, v2_records(body, model.inputs, binary), request_actor(), where="inputs"
-    )
+        name, v2_records(body, model.inputs, binary), request_actor(), where="inputs",
+        key=request_key(),
+    )  # fmt: skip
     return result, request_id, binary_out
 
 
@@ -576,7 +577,7 @@ def _mlflow_predict(name: str) -> dict:
         records = csv_records(request.get_data(as_text=True))
     else:
         records = mlflow_records(json_body(), model.features)
-    return appliance().serving.predict(name, records, request_actor())
+    return appliance().serving.predict(name, records, request_actor(), key=request_key())
 
 
 @bp.post("/invocations")
