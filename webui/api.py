@@ -146,7 +146,8 @@ def tables():
 def audit_verify():
     v = appliance().audit.verify(request_actor(), full=request.args.get("full") == "1")
     return jsonify({"checked": v.checked, "hashed": v.hashed, "ok": v.ok,
-                    "first_bad": v.first_bad, "reason": v.reason})  # fmt: skip
+                    "first_bad": v.first_bad, "reason": v.reason,
+                    "checkpoint": v.checkpoint})  # fmt: skip
 
 
 @bp.post("/api/v1/features/online")

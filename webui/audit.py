@@ -95,3 +95,72 @@ def checkpoint():
         return back("audit.page", exc.message, ok=False)
     return back("audit.page", f"checkpoint {c['line_no']} signed: {c['size']} events, root "
                               f"{c['root'][:16]}...")  # fmt: skip
+
+
+# -- the OpenAPI document's part (webui/openapi.py merges it) ----------------------
+
+_JSON = "application/json"
+
+
+def _ok(description: str, schema: dict | None = None) -> dict:
+    return {"description": description,
+            "content": {_JSON: {"schema": schema or {"type": "object"}}}}  # fmt: skip
+
+
+def _errors(html: bool = False) -> dict:
+    media = "text/html" if html else _JSON
+    shape = {"type": "string"} if html else {"$ref": "#/components/schemas/Error"}
+    found = {"content": {media: {"schema": shape}}}
+    return {"4XX": found | {"description": "Bad input, an unknown receipt, or a proof still "
+                                           "pending (409)"},
+            "503": found | {"description": "A store cannot be read"}}  # fmt: skip
+
+
+_SIZE = {"type": "integer", "minimum": 0}
+TAG = "Audit"
+OPENAPI: dict = {
+    "/audit": {"get": {
+        "summary": "The Audit page (HTML): the chain, signed checkpoints, a receipt's proof",
+        "tags": [TAG],
+        "parameters": [{"name": "receipt", "in": "query", "required": False,
+                        "description": "A prediction's receipt: its proof is shown",
+                        "schema": {"type": "string", "maxLength": 200}}],
+        "responses": {"200": {"description": "The page",
+                              "content": {"text/html": {"schema": {"type": "string"}}}},
+                      **_errors(html=True)}}},
+    "/audit/checkpoint": {"post": {
+        "summary": "Write a signed checkpoint (a dashboard form)",
+        "tags": [TAG],
+        "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {
+            "schema": {"type": "object"}}}},
+        "responses": {"302": {"description": "Back to the Audit page, with the outcome"}}}},
+    "/api/v1/audit/checkpoints": {"get": {
+        "summary": "The latest signed checkpoints, newest first",
+        "tags": [TAG],
+        "parameters": [{"name": "limit", "in": "query", "required": False,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 1000}}],
+        "responses": {"200": _ok("Checkpoints: line_no, size, root, head, time, key_id, "
+                                 "public_key, sig"), **_errors()}}},
+    "/api/v1/audit/checkpoint": {"post": {
+        "summary": "Sign the verified chain's size and Merkle root (RFC 6962) with Ed25519 "
+                   "and append it to the checkpoint log outside the store",
+        "tags": [TAG],
+        "responses": {"200": _ok("The checkpoint written"), **_errors()}}},
+    "/api/v1/audit/proof/{receipt}": {"get": {
+        "summary": "A decision's proof: its record in its batch's Merkle root, the batch's "
+                   "audit event in the latest signed checkpoint; 409 while pending",
+        "tags": [TAG],
+        "parameters": [{"name": "receipt", "in": "path", "required": True,
+                        "description": "The receipt a prediction answered with",
+                        "schema": {"type": "string"}}],
+        "responses": {"200": _ok("The proof, checkable offline with "
+                                 "python -m appliance.audit.verify_export"), **_errors()}}},
+    "/api/v1/audit/consistency": {"get": {
+        "summary": "An RFC 6962 consistency proof between two tree sizes (default: the two "
+                   "latest checkpoints)",
+        "tags": [TAG],
+        "parameters": [{"name": "from", "in": "query", "required": False, "schema": _SIZE},
+                       {"name": "to", "in": "query", "required": False, "schema": _SIZE}],
+        "responses": {"200": _ok("from, to, their roots, the proof and whether it verified"),
+                      **_errors()}}},
+}  # fmt: skip

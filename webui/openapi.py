@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 import appliance as appliance_pkg
+from webui.audit import OPENAPI as AUDIT_PATHS
 from webui.auth import OPENAPI as AUTH_PATHS
 from webui.auth import needs
 from webui.protocols import OUTPUT, TYPES
@@ -138,6 +139,11 @@ SCHEMAS: dict[str, Any] = {
             "version": {"type": "integer"},
             "predictions": {"type": "array", "items": {"type": "number"}},
             "request_id": {"type": "string"},
+            "receipt": {
+                "type": "string",
+                "description": "What `falaj audit prove` and "
+                "/api/v1/audit/proof/{receipt} prove (the request_id)",
+            },
             "statuses": {
                 "type": "array",
                 "description": "With entities: each feature's online status "
@@ -299,6 +305,10 @@ SCHEMAS: dict[str, Any] = {
             "ok": {"type": "boolean"},
             "first_bad": {"type": ["integer", "null"]},
             "reason": {"type": ["string", "null"]},
+            "checkpoint": {
+                "type": ["integer", "null"],
+                "description": "the size of the signed checkpoint the store matched",
+            },
         },
     },
     # -- the Open Inference Protocol (KServe V2)
@@ -1128,6 +1138,7 @@ PATHS.update({
 })  # fmt: skip
 
 
+PATHS.update(AUDIT_PATHS)  # checkpoints, proofs, the Audit page (webui/audit.py)
 PATHS.update(AUTH_PATHS)  # sign-in, enrolment, users and tokens (webui/auth.py)
 
 
