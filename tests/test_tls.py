@@ -226,3 +226,17 @@ def test_grpc_uses_the_same_certificate(server):
     with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as got:
         stub(channel).ServerLive(pb.ServerLiveRequest(), timeout=5)
     assert got.value.code() == grpc.StatusCode.UNAVAILABLE  # no plaintext gRPC
+
+
+def test_a_client_that_stalls_its_handshake_holds_up_no_one(server):
+    stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(3)]
+    try:
+        time.sleep(0.3)  # accepted, and silent: no ClientHello
+        ctx = server.context()
+        conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=3)
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200  # within 3 s, not after the stalled ones
+        conn.close()
+    finally:
+        for s in stalled:
+            s.close()

@@ -30,14 +30,20 @@ KEEP_ALIVE_CONNECTIONS = 256  # idle keep-alive connections held open (cheroot's
 
 
 class _Adapter(BuiltinSSLAdapter):
-    """cheroot's TLS adapter with our context (TLS 1.2+, strong suites) and no parse of
-    the certificate into every request's environment."""
+    """cheroot's TLS adapter with our context (TLS 1.2+, strong suites), its handshake
+    left to the worker thread's first read: cheroot's own adapter shakes hands in the
+    thread that accepts connections, so one client that connects and stalls would hold
+    up every other client's accept for the socket timeout."""
 
     def __init__(self, context: ssl.SSLContext) -> None:  # noqa: D107 -- no super(): no files
         self.certificate = self.private_key = self.certificate_chain = None
         self.ciphers = None
         self.context = context
         self._server_env = {}
+
+    def wrap(self, sock):
+        return self.context.wrap_socket(sock, server_side=True,
+                                        do_handshake_on_connect=False), {}  # fmt: skip
 
 
 def make_server(wsgi_app: Any, host: str, port: int, threads: int,
@@ -69,7 +75,10 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
     logging.getLogger("cheroot").setLevel(logging.ERROR)
     server = make_server(create_app(app), host, port, app.settings["threads"], context)
 
-    say = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    if app.settings.get("log_format") == "json":  # one JSON object a line, these too
+        say = logging.getLogger("falaj").info
+    else:
+        say = lambda msg: click.echo(msg, err=True)  # noqa: E731
     grpc_server = None
     try:
         if app.settings["grpc_port"]:
@@ -102,7 +111,9 @@ def start(app: Appliance, demo: bool, actor: Actor) -> None:
     signal.signal(signal.SIGINT, stop)
     url_host = f"[{host}]" if ":" in host else host
     say(f"Falaj serving on {plan.scheme}://{url_host}:{effective_port(server)}")
-    app.auth.first_start(say, f"{plan.scheme}://{url_host}:{effective_port(server)}")  # no admin yet: a one-time enrolment link
+    app.auth.first_start(
+        say, f"{plan.scheme}://{url_host}:{effective_port(server)}"
+    )  # no admin yet: a one-time enrolment link
     if plan.generated:
         say(f"TLS: self-signed certificate {plan.cert} (SHA-256 {tls.fingerprint(plan.cert)})")
     if grpc_server is not None:
