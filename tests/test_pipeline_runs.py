@@ -141,7 +141,7 @@ def test_a_run_goes_step_by_step_and_waits_for_approval(app, svc, home):
     # the plaintext training set lived only until the model it trained was registered
     assert not (home / "tmp" / "pipelines" / rid / "training_set.parquet").exists()
 
-    svc.approve(rid, Actor("user", "amira"), note="metrics reviewed")
+    svc.approve(rid, Actor("user", "amira", "ml-engineer"), note="metrics reviewed")
     run = svc.advance(rid, ACTOR)
     assert run["status"] == "succeeded" and run["finished_at"] and run["error"] is None
     assert run["steps"][-1]["output"] == {"approved": True, "by": "user:amira",
@@ -170,7 +170,7 @@ def test_a_release_step_starts_a_canary_and_decide_waits_for_its_outcome(svc, ap
     assert active["id"] == release["release_id"] and active["candidate_version"] == 2
     assert "waiting for release" in run["steps"][5]["message"]
     assert svc.advance(run["id"], ACTOR)["status"] == "waiting"  # no decision yet
-    app.releases.promote("credit", Actor("user", "amira"))
+    app.releases.promote("credit", Actor("user", "amira", "ml-engineer"))
     run = svc.advance(run["id"], ACTOR)
     assert run["status"] == "succeeded"
     assert run["steps"][5]["output"]["decision"] == "promoted"
@@ -183,7 +183,7 @@ def test_a_rejected_approval_fails_the_run(svc, app):
     with pytest.raises(CheckFailed, match="no step waiting for approval"):
         svc.approve(svc.start("strict", ACTOR)["id"], ACTOR)  # queued: nothing waits yet
     svc.cancel(svc.runs(ACTOR, "strict")[0]["id"], ACTOR)
-    run = svc.approve(run["id"], Actor("user", "omar"), reject=True, note="not now")
+    run = svc.approve(run["id"], Actor("user", "omar", "ml-engineer"), reject=True, note="not now")
     assert run["status"] == "failed" and run["error"] == "sign_off: rejected by user:omar"
     assert run["steps"][1]["status"] == "failed"
     assert ("pipeline.step.reject", "sign_off") in [e[:2] for e in events_of(app, run["id"])]
@@ -211,7 +211,7 @@ def test_one_active_run_per_pipeline_and_cancel(svc, app):
     run = svc.start("gate", ACTOR)
     with pytest.raises(CheckFailed, match=f"run {run['id']} is still queued"):
         svc.start("gate", ACTOR)
-    run = svc.cancel(run["id"], Actor("user", "amira"))
+    run = svc.cancel(run["id"], Actor("user", "amira", "ml-engineer"))
     assert run["status"] == "cancelled" and {s["status"] for s in run["steps"]} == {"skipped"}
     with pytest.raises(CheckFailed, match="is cancelled already"):
         svc.cancel(run["id"], ACTOR)

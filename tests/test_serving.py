@@ -74,7 +74,7 @@ def test_predict_answers_and_logs(client, trained):
     now = datetime.now(UTC).replace(tzinfo=None)
     assert all(abs((now - r["ts"]).total_seconds()) < 60 for r in logged)  # stored as UTC
     assert {r["request_id"] for r in logged} == {body["request_id"]}
-    assert all(r["actor"].startswith("api:") for r in logged)
+    assert {r["actor"] for r in logged} == {"token:pytest-admin"}  # the client's API token
     event = trained.audit.tail(1, ACTOR)[0]
     assert (event["action"], event["subject"]) == ("decisions.logged", logged[0]["batch_id"])
     assert event["details"]["rows"] == 2 and event["details"]["requests"] == 1
