@@ -17,8 +17,10 @@
 # hardened unit, enabled and started).
 #
 # Options: --prefix DIR (default /opt/falaj), --python PATH (default python3),
-#   --allow CIDR (a LAN range allowed to reach the service; repeatable), --no-start,
-#   --no-compile (skip byte-compiling: installs in a third of the time, first imports slower).
+#   --allow CIDR (a LAN range allowed to reach the service; repeatable; an upgrade without
+#   it keeps the ranges given before), --local-only (remove them), --no-start,
+#   --no-compile (skip byte-compiling: installs in a third of the time, first imports slower),
+#   --root DIR (install-service writes its files under DIR and starts nothing: for tests).
 # Exit status: 0 installed, 1 a check failed (nothing installed), 2 bad usage.
 set -euo pipefail
 umask 022
@@ -31,7 +33,7 @@ EXPECT=""
 SERVICE_ARGS=()
 PIP_ARGS=()
 
-usage() { sed -n '2,22p' "$0"; }
+usage() { sed -n '2,24p' "$0"; }
 die() { echo "install.sh: $2" >&2; exit "$1"; }
 
 while [ $# -gt 0 ]; do
@@ -42,7 +44,9 @@ while [ $# -gt 0 ]; do
         --python) PYTHON="${2:?--python needs a path}"; shift 2 ;;
         --allow) SERVICE_ARGS+=(--allow "${2:?--allow needs a CIDR range}"); shift 2 ;;
         --no-start) SERVICE_ARGS+=(--no-start); shift ;;
+        --local-only) SERVICE_ARGS+=(--local-only); shift ;;
         --no-compile) PIP_ARGS+=(--no-compile); shift ;;
+        --root) SERVICE_ARGS+=(--root "${2:?--root needs a folder}"); shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) die 2 "unknown option $1 (see --help)" ;;
     esac

@@ -145,9 +145,15 @@ def test_install_service_into_a_root_writes_unit_dropins_and_key(tmp_path, falaj
     secret = key.read_text()
     assert re.fullmatch(r"[0-9a-f]{64}\n", secret)
 
-    # again, with no LAN range: the key stays, the network drop-in goes
+    # again with no LAN range (an upgrade): the key and the ranges stay; --local-only
+    # removes the ranges
     r = falaj.ok("install-service", "--root", root, "--prefix", "/srv/falaj", "--json")
-    assert json.loads(r.stdout)["created_key"] is False and key.read_text() == secret
+    again = json.loads(r.stdout)
+    assert again["created_key"] is False and key.read_text() == secret
+    assert again["allow"] == ["localhost", "192.168.10.0/24", "10.1.2.3/32"]
+    assert (root / "etc/systemd/system/falaj.service.d/network.conf").read_text() == network
+    r = falaj.ok("install-service", "--root", root, "--local-only", "--json")
+    assert json.loads(r.stdout)["allow"] == ["localhost"]
     assert not (root / "etc/systemd/system/falaj.service.d/network.conf").exists()
 
 

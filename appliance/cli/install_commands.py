@@ -63,11 +63,14 @@ def bundle(out: Path, gpu: bool, signing_key: Path | None, as_json: bool) -> Non
               default=Path("/opt/falaj"), show_default=True,
               help="Where falaj is installed (its venv is PREFIX/venv).")  # fmt: skip
 @click.option("--allow", multiple=True, metavar="CIDR",
-              help="A LAN range allowed to reach the service (repeatable); loopback always is.")  # fmt: skip
+              help="A LAN range allowed to reach the service (repeatable; replaces the ranges "
+                   "given before); loopback always is.")  # fmt: skip
+@click.option("--local-only", is_flag=True,
+              help="Remove the LAN ranges given before: only this box reaches the service.")  # fmt: skip
 @click.option("--no-start", is_flag=True, help="Enable the service but do not start it now.")
 @json_option
 def install_service(source: Path | None, root: Path, prefix: Path, allow: tuple[str, ...],
-                    no_start: bool, as_json: bool) -> None:  # fmt: skip
+                    local_only: bool, no_start: bool, as_json: bool) -> None:  # fmt: skip
     """Install the hardened systemd unit, its user and folders, and the master key, then
     enable falaj.service (as root).
 
@@ -79,7 +82,7 @@ def install_service(source: Path | None, root: Path, prefix: Path, allow: tuple[
 
     try:
         result = service.install(source=source, root=root, prefix=prefix, allow=list(allow),
-                                 start=not no_start, say=say)  # fmt: skip
+                                 local_only=local_only, start=not no_start, say=say)  # fmt: skip
     except FalajError as exc:
         fail(exc.message, exc.exit_code)
     except OSError as exc:

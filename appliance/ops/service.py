@@ -57,6 +57,7 @@ def install(
     root: Path = Path("/"),
     prefix: Path = DEFAULT_PREFIX,
     allow: list[str] | None = None,
+    local_only: bool = False,
     start: bool = True,
     say: Callable[[str], None] = lambda msg: None,
 ) -> dict[str, Any]:
@@ -77,13 +78,20 @@ def install(
 
     dropins = under(root, f"/etc/systemd/system/{UNIT}.d")
     network = dropins / "network.conf"
+    # the LAN ranges: replaced by --allow, removed by --local-only, else kept as they are
+    # (an upgrade's install-service must not cut the LAN off)
+    if nets and local_only:
+        raise BadInput("--allow and --local-only contradict each other: give one")
     if nets:
         write(network, "# LAN ranges allowed to reach the dashboard and API "
               "(falaj install-service --allow)\n[Service]\n" +
               "".join(f"IPAddressAllow={n}\n" for n in nets))  # fmt: skip
         written.append(network)
-    elif network.exists():
+    elif local_only and network.exists():
         network.unlink()
+    elif network.exists():
+        nets = [line.split("=", 1)[1].strip() for line in network.read_text().splitlines()
+                if line.startswith("IPAddressAllow=")]  # fmt: skip
 
     if live:
         sysusers_and_tmpfiles(say)
@@ -93,7 +101,7 @@ def install(
     # an encrypted key from an earlier install is the key (its plain copy may have been
     # moved offline, as the README says): never make a new one beside it
     if not key.exists() and not cred.exists():
-        key.parent.mkdir(parents=True, exist_ok=True)
+        key.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_bytes(KEY_BYTES).hex() + "\n")
