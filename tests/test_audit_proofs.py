@@ -435,7 +435,11 @@ def test_export_verifies_standalone_and_names_a_tampered_event(app, falaj, tmp_p
 
     ok = verifier(out)
     assert ok.returncode == 0, ok.stderr
-    assert "2 checkpoints" in ok.stdout
+    assert "3 checkpoints" in ok.stdout  # the export's own one signs every event in it
+    assert "under no checkpoint" not in ok.stdout
+    older = json.loads(out.read_text())
+    older["checkpoints"] = older["checkpoints"][:1]  # as an export without its checkpoint
+    assert ve.check_export(older).endswith("events are under no checkpoint, only the chain")
     doc = json.loads(out.read_text())
     doc["events"][2]["actor"] = "cli:mallory"
     bad = tmp_path / "tampered.json"

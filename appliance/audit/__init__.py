@@ -446,19 +446,22 @@ class AuditService:
 
     def export(self, actor: Actor, out: Path) -> dict[str, Any]:
         """Every event and every checkpoint line in one JSON file, for
-        ``python -m appliance.audit.verify_export``; written atomically."""
+        ``python -m appliance.audit.verify_export``; written atomically. The export is
+        itself an event, and, when ``actor`` may write one, a checkpoint then signs the
+        chain up to it, so every exported event is under a signature."""
         require(actor, "audit.export")
         out = Path(out)
         if out.is_dir():
             raise BadInput(f"--out {out.name}: is a folder; name the file to write")
         if not out.parent.is_dir():
             raise BadInput(f"--out {out.name}: its folder does not exist")
+        with self.control.transaction() as tx:
+            tx.append_audit(actor, "audit.export", out.name, {})
+        if actor.can("audit.checkpoint") and self.home is not None and self._master is not None:
+            self.checkpoint(actor)
+        # the lines first: the events read after them hold every event they sign
         lines = cp.CheckpointLog(self.home).lines() if self.home is not None else []
-        with self.control.transaction() as tx:  # the export is itself in the log it writes
-            seq = tx.append_audit(actor, "audit.export", out.name,
-                                  {"checkpoint_lines": len(lines)})  # fmt: skip
         events = self.control.audit_events(after=0)
-        events = [e for e in events if e["seq"] <= seq]
         doc = {"format": EXPORT_FORMAT, "exported_at": _now(), "events": events,
                "checkpoints": lines}  # fmt: skip
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")

@@ -232,9 +232,12 @@ def check_export(doc: Any, key: str | None = None) -> str:
         previous, count = r, count + 1
     if previous is None:
         return f"verified: {len(events)} events, chain intact; no checkpoint in the export"
+    after = len(events) - previous["size"]
     return (f"verified: {len(events)} events, {count} checkpoints (latest: "
             f"{previous['size']} events, root {previous['root'][:16]}..., key "
-            f"{previous['key_id']})")  # fmt: skip
+            f"{previous['key_id']})"
+            + (f"; the last {after} events are under no checkpoint, only the chain"
+               if after else ""))  # fmt: skip
 
 
 def check_proof(proof: dict[str, Any], key: str | None = None) -> str | None:
