@@ -17,6 +17,7 @@ from webui.audit import OPENAPI as AUDIT_PATHS
 from webui.auth import OPENAPI as AUTH_PATHS
 from webui.auth import needs
 from webui.protocols import OUTPUT, TYPES
+from webui.security import OPENAPI as SECURITY_PATHS
 
 bp = Blueprint("openapi", __name__)
 
@@ -1140,6 +1141,7 @@ PATHS.update({
 
 PATHS.update(AUDIT_PATHS)  # checkpoints, proofs, the Audit page (webui/audit.py)
 PATHS.update(AUTH_PATHS)  # sign-in, enrolment, users and tokens (webui/auth.py)
+PATHS.update(SECURITY_PATHS)  # the self-test's API and page (webui/security.py)
 
 
 def document() -> dict[str, Any]:

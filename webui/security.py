@@ -83,3 +83,35 @@ def run_now():
     failed = ", ".join(r["failed"])
     return back("security.page", "self-test passed: report signed" if r["passed"] else
                 f"self-test FAILED ({failed}): report signed", ok=r["passed"])  # fmt: skip
+
+
+# -- the OpenAPI document's part (webui/openapi.py adds it) ------------------------
+
+_JSON = "application/json"
+_ERR = {"content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_REPORT = {"description": "The signed report: format, host, started, finished, actor, "
+           "master_key (fingerprint), passed, failed, checks (name, passed, detail, status), "
+           "public_key, signature; file and sha256",
+           "content": {_JSON: {"schema": {"type": "object"}}}}  # fmt: skip
+OPENAPI: dict = {
+    "/api/v1/selftest": {"post": {
+        "summary": "Run the self-test in the serving process (on copies of the stores) and "
+                   "sign its report; it is recorded in the audit chain",
+        "tags": ["Security"],
+        "responses": {"200": _REPORT,
+                      "4XX": _ERR | {"description": "Not allowed (selftest.run)"}}}},
+    "/api/v1/selftest/latest": {"get": {
+        "summary": "The latest self-test report, with its signature checked",
+        "tags": ["Security"],
+        "responses": {"200": _REPORT,
+                      "4XX": _ERR | {"description": "No report yet (404), or not allowed"}}}},
+    "/selftest": {
+        "get": {"summary": "The Self-test page (HTML): the latest report's checks",
+                "tags": ["Security"],
+                "responses": {"200": {"description": "The page", "content": {
+                    "text/html": {"schema": {"type": "string"}}}}}},
+        "post": {"summary": "Run the self-test (a dashboard form)", "tags": ["Security"],
+                 "requestBody": {"required": False, "content": {
+                     "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
+                 "responses": {"302": {"description": "Back to the Self-test page"}}}},
+}  # fmt: skip
