@@ -336,7 +336,8 @@ def protocol_calls(server: Falaj, X: np.ndarray, features: list[str], batch: int
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
-    METADATA = {k.lower(): v for k, v in AUTH.items()}  # gRPC metadata keys are lower case
+    # gRPC metadata keys are lower case; tritonclient adds to a headers dict it is given
+    METADATA = {k.lower(): v for k, v in AUTH.items()}
     M = np.ascontiguousarray(X[np.arange(batch) % len(X)], dtype=np.float64)
     body = body_of(X, features, batch)
     native = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
@@ -352,12 +353,12 @@ def protocol_calls(server: Falaj, X: np.ndarray, features: list[str], batch: int
         t = httpclient.InferInput("input-0", list(M.shape), "FP64")
         t.set_data_from_numpy(M, binary_data=binary)
         out = httpclient.InferRequestedOutput("probability", binary_data=binary)
-        return h.infer("credit", [t], outputs=[out], headers=AUTH).as_numpy("probability")
+        return h.infer("credit", [t], outputs=[out], headers=dict(AUTH)).as_numpy("probability")
 
     def call_grpc():
         t = grpcclient.InferInput("input-0", list(M.shape), "FP64")
         t.set_data_from_numpy(M)
-        return g.infer("credit", [t], headers=METADATA).as_numpy("probability")
+        return g.infer("credit", [t], headers=dict(METADATA)).as_numpy("probability")
 
     return {"native JSON": call_native, "V2 JSON": lambda: call_http(False),
             "V2 binary": lambda: call_http(True), "V2 gRPC": call_grpc}  # fmt: skip
