@@ -194,6 +194,18 @@ def test_tokens_revoked_expired_and_scoped_to_models(world, web):
     assert {"id", "name", "role", "models", "active"} <= set(listed.get_json()["tokens"][0])
 
 
+def test_a_revoke_elsewhere_takes_effect_within_the_cache_time(world):
+    other = Appliance.open({"home": str(world.home)})  # as another process would
+    try:
+        t = world.auth.create_token("roaming", "viewer", ACTOR)
+        assert other.auth.token_actor(t["token"]).role == "viewer"  # cached there now
+        world.auth.revoke_token(t["id"], ACTOR)
+        time.sleep(auth_service.TOKEN_CACHE_S + 0.2)
+        assert other.auth.token_actor(t["token"]) is None
+    finally:
+        other.close()
+
+
 def test_a_token_cannot_outrank_its_maker(world, web):
     platform = world.auth.create_token("ops", "platform-engineer", ACTOR)
     client = web.test_client()
