@@ -298,7 +298,7 @@ class AuthService:
 
     # -- login, sessions ---------------------------------------------------------
 
-    def _limited(self, keys: list[tuple[str, str]]) -> int:
+    def _limited(self, keys: list[tuple[str, str]], name: str) -> int:
         """Seconds until another attempt is allowed (0: now)."""
         t = time.monotonic()
         wait = 0
@@ -309,13 +309,23 @@ class AuthService:
                     q.popleft()
                 if len(q) >= LOGIN_ATTEMPTS:
                     wait = max(wait, int(q[0] + LOGIN_WINDOW_S - t) + 1)
-        return wait
+        return max(wait, self._user_limited(name))
+
+    def _user_limited(self, name: str) -> int:
+        """The per-user limit from the audit chain, so it holds across processes and
+        restarts: failures since the user's last sign-in, within the window."""
+        at = now()
+        failed = self.control.login_failures(name, stamp(at - timedelta(seconds=LOGIN_WINDOW_S)))
+        if len(failed) < LOGIN_ATTEMPTS:
+            return 0
+        oldest = datetime.fromisoformat(failed[-LOGIN_ATTEMPTS])
+        return max(1, int((oldest - at).total_seconds()) + LOGIN_WINDOW_S + 1)
 
     def login(self, name: str, password: str, address: str = "") -> tuple[Actor, str]:
         """Check a user's password; the user and a new session id (raw, for the cookie)."""
         name = str(name or "")[:80]
         keys = [("user", name.lower()), ("address", address)]
-        wait = self._limited(keys)
+        wait = self._limited(keys, name)
         details = {"address": address}
         if wait:
             self._audit_failure(name, details | {"reason": "rate limited"})

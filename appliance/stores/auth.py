@@ -187,3 +187,14 @@ class AuthReads:
             (id_hash,),
         )
         return rows[0] if rows else None
+
+    def login_failures(self, name: str, since: str) -> list[str]:
+        """When ``name``'s sign-ins failed since ``since`` and since their last success,
+        oldest first (from the audit chain: every attempt is an event)."""
+        rows = self.query(
+            "SELECT ts FROM audit_events WHERE action = 'auth.login_failed' AND subject = ? "
+            "AND ts > ? AND seq > coalesce((SELECT max(seq) FROM audit_events "
+            "WHERE action = 'auth.login' AND subject = ?), 0) ORDER BY seq",
+            (name, since, name),
+        )
+        return [r["ts"] for r in rows]
