@@ -13,9 +13,10 @@
   after ``session_idle_minutes`` without a request (at most 30), after
   ``session_hours`` in all, on logout, and when the user is disabled or their role
   changes.
-- Logins are rate-limited in-process: after ``LOGIN_ATTEMPTS`` failures for one user
-  or from one address within ``LOGIN_WINDOW_S``, further attempts get ``TooManyAttempts``
-  (429, Retry-After). Each attempt is audited; the password never is.
+- Logins are rate-limited: after ``LOGIN_ATTEMPTS`` failures for one user (counted from
+  the audit chain since their last sign-in, so across processes and restarts) or from one
+  address (in this process) within ``LOGIN_WINDOW_S``, further attempts get
+  ``TooManyAttempts`` (429, Retry-After). Each attempt is audited; the password never is.
 """
 
 from __future__ import annotations
