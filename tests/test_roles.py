@@ -57,7 +57,7 @@ def world(tmp_path_factory):
     tokens = {r: app.auth.create_token(r, r, ACTOR)["token"] for r in USER_ROLES}
     spare = app.auth.create_token("spare", "viewer", ACTOR)["id"]  # the one the revokes hit
     params = {
-        "name": "credit", "version": "1", "alias": "champion", "filename": "style.css",
+        "name": "credit", "version": "1", "alias": "champion", "filename": "style.css", "fmt": "json",
         "request_id": answer["request_id"], "alert_id": "1", "token_id": spare,
         "run_id": app.runs.list(ACTOR)[0]["id"],
     }  # fmt: skip
