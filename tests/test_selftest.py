@@ -183,6 +183,8 @@ def test_api_runs_it_and_the_page_shows_the_latest(client, tmp_path, monkeypatch
     assert r.status_code == 200
     report = r.get_json()
     assert [c["name"] for c in report["checks"]] == EXPECTED
+    again = client.post("/api/v1/selftest")  # each copies both stores: one a minute
+    assert again.status_code == 429 and "ended" in again.get_json()["error"]["message"]
     latest = client.get("/api/v1/selftest/latest").get_json()
     assert latest["verification"]["ok"] and latest["verification"]["sha256"] == report["sha256"]
     page = client.get("/selftest").get_data(as_text=True)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
+import time
 
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
 from appliance import selftest
-from appliance.errors import NotFound
+from appliance.errors import FalajError, NotFound
 from appliance.registry import card
 from webui.api import appliance, back, request_actor
 from webui.auth import needs
@@ -52,11 +54,39 @@ def security_headers(response: Response) -> Response:
 # -- the self-test -----------------------------------------------------------------
 
 
+MIN_INTERVAL_S = 60  # between two self-tests over HTTP: each copies both stores
+
+
+class SelftestBusy(FalajError):
+    """A self-test is running, or one ended moments ago: each copies both stores, so
+    HTTP clients get one a minute (the CLI is not limited)."""
+
+    status = 429
+
+
+def _run_limited() -> dict:
+    state = current_app.extensions.setdefault(
+        "falaj.selftest", {"lock": threading.Lock(), "last": -1e9}
+    )  # per app: when its last HTTP self-test ended, and whether one is running
+    wait = MIN_INTERVAL_S - (time.monotonic() - state["last"])
+    if wait > 0:
+        raise SelftestBusy(f"a self-test ended {MIN_INTERVAL_S - wait:.0f} s ago; the next "
+                           f"may start in {wait:.0f} s (GET /api/v1/selftest/latest has its "
+                           "report)")  # fmt: skip
+    if not state["lock"].acquire(blocking=False):
+        raise SelftestBusy("a self-test is running; its report will be the latest")
+    try:
+        return selftest.run(appliance(), request_actor())
+    finally:
+        state["last"] = time.monotonic()
+        state["lock"].release()
+
+
 @bp.post("/api/v1/selftest")
 @needs("selftest.run")
 def api_selftest_run():
     """Run the self-test in this (the serving) process; the signed report."""
-    return jsonify(selftest.run(appliance(), request_actor()))
+    return jsonify(_run_limited())
 
 
 @bp.get("/api/v1/selftest/latest")
@@ -79,7 +109,10 @@ def page():
 @bp.post("/selftest")
 @needs("selftest.run")
 def run_now():
-    r = selftest.run(appliance(), request_actor())
+    try:
+        r = _run_limited()
+    except SelftestBusy as exc:
+        return back("security.page", exc.message, ok=False)
     failed = ", ".join(r["failed"])
     return back("security.page", "self-test passed: report signed" if r["passed"] else
                 f"self-test FAILED ({failed}): report signed", ok=r["passed"])  # fmt: skip
@@ -99,7 +132,8 @@ OPENAPI: dict = {
                    "sign its report; it is recorded in the audit chain",
         "tags": ["Security"],
         "responses": {"200": _REPORT,
-                      "4XX": _ERR | {"description": "Not allowed (selftest.run)"}}}},
+                      "4XX": _ERR | {"description": "Not allowed (selftest.run), or one "
+                                     "ran less than a minute ago or is running (429)"}}}},
     "/api/v1/selftest/latest": {"get": {
         "summary": "The latest self-test report, with its signature checked",
         "tags": ["Security"],
