@@ -16,6 +16,8 @@ import appliance as appliance_pkg
 from webui.audit import OPENAPI as AUDIT_PATHS
 from webui.auth import OPENAPI as AUTH_PATHS
 from webui.auth import needs
+from webui.compliance import OPENAPI as COMPLIANCE_PATHS
+from webui.ops import OPENAPI as OPS_PATHS
 from webui.protocols import OUTPUT, TYPES
 from webui.security import OPENAPI as SECURITY_PATHS
 
@@ -1142,6 +1144,8 @@ PATHS.update({
 PATHS.update(AUDIT_PATHS)  # checkpoints, proofs, the Audit page (webui/audit.py)
 PATHS.update(AUTH_PATHS)  # sign-in, enrolment, users and tokens (webui/auth.py)
 PATHS.update(SECURITY_PATHS)  # the self-test's API and page (webui/security.py)
+PATHS.update(COMPLIANCE_PATHS)  # consent, data subjects, reviews (webui/compliance.py)
+PATHS.update(OPS_PATHS)  # backups (webui/ops.py)
 
 
 def document() -> dict[str, Any]:

@@ -73,3 +73,49 @@ def take():
 @needs("backup.create")
 def download(name: str):
     return _download(name)
+
+
+# -- the OpenAPI document's part (merged in webui/openapi.py) ----------------------------
+
+_JSON = "application/json"
+TAG = "Operations"
+_NAME = {"name": "name", "in": "path", "required": True,
+         "description": "A backup's file name in HOME/backups", "schema": {"type": "string"}}  # fmt: skip
+_FILE = {"description": "The backup file (sealed and signed)",
+         "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                             "format": "binary"}}}}  # fmt: skip
+
+
+def _errors(html: bool = False) -> dict:
+    shape = {"type": "string"} if html else {"$ref": "#/components/schemas/Error"}
+    found = {"content": {("text/html" if html else _JSON): {"schema": shape}}}
+    return {"4XX": found | {"description": "Bad input or an unknown backup"},
+            "503": found | {"description": "A store cannot be read"}}  # fmt: skip
+
+
+def _ok(description: str) -> dict:
+    return {"description": description, "content": {_JSON: {"schema": {"type": "object"}}}}
+
+
+OPENAPI: dict = {
+    "/api/v1/backups": {
+        "post": {"summary": "Take a backup of the home: one encrypted, signed file (201)",
+                 "tags": [TAG], "responses": {"201": _ok("Its name, size and manifest"),
+                                              **_errors()}},
+        "get": {"summary": "The backups in HOME/backups, newest first, signatures checked",
+                "tags": [TAG], "responses": {"200": _ok("Backups"), **_errors()}}},
+    "/api/v1/backups/{name}": {"get": {
+        "summary": "Download a backup", "tags": [TAG], "parameters": [_NAME],
+        "responses": {"200": _FILE, **_errors()}}},
+    "/operations": {"get": {
+        "summary": "The Operations page (HTML): backups", "tags": [TAG],
+        "responses": {"200": {"description": "The page", "content": {
+            "text/html": {"schema": {"type": "string"}}}}, **_errors(html=True)}}},
+    "/operations/backups": {"post": {
+        "summary": "Take a backup (a dashboard form)", "tags": [TAG],
+        "responses": {"302": {"description": "Back to the Operations page, with the outcome"},
+                      **_errors(html=True)}}},
+    "/operations/backups/{name}": {"get": {
+        "summary": "Download a backup (from the page)", "tags": [TAG], "parameters": [_NAME],
+        "responses": {"200": _FILE, **_errors(html=True)}}},
+}  # fmt: skip
