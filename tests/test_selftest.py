@@ -224,3 +224,24 @@ def test_run_the_selftest_from_its_page(template, tmp_path, start_server, browse
     )
     assert color == "rgb(46, 125, 50)"
     assert violations == []
+
+
+def test_default_logins_reach_the_password_check_for_every_user(template, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    shutil.copytree(template, home)
+    app = Appliance.open({"home": str(home)})
+    try:
+        r = app.auth.add_user("alice", "viewer", ACTOR)
+        app.auth.enrol(r["enrolment"], "a long and private passphrase")
+    finally:
+        app.close()
+    app, p = probe(home, tmp_path)
+    try:
+        ok = selftest.no_default_login(p)  # more tries on alice than the rate limit allows
+        monkeypatch.setattr(selftest, "DEFAULT_PASSWORDS",
+                            (*selftest.DEFAULT_PASSWORDS, "a long and private passphrase"))  # fmt: skip
+        found = selftest.no_default_login(p)
+    finally:
+        app.close()
+    assert ok.passed is True and "1 users on the box" in ok.detail
+    assert found.passed is False and "alice" in found.detail
