@@ -11,6 +11,7 @@ with ``--tls``: see ``appliance.tls``. The gRPC service then uses the same certi
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import ssl
 import sys
@@ -57,9 +58,11 @@ def make_server(wsgi_app: Any, host: str, port: int, threads: int,
     try:
         server.prepare()
     except OSError as exc:
-        raise FalajError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port"
-        ) from None
+        # cheroot sums up every address it tried: "... ((host, port): [Errno 98] Address
+        # already in use)"; say the reason alone
+        found = re.search(r"\[Errno \d+\] ([^)]+)\)", str(exc))
+        why = exc.strerror or (found[1] if found else str(exc))
+        raise FalajError(f"cannot listen on {host}:{port}: {why}; choose another --port") from None
     return server
 
 
