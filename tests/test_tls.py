@@ -213,8 +213,10 @@ def test_headers_on_loopback_http_have_no_hsts(client):
 def test_grpc_uses_the_same_certificate(server):
     import grpc
 
-    from webui.v2proto import predict_v2_pb2 as pb
-    from webui.v2proto import predict_v2_pb2_grpc as pb_grpc
+    # Triton's generated messages (the same protocol): Falaj's share their names, so both
+    # cannot load in one process, and test_triton loads Triton's
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
     target = f"localhost:{server.grpc_port}"
     stub = pb_grpc.GRPCInferenceServiceStub
