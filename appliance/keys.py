@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from appliance.errors import KeyMissing
+from appliance.files import publish
 
 KEY_BYTES = 32
 CREDENTIAL_NAME = "falaj-master-key"
@@ -79,22 +80,7 @@ def create_key(path: Path) -> bytes:
 def write_key(path: Path, key: bytes) -> None:
     """Write ``key`` (hex) to ``path`` with mode 0600 atomically: a temporary file in the
     same folder, fsynced, renamed over ``path``, the folder fsynced."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key.hex() + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    publish(path, key.hex() + "\n")
 
 
 def is_credential(path: Path) -> bool:

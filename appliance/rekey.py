@@ -25,6 +25,7 @@ credential is read-only: rekey refuses and prints the ``systemd-creds`` steps.
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from appliance import faults, keys
 from appliance.auth import SYSTEM, Actor, require
 from appliance.errors import BadInput, BundleTampered, CheckFailed
+from appliance.files import fsync_dir, publish
 from appliance.registry import bundles
 from appliance.stores import ControlStore, FeatureStore
 from appliance.stores import rekey as store_rekey
@@ -84,15 +86,7 @@ def _journal(home: Path) -> dict[str, Any] | None:
 
 
 def _write_journal(home: Path, record: dict[str, Any]) -> None:
-    stage = home / STAGE
-    tmp = stage / (JOURNAL + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, stage / JOURNAL)
-    keys.fsync_dir(stage)
+    publish(home / STAGE / JOURNAL, json.dumps(record))
 
 
 def pending(home: Path) -> str | None:
@@ -143,7 +137,8 @@ def _recover(home: Path, key_path: Path) -> str | None:
 
 def _discard(home: Path, key_path: Path) -> None:
     new_key_path(key_path).unlink(missing_ok=True)
-    (key_path.with_name(key_path.name + ".new.tmp")).unlink(missing_ok=True)
+    for tmp in key_path.parent.glob(glob.escape(key_path.name) + ".new.*tmp"):
+        tmp.unlink(missing_ok=True)  # a new key's write cut short (files.publish)
     _shred(home / STAGE / OLD_KEY)
     shutil.rmtree(home / STAGE, ignore_errors=True)
 
@@ -171,7 +166,7 @@ def _roll_forward(home: Path, journal: dict[str, Any]) -> None:
             for suffix in SIDE_FILES[name]:  # the old file's (empty, checkpointed) log
                 (home / (name + suffix)).unlink(missing_ok=True)
             os.replace(staged, home / name)
-            keys.fsync_dir(home)
+            fsync_dir(home)
             faults.point("rekey.swapping")
     for rel in journal["bundles"]:
         staged, live, old = stage / rel, home / rel, stage / "old" / rel
@@ -181,12 +176,12 @@ def _roll_forward(home: Path, journal: dict[str, Any]) -> None:
                 shutil.rmtree(old, ignore_errors=True)
                 os.rename(live, old)
             os.rename(staged, live)
-            keys.fsync_dir(live.parent)
+            fsync_dir(live.parent)
     key_file = Path(journal["key_file"])
     staged_key = new_key_path(key_file)
     if staged_key.exists():
         os.replace(staged_key, key_file)
-        keys.fsync_dir(key_file.parent)
+        fsync_dir(key_file.parent)
     shutil.rmtree(stage / "old", ignore_errors=True)
     _write_journal(home, journal | {"state": "swapped"})
     faults.point("rekey.swapped")
@@ -208,7 +203,7 @@ def finish(app: Appliance, actor: Actor = SYSTEM) -> dict[str, Any] | None:
         rotated = rotate(old, app.master_key, actor)
     _shred(stage / OLD_KEY)
     shutil.rmtree(stage, ignore_errors=True)
-    keys.fsync_dir(app.home)
+    fsync_dir(app.home)
     return {"checkpoint_key": rotated}
 
 

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from appliance import keys, tls
 from appliance.auth import PERMISSIONS, SYSTEM, Actor, require
 from appliance.errors import BadInput, BundleTampered, FalajError, NotFound, StoreError
+from appliance.files import publish
 from appliance.registry import bundles
 from appliance.stores import ControlStore, FeatureStore
 from appliance.stores import rekey as store_ops
@@ -136,23 +137,12 @@ def run(app: Appliance, actor: Actor, say: Callable[[str], None] = lambda m: Non
     folder = app.home / DIR
     folder.mkdir(mode=0o700, exist_ok=True)
     name = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{digest[:12]}.json"
-    _publish(folder / name, (json.dumps(report, indent=2) + "\n").encode())
+    publish(folder / name, json.dumps(report, indent=2) + "\n")
     with app.control.transaction() as tx:
         tx.append_audit(actor, "selftest.report", name,
                         {"sha256": digest, "passed": report["passed"], "failed": failed,
                          "skipped": [c.name for c in checks if c.passed is None]})  # fmt: skip
     return report | {"file": name, "sha256": digest}
-
-
-def _publish(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    keys.fsync_dir(path.parent)
 
 
 def latest(app: Appliance, actor: Actor) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from appliance.errors import BadInput
+from appliance.files import publish
 
 MODES = ("auto", "on", "off")
 # TLS 1.2 suites: ECDHE key exchange (forward secrecy) with AES-GCM or ChaCha20-Poly1305;
@@ -174,20 +175,9 @@ def ensure_self_signed(home: Path, host: str) -> tuple[Path, Path]:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _publish(key_path, key_pem, 0o600)
-    _publish(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    publish(key_path, key_pem)
+    publish(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return cert_path, key_path
-
-
-def _publish(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:

@@ -69,7 +69,11 @@ def test_the_core_imports_no_web_or_cli_code():
         tree = ast.parse(p.read_text())
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-        bad = [m for m in names if m.split(".")[0] in ("webui", "click", "flask", "waitress", "cheroot")]
+        bad = [
+            m
+            for m in names
+            if m.split(".")[0] in ("webui", "click", "flask", "waitress", "cheroot")
+        ]
         bad += [m for m in names if m.startswith("appliance.cli")]
         assert bad == [], f"{p.relative_to(ROOT)} imports {bad}"
 

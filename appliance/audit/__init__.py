@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import threading
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from appliance.audit import merkle
 from appliance.audit.chain import GENESIS, Verification, canonical_json, event_hash, verify
 from appliance.auth import Actor, require
 from appliance.errors import BadInput, CheckFailed, FalajError, NotFound
+from appliance.files import publish
 
 if TYPE_CHECKING:  # the store imports the chain's hashing: no import cycle at run time
     from appliance.stores import ControlStore, FeatureStore
@@ -464,10 +464,5 @@ class AuditService:
         events = self.control.audit_events(after=0)
         doc = {"format": EXPORT_FORMAT, "exported_at": _now(), "events": events,
                "checkpoints": lines}  # fmt: skip
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
+        publish(out, json.dumps(doc, separators=(",", ":")))
         return {"out": str(out), "events": len(events), "checkpoint_lines": len(lines)}

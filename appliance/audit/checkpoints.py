@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from appliance.audit.chain import canonical_json
+from appliance.files import publish
 
 LOG_DIR = "audit"
 LOG_FILE = "checkpoints.log"
@@ -198,13 +199,7 @@ class CheckpointLog:
         target = Path(target)
         if target.is_dir():
             target = target / LOG_FILE
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(self.path.read_bytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        return target
+        return publish(target, self.path.read_bytes())
 
 
 def line_of(record: dict[str, Any]) -> str:

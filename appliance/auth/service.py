@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
 import secrets
 import sys
@@ -40,6 +39,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from appliance.auth import ROLES, SYSTEM, USER_ROLES, Actor, Forbidden, Unauthenticated, require
 from appliance.durations import parse_duration
 from appliance.errors import BadInput, FalajError, NotFound
+from appliance.files import publish
 
 if TYPE_CHECKING:
     from appliance.stores import ControlStore
@@ -285,14 +285,7 @@ class AuthService:
         if terminal:
             say(f"first start: {text}")
             return link
-        path = self.first_link_file
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(f"Falaj first start: {text}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        path = publish(self.first_link_file, f"Falaj first start: {text}\n")
         say(f"first start: the administrator's one-time enrolment link is in {path} "
             "(readable by this service's user only; removed once used)")  # fmt: skip
         return link

@@ -4,7 +4,6 @@ registry, data-subject requests, the review queue and the record of processing."
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,7 @@ from appliance.compliance.consent import BASES
 from appliance.compliance.record import processing_csv
 from appliance.core import Appliance
 from appliance.errors import BadInput
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from appliance.files import publish
 
 
 def _consent_line(r: dict[str, Any]) -> str:
@@ -134,7 +125,7 @@ def subject_export(app: Appliance, subject_id: str, out: Path | None) -> None:
     if out is None:
         click.echo(text)
         return
-    write_atomic(out, text + "\n")
+    publish(out, text + "\n")
     n = sum(len(t["rows"]) for t in doc["tables"].values())
     click.echo(f"exported subject {subject_id}: {n} rows in {len(doc['tables'])} tables, "
                f"{len(doc['decisions'])} decisions -> {out} (request {doc['request']})")  # fmt: skip
@@ -304,5 +295,5 @@ def compliance_record(app: Appliance, fmt: str, out: Path | None) -> None:
     if out is None:
         click.echo(text, nl=False)
     else:
-        write_atomic(out, text)
+        publish(out, text)
         click.echo(f"record of processing activities -> {out}")

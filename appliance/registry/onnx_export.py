@@ -28,8 +28,6 @@ way).
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +36,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from appliance.errors import BadInput
-from appliance.registry import bundles
+from appliance.files import publish
 from appliance.training.pipeline import CLIP, NAT, Pipeline
 from kernels.transforms import DATETIME_PARTS
 
@@ -329,12 +327,4 @@ def _publish(out: Path, data: bytes) -> None:
         raise BadInput(f"--out {out}: is a folder; name the .onnx file to write")
     if not out.parent.is_dir():
         raise BadInput(f"--out {out}: folder {out.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        bundles.fsync_write(Path(tmp), data)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    bundles.fsync_dir(out.parent)
+    publish(out, data)
