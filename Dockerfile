@@ -20,7 +20,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ARG BUNDLE=""
 ARG BUNDLE_KEY=""
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# PyPI's Linux torch wheel is the CUDA build (several GB of nvidia wheels); the CPU build
+# of the same pinned version comes from PyTorch's own index (a GPU box: drop this line)
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 WORKDIR /src
 COPY . .
 RUN if [ -n "$BUNDLE" ]; then \
