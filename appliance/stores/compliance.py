@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from appliance.stores import migrations
+from appliance.stores.results import arrow_table
 from appliance.stores.sqltext import ident
 
 MIGRATIONS: list[migrations.Migration] = [
@@ -262,14 +263,11 @@ class ComplianceReads:
 def subject_rows(features: Any, table: str, entity: str, subject: str) -> pa.Table:
     """Every stored row of a subject in one table (internal columns too), in ingest order."""
     with features._reading() as cur:
-        out = cur.execute(
+        return arrow_table(cur.execute(
             f"SELECT * FROM {ident(table)} WHERE CAST({ident(entity)} AS VARCHAR) = ? "
             "ORDER BY _seq",
             [subject],
-        ).arrow()
-        if isinstance(out, pa.RecordBatchReader):
-            out = out.read_all()
-    return out
+        ))  # fmt: skip
 
 
 def subject_decisions(features: Any, subject: str) -> list[dict[str, Any]]:

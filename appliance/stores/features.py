@@ -38,6 +38,7 @@ from appliance.stores.online import MIGRATIONS as ONLINE_MIGRATIONS
 from appliance.stores.online import OnlineReads, OnlineTx
 from appliance.stores.quality import MIGRATIONS as QUALITY_MIGRATIONS
 from appliance.stores.quality import QualityReads, QualityTx
+from appliance.stores.results import arrow_table
 from appliance.stores.sqltext import ident, literal
 from appliance.stores.view_rows import ViewRowReads
 
@@ -503,14 +504,11 @@ class FeatureStore(QualityReads, OnlineReads, ViewRowReads):
     def decision_batch_rows(self, batch_id: str) -> pa.Table:
         """A batch's records, in the order its hash covers."""
         with self._reading() as cur:
-            table = cur.execute(
+            return arrow_table(cur.execute(
                 f"SELECT {', '.join(DECISION_COLUMNS)} FROM _predictions WHERE batch_id = ? "
                 "ORDER BY request_id, row_in_request",
                 [batch_id],
-            ).arrow()
-            if isinstance(table, pa.RecordBatchReader):
-                table = table.read_all()
-        return table
+            ))  # fmt: skip
 
     def change_counts(self) -> dict[str, int]:
         """How many ingest and decision batches the store holds."""

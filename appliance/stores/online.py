@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from appliance.stores import migrations
+from appliance.stores.results import arrow_table
 from appliance.stores.sqltext import ident
 
 MIGRATIONS: list[migrations.Migration] = [
@@ -92,9 +93,7 @@ class OnlineTx:
             f"LEFT JOIN {ident(table)} o ON n.{ent} = o.{ent} "
             f"WHERE o.{ent} IS NULL OR {_newer('n', 'o')}"
         )
-        new = self.conn.execute("SELECT * FROM _online_new").arrow()
-        if isinstance(new, pa.RecordBatchReader):
-            new = new.read_all()
+        new = arrow_table(self.conn.execute("SELECT * FROM _online_new"))
         written = new.num_rows
         if written:
             self.conn.execute(
@@ -146,10 +145,7 @@ class OnlineReads:
         if not known:
             return None
         with self._reading() as cur:
-            table = cur.execute(f"SELECT * FROM {ident(known[0]['table_name'])}").arrow()
-            if isinstance(table, pa.RecordBatchReader):
-                table = table.read_all()
-        return table
+            return arrow_table(cur.execute(f"SELECT * FROM {ident(known[0]['table_name'])}"))
 
     def online_point(self, view: str, version: int, entity: str, key: Any) -> dict | None:
         """One entity's row read with a point query (what the benchmark compares)."""

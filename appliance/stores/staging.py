@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from appliance.errors import BadInput
 from appliance.stores.features import connect_memory, ident
+from appliance.stores.results import arrow_table
 
 ROW = "_row"
 FAIL = "_fail"
@@ -151,8 +152,8 @@ class Staging:
             f"WITH t AS (SELECT {ROW}, {inner} FROM src) "
             f"SELECT {select}, {ROW}, {fail} AS {FAIL} FROM t ORDER BY {ROW}",
             params,
-        ).arrow()
-        return typed.read_all() if isinstance(typed, pa.RecordBatchReader) else typed
+        )
+        return arrow_table(typed)
 
 
 def _text(v: Any) -> str:
