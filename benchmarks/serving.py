@@ -24,9 +24,12 @@ target's mode), for the async one over HTTPS (`falaj run --tls`: cheroot with Py
 ssl, TLS 1.3 on keep-alive connections, so one handshake per client) and, honestly, for the durable one, whose every request waits for two
 fsyncs (features.duckdb's and control.db's; group commit shares them under load).
 
-Then the table as before: clients in this process post the same keep-alive requests,
-one at a time per connection, at concurrency 1 and 8 and batch sizes 1, 100 and 1000
-records per request. In each cell the three are measured back to back, so a change in
+The clients are processes, one keep-alive connection each, sending one request at a
+time (benchmarks/_loadgen.py: threads in this process measured themselves); each result
+records their CPU per request (``client_cpu_s``), far below the latencies measured.
+
+Then the table as before: the clients post the same keep-alive requests at concurrency
+1 and 8 and batch sizes 1, 100 and 1000 records per request. In each cell the three are measured back to back, so a change in
 the machine's load between cells does not skew their ratios.
 
 Then the same model over each protocol, on the durable server, one connection,
@@ -47,7 +50,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import math
 import multiprocessing
 import os
 import shutil
@@ -57,7 +59,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -69,6 +70,7 @@ from appliance import demo
 from appliance.auth import Actor
 from appliance.core import Appliance
 from benchmarks import _harness
+from benchmarks._loadgen import Clients
 
 ACTOR = Actor("bench", "serving")
 PATH = "/api/v1/models/credit/predict"
@@ -147,17 +149,18 @@ class Falaj:
                  "--grpc-port", str(self.grpc_port), *(["--tls"] if tls else [])],
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        self.tls: ssl.SSLContext | None = None
+        self.cafile = str(home / "tls" / "cert.pem") if tls else None
+        context = None
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"falaj run exited:\n{self.log.read_text()}")
             try:
-                if tls:  # the certificate exists once the server listens
-                    self.tls = ssl.create_default_context(cafile=str(home / "tls" / "cert.pem"))
+                if self.cafile:  # the certificate exists once the server listens
+                    context = ssl.create_default_context(cafile=self.cafile)
                 scheme = "https" if tls else "http"
                 urllib.request.urlopen(f"{scheme}://127.0.0.1:{self.port}/healthz", timeout=1,
-                                       context=self.tls)  # fmt: skip
+                                       context=context)  # fmt: skip
                 return
             except (OSError, ssl.SSLError):
                 time.sleep(0.2)
@@ -206,67 +209,31 @@ def build_home(tmp: Path, canary: bool = True) -> tuple[Path, list[str], np.ndar
 # -- the clients ---------------------------------------------------------------------
 
 
+# one pool of client processes per (port, CA file, concurrency), kept across calls: the
+# target rows call load() 2 x 10 times per cell (stop_clients ends them)
+CLIENTS: dict[tuple[int, str | None, int], Clients] = {}
+
+
 def load(port: int, path: str, body: bytes | None, concurrency: int, n: int,
-         warmup: int = WARMUP, tls: ssl.SSLContext | None = None) -> dict[str, Any]:  # fmt: skip
-    """``n`` timed requests from ``concurrency`` keep-alive connections, all started
-    together; requests/s over the wall time, p50 and p99 of every request's latency
-    (and the latencies, ``times``). A POST of ``body``, each with its own
-    ``X-Falaj-Key`` (a release routes by it), or a GET when it is None."""
-    per_client = math.ceil(n / concurrency)
-    latencies: list[list[float]] = [[] for _ in range(concurrency)]
-    errors: list[str] = []
-    ready = threading.Barrier(concurrency + 1)
+         warmup: int = WARMUP, cafile: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """``n`` timed requests from ``concurrency`` keep-alive connections, each in its own
+    process (benchmarks/_loadgen.py says why), all started together; requests/s over
+    the wall time, p50 and p99 of every request's latency (and the latencies,
+    ``times``). A POST of ``body``, each with its own ``X-Falaj-Key`` (a release routes
+    by it), or a GET when it is None; over TLS trusting ``cafile`` when given."""
+    key = (port, cafile, concurrency)
+    if key not in CLIENTS:
+        CLIENTS[key] = Clients(port, concurrency, AUTH, cafile)
+    try:
+        return CLIENTS[key].run(path, body, n, warmup)
+    except Exception:
+        CLIENTS.pop(key).close()  # a failed run leaves its clients unusable
+        raise
 
-    def client(i: int) -> None:
-        conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=120, context=tls)
-                if tls else http.client.HTTPConnection("127.0.0.1", port, timeout=120))  # fmt: skip
-        headers = {"Content-Type": "application/json"} | AUTH
-        keys = (f"client-{i}-{j}" for j in range(10**9))
 
-        def post() -> None:
-            if body is None:
-                conn.request("GET", path, headers=AUTH)
-            else:
-                conn.request("POST", path, body, headers | {"X-Falaj-Key": next(keys)})
-            resp = conn.getresponse()
-            data = resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"{path}: {resp.status} {data[:200]!r}")
-
-        try:
-            for _ in range(warmup):
-                post()
-        except Exception as exc:
-            errors.append(str(exc))
-        ready.wait()
-        try:
-            for _ in range(per_client):
-                t0 = time.perf_counter()
-                post()
-                latencies[i].append(time.perf_counter() - t0)
-        except Exception as exc:
-            errors.append(str(exc))
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
-    for t in threads:
-        t.start()
-    ready.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    if errors:
-        raise RuntimeError(errors[0])
-    times = np.concatenate([np.asarray(x) for x in latencies])
-    return {
-        "requests": int(times.size),
-        "rps": times.size / wall,
-        "p50_s": float(np.percentile(times, 50)),
-        "p99_s": float(np.percentile(times, 99)),
-        "times": times,
-    }
+def stop_clients() -> None:
+    while CLIENTS:
+        CLIENTS.popitem()[1].close()
 
 
 # -- against the server's own empty endpoint ------------------------------------------
@@ -280,20 +247,23 @@ def versus_healthz(server: Falaj, body: bytes, concurrency: int, n: int, rounds:
     the rounds' req/s ratios, and p50/p99 over every request of each kind."""
     per = max(n // rounds, concurrency)
     ratios, times = [], {"healthz": [], "predict": []}
-    rps = {"healthz": [], "predict": []}
+    rps, cpu = {"healthz": [], "predict": []}, {"healthz": [], "predict": []}
     for _ in range(rounds):
-        h = load(server.port, "/healthz", None, concurrency, per, warmup=1, tls=server.tls)
-        p = load(server.port, PATH, body, concurrency, per, warmup=1, tls=server.tls)
+        h = load(server.port, "/healthz", None, concurrency, per, warmup=1, cafile=server.cafile)
+        p = load(server.port, PATH, body, concurrency, per, warmup=1, cafile=server.cafile)
         ratios.append(p["rps"] / h["rps"])
         for kind, got in (("healthz", h), ("predict", p)):
             times[kind].append(got.pop("times"))
             rps[kind].append(got["rps"])
+            cpu[kind].append(got["client_cpu_s"])
     out: dict[str, Any] = {"ratio": float(np.median(ratios)), "ratios": ratios}
     for kind in ("healthz", "predict"):
         t = np.concatenate(times[kind])
         out[kind] = {"requests": int(t.size), "rps": float(np.median(rps[kind])),
                      "p50_s": float(np.percentile(t, 50)),
-                     "p99_s": float(np.percentile(t, 99))}  # fmt: skip
+                     "p99_s": float(np.percentile(t, 99)),
+                     # far below p50, or the clients are what was measured
+                     "client_cpu_s": float(np.median(cpu[kind]))}  # fmt: skip
     return out
 
 
@@ -467,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
             servers["falaj async tls"] = Falaj(shutil.copytree(home, Path(tmp) / "tls"),
                                                "async", tls=True)  # fmt: skip
             for system in TARGET_SYSTEMS:  # warm them before measuring
-                load(servers[system].port, PATH, bodies[1], 8, 200, tls=servers[system].tls)
+                load(servers[system].port, PATH, bodies[1], 8, 200, cafile=servers[system].cafile)
             rows += target_rows(servers, bodies[1], n_target, rounds)
             if not args.only_targets:
                 # the three systems back to back in each cell, so a change in the
@@ -483,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                 # the protocols on the durable server, the default configuration
                 rows += compare_protocols(servers["falaj durable"], X, features, n // 2 or 1)
         finally:
+            stop_clients()
             for server in servers.values():
                 server.stop()
     name = "serving-quick" if args.quick else "serving"
