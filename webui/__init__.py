@@ -24,6 +24,7 @@ def create_app(appliance: Appliance, test_config: dict[str, Any] | None = None) 
         dashboard,
         data,
         errors,
+        fastpath,
         logs,
         metrics,
         models,
@@ -54,4 +55,5 @@ def create_app(appliance: Appliance, test_config: dict[str, Any] | None = None) 
     app.register_blueprint(security.bp)  # security headers, the self-test page
     app.register_blueprint(ops.bp)  # backups
     app.register_blueprint(logs.bp)  # request logs
+    app.wsgi_app = fastpath.FastPath(app, appliance)  # predict and healthz, in plain WSGI
     return app

@@ -55,34 +55,47 @@ def json_body() -> dict:
 def healthz():
     """Answers anyone: live versions, and any slot out of service (503 when a live slot
     cannot serve)."""
-    deployments = appliance().serving.health()
+    answer, status = health(appliance())
+    return jsonify(answer), status
+
+
+def health(app: Appliance) -> tuple[dict, int]:
+    deployments = app.serving.health()
     serving = all(d["serving"] for d in deployments.values())
     degraded = any(d["degraded"] for d in deployments.values())
     status = "ok" if serving and not degraded else ("degraded" if serving else "unavailable")
-    return jsonify({"status": status, "deployments": deployments}), 200 if serving else 503
+    return {"status": status, "deployments": deployments}, 200 if serving else 503
+
+
+FAST_PATH_ERROR = "falaj.fast_path_error"  # set by webui.fastpath only (not an HTTP_ key)
 
 
 @bp.post("/api/v1/models/<name>/predict")
 @needs("model.predict")
 def predict(name: str):
-    return jsonify(scored(name, lambda: _predict(name)))
+    failed = request.environ.pop(FAST_PATH_ERROR, None)
+    if failed is not None:  # the fast path scored it and failed: answer that error here
+        return jsonify(scored(name, lambda: _raise(failed)))
+    return jsonify(scored(name, lambda: score(appliance(), name, json_body(), request_actor(),
+                                              request_key())))  # fmt: skip
 
 
-def _predict(name: str) -> dict:
-    body = json_body()
+def _raise(exc: BaseException):
+    raise exc
+
+
+def score(app: Appliance, name: str, body: dict, actor: Actor, key: str | None) -> dict:
+    """A native prediction request's answer: ``records`` or ``entities`` scored."""
     if "records" in body and "entities" in body:
         raise BadInput('request body: give either "records" or "entities", not both')
-    key = request_key()
     if "entities" in body:
-        return appliance().serving.predict_entities(
-            name, body["entities"], request_actor(), key=key
-        )
+        return app.serving.predict_entities(name, body["entities"], actor, key=key)
     if "records" not in body:
         raise BadInput(
             'request body: missing field "records" (a list of {feature: number} objects), '
             'or "entities" for a model trained on feature views'
         )
-    return appliance().serving.predict(name, body["records"], request_actor(), key=key)
+    return app.serving.predict(name, body["records"], actor, key=key)
 
 
 @bp.get("/api/v1/decisions/<request_id>")

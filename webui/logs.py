@@ -36,9 +36,13 @@ def request_id() -> str:
     """This request's id (the client's, when it is a plain token, else a new one)."""
     rid = g.get("request_id")
     if rid is None:
-        given = request.headers.get(HEADER, "")
-        rid = g.request_id = given if CLIENT_ID.fullmatch(given) else secrets.token_hex(16)
+        rid = g.request_id = new_id(request.headers.get(HEADER, ""))
     return rid
+
+
+def new_id(given: str) -> str:
+    """The client's ``X-Request-Id`` when it is a plain token, else a new id."""
+    return given if CLIENT_ID.fullmatch(given) else secrets.token_hex(16)
 
 
 @bp.before_app_request
@@ -58,16 +62,20 @@ def _log(response: Response) -> Response:
     if rule and response.status_code < 400 and "models/<" in rule.rule:  # a name it found
         model = (request.view_args or {}).get("name")
     path = NAME.sub(lambda _: model, rule.rule) if model else (rule.rule if rule else "(no route)")
-    actor = g.get("actor")
+    write(rid, request.method, path, response.status_code, g.get("actor"), model, t0)
+    return response
+
+
+def write(rid: str, method: str, path: str, status: int, actor: object, model: str | None,
+          t0: float | None) -> None:  # fmt: skip
+    """The request's log line (the caller checked ``log_requests``)."""
     fields = {
         "request_id": rid,
-        "method": request.method,
+        "method": method,
         "path": path,
-        "status": response.status_code,
+        "status": status,
         "actor": str(actor) if actor is not None else None,
         "model": model,
         "latency_ms": round((time.perf_counter() - t0) * 1000, 3) if t0 else None,
     }
-    log.info("%s %s %d", request.method, path, response.status_code,
-             extra={"request": fields})  # fmt: skip
-    return response
+    log.info("%s %s %d", method, path, status, extra={"request": fields})

@@ -40,7 +40,12 @@ def scored(name: str, call: Callable[[], T]) -> T:
         known = name in app.serving.server.deployments()
         app.metrics.request(name if known else "", None, "", status, time.perf_counter() - t0)
         raise
-    answer: Any = result[0] if isinstance(result, tuple) else result
+    answered(app, name, result[0] if isinstance(result, tuple) else result, t0)
+    return result
+
+
+def answered(app: Any, name: str, answer: dict, t0: float) -> None:
+    """Count a scoring request that succeeded (``webui.fastpath`` counts its own here;
+    its failures are counted by ``scored`` in Flask's view)."""
     app.metrics.request(name, answer["version"], answer.get("variant", "live"), "ok",
                         time.perf_counter() - t0, len(answer["predictions"]))  # fmt: skip
-    return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import select
 import signal
 import ssl
 import sys
@@ -28,6 +29,28 @@ from appliance.errors import FalajError
 from webui import create_app
 
 KEEP_ALIVE_CONNECTIONS = 256  # idle keep-alive connections held open (cheroot's default: 10)
+LINGER_S = 0.002  # how long a worker waits for a keep-alive client's next request
+
+
+class _Server(wsgi.Server):
+    """cheroot's server, whose worker waits up to LINGER_S for the next request on a
+    keep-alive connection before handing it back to the selector thread, while no other
+    connection waits for a worker. A client that sends its next request at once (every
+    API client in a loop) is then served by the same thread: the hand-offs to the
+    selector thread and back, each a thread wake-up and a turn of the GIL, cost more
+    than an empty request itself (1 ms against 0.15 on 2 cores)."""
+
+    def put_conn(self, conn):
+        try:
+            while (self.ready and not conn.rfile.has_data() and self.requests._queue.empty()
+                   and select.select([conn.socket], [], [], LINGER_S)[0]):  # fmt: skip
+                if not conn.communicate():  # the client closed, or asked to
+                    conn.close()
+                    return
+        except Exception:  # as cheroot's worker does: drop the connection, keep the thread
+            conn.close()
+            return
+        super().put_conn(conn)
 
 
 class _Adapter(BuiltinSSLAdapter):
@@ -51,7 +74,7 @@ def make_server(wsgi_app: Any, host: str, port: int, threads: int,
                 context: ssl.SSLContext | None = None) -> wsgi.Server:  # fmt: skip
     """A cheroot server bound to (host, port), its threads started; ``serve()`` runs it.
     A taken port is a ``FalajError`` at once, before any work is done."""
-    server = wsgi.Server((host, port), wsgi_app, numthreads=threads, server_name="falaj")
+    server = _Server((host, port), wsgi_app, numthreads=threads, server_name="falaj")
     server.keep_alive_conn_limit = KEEP_ALIVE_CONNECTIONS
     if context is not None:
         server.ssl_adapter = _Adapter(context)
