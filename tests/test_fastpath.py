@@ -163,3 +163,43 @@ def test_a_body_longer_than_the_limit_goes_to_flask(pair):
     got = fast.post(PREDICT, data=raw, content_type="application/json")
     assert got.status_code == 413
     assert len(seen) == 1
+
+
+def test_a_worker_lingers_for_the_next_request_on_a_keep_alive_connection():
+    """webui.server's workers serve a keep-alive client's next request themselves when
+    it comes within LINGER_S, and hand the connection back to the selector otherwise;
+    a client that leaves meanwhile costs nothing."""
+    import http.client
+    import threading
+    import time
+
+    from webui import server as web
+
+    threads: list[int] = []
+
+    def wsgi(environ, start_response):
+        threads.append(threading.get_ident())
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+
+    srv = web.make_server(wsgi, "127.0.0.1", 0, 4)
+    runner = threading.Thread(target=srv.serve, daemon=True)
+    runner.start()
+    try:
+        port = web.effective_port(srv)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for _ in range(20):  # at once, one after another: one worker serves them all
+            conn.request("GET", "/")
+            assert conn.getresponse().read() == b"ok"
+        assert len(set(threads)) == 1
+        time.sleep(web.LINGER_S * 20)  # idle: back to the selector, and still served
+        conn.request("GET", "/")
+        assert conn.getresponse().read() == b"ok"
+        conn.close()  # while a worker may linger on it
+        other = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        other.request("GET", "/")
+        assert other.getresponse().read() == b"ok"
+        other.close()
+        assert len(threads) == 22
+    finally:
+        srv.stop()
