@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
 
 from flask import Blueprint, Response, current_app, g, request
 
+from appliance import ids
 from appliance.ops.logs import REQUEST_LOGGER
 
 bp = Blueprint("logs", __name__)
@@ -42,7 +42,7 @@ def request_id() -> str:
 
 def new_id(given: str) -> str:
     """The client's ``X-Request-Id`` when it is a plain token, else a new id."""
-    return given if CLIENT_ID.fullmatch(given) else secrets.token_hex(16)
+    return given if CLIENT_ID.fullmatch(given) else ids.new_id()
 
 
 @bp.before_app_request

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from appliance import faults
+from appliance import faults, ids
 from appliance.auth import SYSTEM, Actor, require
 from appliance.errors import BadInput, BundleTampered, CheckFailed, NotDeployed, NotFound
 from appliance.features.online import OnlineStore
@@ -260,7 +259,7 @@ class Serving:
         proba = model.predict_matrix(X)
         model.check_outputs(proba, where)
         latency_ms = (time.perf_counter() - t0) * 1e3
-        request_id = os.urandom(16).hex()  # as uuid4().hex, without its int round trip
+        request_id = ids.new_id()
         # The fingerprint of an input is that of the exact feature vector the model saw.
         X = np.ascontiguousarray(X, dtype="<f8")
         prints = [hashlib.sha256(row.tobytes()).hexdigest() for row in X]
