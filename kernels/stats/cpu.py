@@ -156,32 +156,30 @@ def _index(points, ncells):
 
 BATCH = 512  # values a lookup stage handles before the next stage runs over them
 _U = np.uint64
+IDX16_UP_TO = 32_767  # columns with at most this many points keep bucket numbers in int16
 
 
 @nb.njit(**_OPTS)
-def _bucket_pass(x, points, acc, ties, idx):
-    """One pass over a column: each finite value's bucket j (P[j] <= v < P[j+1], with P
-    the points padded by -inf and +inf) into idx (-1 for NaN and +-inf); per bucket,
-    acc[j] = (values, sum of their distances to the bucket's point P[j], in bucket 0 to
-    the first point) and ties[j] = values equal to P[j]. The distances are added divided
-    by x.size, so that sums stay finite near the ends of float64. Returns the number of
-    finite values.
+def _bucket_block(x, P, cell, scale, unit, acc, ties, idx):
+    """The bucket stage over a run of one column's values, with its index (P, cell,
+    scale) from ``_index``: each finite value's bucket j (P[j] <= v < P[j+1]) into idx
+    (-1 for NaN and +-inf, in int16 or int32); per bucket, adds to acc[j] = (values, sum
+    of their distances to the bucket's point P[j], in bucket 0 to the first point,
+    each times ``unit``) and to ties[j] = values equal to P[j].
 
     The lookup runs in stages over batches of BATCH values, each stage a loop of
     independent steps: the index cell of each value, then the first STEPS points from
     that cell on compared at once (a cell holding more is finished by binary search),
     then the sums. Written as one loop, each value waited for the last one's loads; the
-    stages keep many loads in flight (the lookup took half the time).
+    stages keep many loads in flight (the lookup took half the time). The sums count no
+    finite values on the way (the callers add up acc's counts): a counter kept across
+    that loop lived in memory, one more store per value.
     """
-    P, cell, scale = _index(points, CELLS_PER_POINT * points.size)
-    m = points.size
-    anchor = P[: m + 1].copy()  # each bucket's point; the first point for bucket 0
-    anchor[0] = P[1]
-    first = points[0]
-    top = cell.size - 2
-    unit = 1.0 / x.size
+    m = P.size - 2 - STEPS
+    first = P[1]
+    top = float(cell.size - 2)
+    flat = acc.reshape(acc.size)  # (count, distance) pairs: bucket j at 2j, no stride
     start = np.empty(BATCH, dtype=np.uint64)
-    nfin = 0
     # indices are uint64 in the loops: Numba then leaves out its negative-index
     # wraparound, a third of the pass's time
     one = _U(1)
@@ -189,8 +187,9 @@ def _bucket_pass(x, points, acc, ties, idx):
         e = min(x.size, s + BATCH)
         for i in range(s, e):  # the cell: how many points lie in earlier cells
             u = (x[_U(i)] - first) * scale  # NaN (inf * 0) only where the index has one cell
-            t = 0 if not (u > 0.0) else (top if u >= top else int(u))
-            start[_U(i - s)] = _U(cell[_U(t)])
+            u = u if u > 0.0 else 0.0  # clamped as selects, not branches; NaN to 0
+            u = u if u < top else top
+            start[_U(i - s)] = _U(cell[_U(int(u))])
         for i in range(s, e):  # the bucket
             v = x[_U(i)]
             c = start[_U(i - s)]
@@ -206,19 +205,27 @@ def _bucket_pass(x, points, acc, ties, idx):
                     else:
                         hi = mid
                 j = lo
-            idx[_U(i)] = np.int32(j) if abs(v) < np.inf else np.int32(-1)
+            idx[_U(i)] = np.int64(j) if abs(v) < np.inf else np.int64(-1)
         for i in range(s, e):  # the sums
             b = idx[_U(i)]
             if b < 0:
                 continue
             j = _U(b)
-            nfin += 1
-            d = x[_U(i)] - anchor[j]
-            acc[j, _U(0)] += 1.0
-            acc[j, one] += abs(d) * unit
+            d = x[_U(i)] - P[max(j, one)]  # P[1]: bucket 0 measures to the first point
+            flat[j + j] += 1.0
+            flat[j + j + one] += abs(d) * unit
             if d == 0.0:
                 ties[j] += 1
-    return nfin
+
+
+@nb.njit(**_OPTS)
+def _bucket_pass(x, points, acc, ties, idx):
+    """``_bucket_block`` over a whole column, distances divided by x.size (so that sums
+    stay finite near the ends of float64), into zeroed acc (m+1, 2) and ties (m+1).
+    Returns the number of finite values."""
+    P, cell, scale = _index(points, CELLS_PER_POINT * points.size)
+    _bucket_block(x, P, cell, scale, 1.0 / x.size, acc, ties, idx)
+    return np.int64(acc[:, 0].sum())
 
 
 @nb.njit(**_OPTS)
@@ -294,9 +301,13 @@ def _drift_column(x, cuts, points, cdf, counts, eq, idx):
     buf = np.empty(start[m + 1])
     if buf.size:
         pos = start[: m + 1].copy()
+        # bucket j's flag at j + 1, so that -1 (not finite) reads flag 0: one load and
+        # one rarely taken branch per value
+        gather = np.zeros(m + 2, dtype=np.uint8)
+        gather[1:] = special
         for i in range(x.size):
             b = idx[_U(i)]
-            if b >= 0 and special[_U(b)]:
+            if gather[_U(b + 1)]:
                 buf[_U(pos[_U(b)])] = x[_U(i)]
                 pos[_U(b)] += 1
     for j in range(m + 1):
@@ -329,9 +340,8 @@ def _drift_column(x, cuts, points, cdf, counts, eq, idx):
 
 
 @nb.njit(**_OPTS)
-def _drift_block(cur, t, nt, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1):
+def _drift_block(cur, t, nt, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1, idx):
     # columns t, t + nt, ...: one bucket buffer for all of them
-    idx = np.empty(cur.shape[1], dtype=np.int32)
     for c in range(t, cur.shape[0], nt):
         c0, c1 = cut_off[c], cut_off[c + 1]
         p0, p1 = point_off[c], point_off[c + 1]
@@ -347,35 +357,45 @@ def _drift_block(cur, t, nt, cuts, cut_off, points, cdf, point_off, counts, eq, 
 
 
 @nb.njit(parallel=True, **_OPTS)
-def _drift_par(cur, cuts, cut_off, points, cdf, point_off, nt):
+def _drift_par(cur, cuts, cut_off, points, cdf, point_off, idx):
+    # idx: one bucket buffer per thread, (threads, n)
     d = cur.shape[0]
+    nt = idx.shape[0]
     counts = np.zeros(cuts.size + d, dtype=np.int64)
     eq = np.zeros(points.size, dtype=np.int64)
     nfin = np.zeros(d, dtype=np.int64)
     ks = np.zeros(d)
     w1 = np.zeros(d)
     for t in nb.prange(nt):
-        _drift_block(cur, t, nt, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1)
+        _drift_block(
+            cur, t, nt, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1, idx[t]
+        )
     return counts, eq, ks, w1, nfin
 
 
 @nb.njit(**_OPTS)
-def _drift_ser(cur, cuts, cut_off, points, cdf, point_off, nt):
+def _drift_ser(cur, cuts, cut_off, points, cdf, point_off, idx):
     d = cur.shape[0]
     counts = np.zeros(cuts.size + d, dtype=np.int64)
     eq = np.zeros(points.size, dtype=np.int64)
     nfin = np.zeros(d, dtype=np.int64)
     ks = np.zeros(d)
     w1 = np.zeros(d)
-    _drift_block(cur, 0, 1, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1)
+    _drift_block(cur, 0, 1, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1, idx[0])
     return counts, eq, ks, w1, nfin
 
 
 def drift_scan(cur, cuts, cut_off, points, cdf, point_off):
     cols = columns(cur)
     nt = min(nb.get_num_threads(), cols.shape[0])
-    kernel = _drift_ser if _serial(cur.size) or nt < 2 else _drift_par
-    return kernel(cols, cuts, cut_off, points, cdf, point_off, nt)
+    serial = _serial(cur.size) or nt < 2
+    # bucket numbers run to the column's point count: int16 halves the buffer's traffic
+    # (the bucket pass writes it, the gather reads it again) for MAX_POINTS-sized sketches
+    widest = int(np.diff(point_off).max(initial=0))
+    kind = np.int16 if widest <= IDX16_UP_TO else np.int32
+    idx = np.empty((1 if serial else nt, cols.shape[1]), dtype=kind)
+    kernel = _drift_ser if serial else _drift_par
+    return kernel(cols, cuts, cut_off, points, cdf, point_off, idx)
 
 
 @nb.njit(parallel=True, **_OPTS)

@@ -503,3 +503,37 @@ def test_drift_bucket_index_is_exact_at_cell_edges():
         np.testing.assert_array_equal(idx, want)
         np.testing.assert_array_equal(acc[:, 0], np.bincount(want[:-2], minlength=acc.shape[0]))
         np.testing.assert_array_equal(ties[1:], [np.sum(x == p) for p in points])
+
+
+@pytest.mark.parametrize("path", ["serial", "parallel"])
+def test_drift_bucket_numbers_in_int16_and_int32_agree(stats_cpu, monkeypatch, path):
+    # int16 bucket numbers while every column has at most IDX16_UP_TO points, else int32
+    cpu, force = stats_cpu
+    force(path)
+    rng = np.random.default_rng(13)
+    ref = mixed_data(rng, 3000)
+    cur = mixed_data(rng, 2500) * np.array([1.1, 1.0, 1.0, 1.0]) + np.array([0.2, 0, 0, 0])
+    cur[::89, 0], cur[5, 2], cur[6, 2] = np.nan, np.inf, -np.inf
+    summary = ReferenceSummary.fit(ref)
+    narrow = drift(summary, cur, backend="cpu")
+    monkeypatch.setattr(cpu, "IDX16_UP_TO", 0)
+    wide = drift(summary, cur, backend="cpu")
+    for k in MEASURES:
+        np.testing.assert_array_equal(narrow[k], wide[k], err_msg=k)
+
+
+def test_drift_column_with_more_points_than_int16_holds():
+    # 40,000 distinct reference values kept exactly: bucket numbers past int16's range
+    rng = np.random.default_rng(14)
+    ref = rng.normal(size=40_000)
+    cur = np.r_[rng.normal(0.1, 1.0, size=70_000), np.nan, 9.0, -9.0]
+    summary = ReferenceSummary.fit(np.c_[ref, ref[::-1]], max_points=40_000)
+    assert summary.columns[0].points.size > 32_767
+    cur2 = np.c_[cur, cur[::-1]]
+    got = drift(summary, cur2, backend="cpu")
+    want = drift(summary, cur2, backend="reference")
+    for k in MEASURES:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-300, err_msg=k)
+    assert got["ks_statistic"][0] == pytest.approx(
+        sps.ks_2samp(ref, cur[np.isfinite(cur)]).statistic, rel=1e-12
+    )
