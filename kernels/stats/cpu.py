@@ -224,7 +224,10 @@ def _bucket_pass(x, points, acc, ties, idx):
     stay finite near the ends of float64), into zeroed acc (m+1, 2) and ties (m+1).
     Returns the number of finite values."""
     P, cell, scale = _index(points, CELLS_PER_POINT * points.size)
-    _bucket_block(x, P, cell, scale, 1.0 / x.size, acc, ties, idx)
+    if points.size < 65_535:  # cell counts fit uint16: half the index's cache lines
+        _bucket_block(x, P, cell.astype(np.uint16), scale, 1.0 / x.size, acc, ties, idx)
+    else:
+        _bucket_block(x, P, cell, scale, 1.0 / x.size, acc, ties, idx)
     return np.int64(acc[:, 0].sum())
 
 

@@ -522,13 +522,15 @@ def test_drift_bucket_numbers_in_int16_and_int32_agree(stats_cpu, monkeypatch, p
         np.testing.assert_array_equal(narrow[k], wide[k], err_msg=k)
 
 
-def test_drift_column_with_more_points_than_int16_holds():
-    # 40,000 distinct reference values kept exactly: bucket numbers past int16's range
+@pytest.mark.parametrize("points", [40_000, 70_000])
+def test_drift_column_with_more_points_than_int16_holds(points):
+    # distinct reference values kept exactly: bucket numbers past int16's range, and
+    # with 70,000 index cell counts past uint16's
     rng = np.random.default_rng(14)
-    ref = rng.normal(size=40_000)
+    ref = rng.normal(size=points)
     cur = np.r_[rng.normal(0.1, 1.0, size=70_000), np.nan, 9.0, -9.0]
-    summary = ReferenceSummary.fit(np.c_[ref, ref[::-1]], max_points=40_000)
-    assert summary.columns[0].points.size > 32_767
+    summary = ReferenceSummary.fit(np.c_[ref, ref[::-1]], max_points=points)
+    assert summary.columns[0].points.size == points
     cur2 = np.c_[cur, cur[::-1]]
     got = drift(summary, cur2, backend="cpu")
     want = drift(summary, cur2, backend="reference")
