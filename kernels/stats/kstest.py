@@ -1,7 +1,13 @@
 """The two-sample Kolmogorov-Smirnov p-value from the statistic and the sample sizes.
 
 Follows ``scipy.stats.ks_2samp(..., method="auto")``: the exact distribution when both
-samples have at most 10,000 values, else Smirnov's asymptotic ``kstwo.sf(D, round(en))``.
+samples have at most 10,000 values, else Smirnov's asymptotic ``kstwo.sf(D, round(en))``;
+with one bound. SciPy's exact sum costs about ``D * n1 * n2`` steps: 140 ms for one
+column of 4,000 reference and 10,000 live values with D = 0.3, which a monitoring pass
+paid for each input, window and variant (20 inputs: seconds of CPU every pass, taken
+from serving). Above ``EXACT_BUDGET`` steps (about 2 ms) ``auto`` takes the asymptotic
+value, as SciPy does for larger samples: within 2% of the exact one where D * sqrt(en)
+is small, and both far below any alert threshold where it is not.
 
 One shortcut, for speed: where SciPy evaluates that tail as ``2 * smirnov(m, D)`` (an
 O(m) sum, ~0.2 s at m = 166,667, which would dominate a 20-column drift check) and m is
@@ -17,6 +23,7 @@ from __future__ import annotations
 import math
 
 MAX_EXACT_N = 10_000  # scipy's MAX_AUTO_N
+EXACT_BUDGET = 200_000  # D * n1 * n2: the exact sum's cost, about 2 ms
 
 
 def ks_pvalue(d: float, n1: int, n2: int, method: str = "auto") -> float:
@@ -29,7 +36,8 @@ def ks_pvalue(d: float, n1: int, n2: int, method: str = "auto") -> float:
         from scipy.stats import _stats_py, distributions
     except ImportError:
         return _kolmogorov_sf(math.sqrt(n1 * n2 / (n1 + n2)) * d)
-    if method == "exact" or (method == "auto" and max(n1, n2) <= MAX_EXACT_N):
+    cheap = max(n1, n2) <= MAX_EXACT_N and d * n1 * n2 <= EXACT_BUDGET
+    if method == "exact" or (method == "auto" and cheap):
         exact = getattr(_stats_py, "_attempt_exact_2kssamp", None)
         if exact is not None:
             ok, _, prob = exact(n1, n2, math.gcd(n1, n2), d, "two-sided")

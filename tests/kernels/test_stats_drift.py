@@ -539,3 +539,25 @@ def test_drift_column_with_more_points_than_int16_holds(points):
     assert got["ks_statistic"][0] == pytest.approx(
         sps.ks_2samp(ref, cur[np.isfinite(cur)]).statistic, rel=1e-12
     )
+
+
+def test_ks_pvalue_takes_the_asymptotic_value_when_the_exact_sum_is_costly():
+    from kernels.stats.kstest import EXACT_BUDGET
+
+    n1, n2 = 4000, 10_000  # a model's hold-out against the "last 10,000" window
+    for d in (0.01, 0.03):
+        assert d * n1 * n2 > EXACT_BUDGET
+        exact = ks_pvalue(d, n1, n2, method="exact")
+        auto = ks_pvalue(d, n1, n2)
+        assert auto == ks_pvalue(d, n1, n2, method="asymp")
+        assert auto == pytest.approx(sps.kstwo.sf(d, round(n1 * n2 / (n1 + n2))), rel=1e-12)
+        assert auto == pytest.approx(exact, rel=0.02)
+    # a large shift: both are far below any threshold
+    assert ks_pvalue(0.3, n1, n2) < 1e-100 and ks_pvalue(0.3, n1, n2, method="exact") < 1e-100
+    # within the budget, SciPy's exact value as before
+    d = 0.01
+    assert d * 1000 * 3000 <= EXACT_BUDGET
+    a, b = np.arange(1000) / 1000, np.arange(3000) / 3000 + 0.01
+    assert ks_pvalue(sps.ks_2samp(a, b).statistic, 1000, 3000) == pytest.approx(
+        sps.ks_2samp(a, b, method="exact").pvalue, rel=1e-12
+    )
