@@ -157,7 +157,7 @@ class Serving:
         """Each deployment's live version and any slot out of service (no actor: the
         health check answers anyone)."""
         out = {}
-        for n, d in self.server.deployments().items():
+        for n, d in self.server.deployments(wait=False).items():  # as predictions see them
             live = d.slots[d.live_slot]
             out[n] = {"version": live.version, "slot": d.live_slot,
                       "serving": live.model is not None, "degraded": d.degraded}  # fmt: skip

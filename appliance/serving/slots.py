@@ -136,15 +136,15 @@ class ModelServer:
         With ``wait=False`` a request that finds another thread loading the change
         (a bundle takes tens of milliseconds) goes on with the state it has, rather
         than queueing behind the load: a switch made elsewhere lands a moment later.
-        Such a request looks at control.db at most every ``CHECK_EVERY`` seconds: the
-        look waits for any write in progress there (a decision batch's audit event)."""
+        Such a request looks at control.db at most every ``CHECK_EVERY`` seconds, and
+        not while this process writes there (a decision batch's audit event)."""
         if not (force or wait):
             now = time.monotonic()
             if now - self._checked < CHECK_EVERY:
                 return
             self._checked = now
-        seen = self.control.data_version()
-        if not force and seen == self._seen:
+        seen = self.control.data_version(wait=force or wait)
+        if seen is None or (not force and seen == self._seen):
             return
         if not self._lock.acquire(blocking=wait):
             return
@@ -186,6 +186,7 @@ class ModelServer:
             )
         return deployment
 
-    def deployments(self) -> dict[str, Deployment]:
-        self.refresh()
+    def deployments(self, wait: bool = True) -> dict[str, Deployment]:
+        """Every deployment; without ``wait`` as ``get`` sees them (the health check)."""
+        self.refresh(wait=wait)
         return dict(self._deployments)

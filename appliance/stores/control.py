@@ -373,10 +373,18 @@ class ControlStore(
         with self._lock, self._guard():
             return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
 
-    def data_version(self) -> int:
-        """Changes when another connection (another process) commits a write."""
-        with self._lock, self._guard():
-            return self.conn.execute("PRAGMA data_version").fetchone()[0]
+    def data_version(self, wait: bool = True) -> int | None:
+        """Changes when another connection (another process) commits a write. None,
+        without ``wait``, while another thread holds the connection: a commit in
+        progress here (a decision batch's audit event) takes an fsync, milliseconds a
+        serving request need not spend waiting to learn that nothing changed."""
+        if not self._lock.acquire(blocking=wait):
+            return None
+        try:
+            with self._guard():
+                return self.conn.execute("PRAGMA data_version").fetchone()[0]
+        finally:
+            self._lock.release()
 
     # -- audit reads -----------------------------------------------------------
 
