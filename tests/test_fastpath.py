@@ -203,3 +203,35 @@ def test_a_worker_lingers_for_the_next_request_on_a_keep_alive_connection():
         assert len(threads) == 22
     finally:
         srv.stop()
+
+
+def test_a_prediction_does_not_wait_for_a_control_commit_in_progress(trained):
+    """While another thread holds control.db (a decision batch's audit event and its
+    fsync), a prediction's and a health check's look-up of the deployments goes on with
+    those it holds."""
+    import threading
+    import time
+
+    trained.serving.deploy("credit", 1, ACTOR)
+    store, server = trained.control, trained.serving.server
+    held, release = threading.Event(), threading.Event()
+
+    def commit_in_progress():
+        with store.transaction():
+            held.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=commit_in_progress)
+    writer.start()
+    try:
+        held.wait(10)
+        assert store.data_version(wait=False) is None
+        time.sleep(0.02)  # past CHECK_EVERY: the next request looks
+        t0 = time.monotonic()
+        assert server.get("credit").live_slot == "blue"  # what a prediction looks up
+        assert trained.serving.health()["credit"]["version"] == 1
+        assert time.monotonic() - t0 < 5  # neither waited for the writer
+    finally:
+        release.set()
+        writer.join()
+    assert isinstance(store.data_version(wait=False), int)
