@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from kernels import _scalar
 
@@ -342,10 +345,30 @@ def _drift_column(x, cuts, points, cdf, counts, eq, idx):
     return n, dmax, area
 
 
+@intrinsic
+def _claim(typingctx, counter):
+    """counter[0]++ as one atomic step, returning the value before: the next task."""
+    sig = types.int64(counter)
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.atomic_rmw("add", data, ir.IntType(64)(1), "monotonic")
+
+    return sig, codegen
+
+
 @nb.njit(**_OPTS)
-def _drift_block(cur, t, nt, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1, idx):
-    # columns t, t + nt, ...: one bucket buffer for all of them
-    for c in range(t, cur.shape[0], nt):
+def _drift_block(
+    cur, claimed, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1, idx
+):
+    # the next column not yet claimed, until none is left: one bucket buffer for all.
+    # Claimed, not dealt out in turn, so a thread that starts late or is held up by
+    # another process leaves its columns to the other (each column's result does not
+    # depend on which thread computed it)
+    while True:
+        c = _claim(claimed)
+        if c >= cur.shape[0]:
+            break
         c0, c1 = cut_off[c], cut_off[c + 1]
         p0, p1 = point_off[c], point_off[c + 1]
         nfin[c], ks[c], w1[c] = _drift_column(
@@ -363,15 +386,15 @@ def _drift_block(cur, t, nt, cuts, cut_off, points, cdf, point_off, counts, eq, 
 def _drift_par(cur, cuts, cut_off, points, cdf, point_off, idx):
     # idx: one bucket buffer per thread, (threads, n)
     d = cur.shape[0]
-    nt = idx.shape[0]
     counts = np.zeros(cuts.size + d, dtype=np.int64)
     eq = np.zeros(points.size, dtype=np.int64)
     nfin = np.zeros(d, dtype=np.int64)
     ks = np.zeros(d)
     w1 = np.zeros(d)
-    for t in nb.prange(nt):
+    claimed = np.zeros(1, dtype=np.int64)
+    for t in nb.prange(idx.shape[0]):
         _drift_block(
-            cur, t, nt, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1, idx[t]
+            cur, claimed, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1, idx[t]
         )
     return counts, eq, ks, w1, nfin
 
@@ -384,7 +407,10 @@ def _drift_ser(cur, cuts, cut_off, points, cdf, point_off, idx):
     nfin = np.zeros(d, dtype=np.int64)
     ks = np.zeros(d)
     w1 = np.zeros(d)
-    _drift_block(cur, 0, 1, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1, idx[0])
+    claimed = np.zeros(1, dtype=np.int64)
+    _drift_block(
+        cur, claimed, cuts, cut_off, points, cdf, point_off, counts, eq, nfin, ks, w1, idx[0]
+    )
     return counts, eq, ks, w1, nfin
 
 

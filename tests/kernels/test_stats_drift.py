@@ -561,3 +561,20 @@ def test_ks_pvalue_takes_the_asymptotic_value_when_the_exact_sum_is_costly():
     assert ks_pvalue(sps.ks_2samp(a, b).statistic, 1000, 3000) == pytest.approx(
         sps.ks_2samp(a, b, method="exact").pvalue, rel=1e-12
     )
+
+
+def test_drift_columns_claimed_by_threads_give_the_serial_result(stats_cpu):
+    # threads claim columns one at a time: any count of columns, each computed whole by
+    # one thread, so the results are the serial path's (up to rounding: compiled twice)
+    cpu, force = stats_cpu
+    rng = np.random.default_rng(15)
+    ref = np.c_[mixed_data(rng, 2000), rng.normal(size=2000)]
+    cur = np.c_[mixed_data(rng, 3000), rng.normal(0.3, 1.0, size=3000)]
+    summary = ReferenceSummary.fit(ref)
+    force("serial")
+    small = drift(summary, cur, backend="cpu")
+    force("parallel")
+    for _ in range(3):
+        large = drift(summary, cur, backend="cpu")
+        for k in MEASURES:
+            np.testing.assert_allclose(small[k], large[k], rtol=1e-13, atol=1e-15, err_msg=k)
