@@ -222,15 +222,23 @@ def _bucket_block(x, P, cell, scale, unit, acc, ties, idx):
 
 
 @nb.njit(**_OPTS)
-def _bucket_pass(x, points, acc, ties, idx):
-    """``_bucket_block`` over a whole column, distances divided by x.size (so that sums
-    stay finite near the ends of float64), into zeroed acc (m+1, 2) and ties (m+1).
-    Returns the number of finite values."""
+def _bucket_column(x, points, acc, ties, idx):
+    # the whole column, distances divided by x.size so that sums stay finite near the
+    # ends of float64
     P, cell, scale = _index(points, CELLS_PER_POINT * points.size)
-    if points.size < 65_535:  # cell counts fit uint16: half the index's cache lines
+    if points.size < 65_535 and x.size > 8 * points.size:
+        # cell counts fit uint16: half the index's cache lines, worth the copy on a column
+        # long enough to keep the index in cache
         _bucket_block(x, P, cell.astype(np.uint16), scale, 1.0 / x.size, acc, ties, idx)
     else:
         _bucket_block(x, P, cell, scale, 1.0 / x.size, acc, ties, idx)
+
+
+@nb.njit(**_OPTS)
+def _bucket_pass(x, points, acc, ties, idx):
+    """``_bucket_block`` over a whole column into zeroed acc (m+1, 2) and ties (m+1).
+    Returns the number of finite values."""
+    _bucket_column(x, points, acc, ties, idx)
     return np.int64(acc[:, 0].sum())
 
 
@@ -257,22 +265,26 @@ def _drift_column(x, cuts, points, cdf, counts, eq, idx):
     m = points.size
     acc = np.zeros((m + 1, 2))
     ties = np.zeros(m + 1, dtype=np.int64)
-    n = _bucket_pass(x, points, acc, ties, idx)
+    _bucket_column(x, points, acc, ties, idx)
     eq[:] = ties[1:]
-    if n == 0:
-        counts[:] = 0
-        return 0, 0.0, 0.0
     below = np.empty(m + 2, dtype=np.int64)  # below[j]: current values < points[j-1]
     below[0] = 0
     for j in range(m + 1):
         below[j + 1] = below[j] + np.int64(acc[j, 0])
+    n = below[m + 1]  # finite values
+    if n == 0:
+        counts[:] = 0
+        return 0, 0.0, 0.0
     # KS: below the first point the reference CDF is 0
     dmax = below[1] / n
     for k in range(m):
         f = cdf[k]
         dmax = max(dmax, abs(f - (below[k + 1] + eq[k]) / n), abs(f - below[k + 2] / n))
     # W1 over the buckets where F_cur does not cross f; mark those where it does
-    special = np.zeros(m + 1, dtype=np.bool_)  # buckets whose values are gathered
+    # buckets whose values are gathered; bucket j's flag also at flags[j + 1], so that the
+    # gather reads -1 (not finite) as flag 0: one load and one rarely taken branch a value
+    flags = np.zeros(m + 2, dtype=np.bool_)
+    special = flags[1:]
     cross = np.zeros(m + 1, dtype=np.bool_)
     per = x.size / n  # the sums are over x.size: per finite value
     area = acc[0, 1] * per  # below the first point: F_cur - 0, D to the first point
@@ -307,13 +319,9 @@ def _drift_column(x, cuts, points, cdf, counts, eq, idx):
     buf = np.empty(start[m + 1])
     if buf.size:
         pos = start[: m + 1].copy()
-        # bucket j's flag at j + 1, so that -1 (not finite) reads flag 0: one load and
-        # one rarely taken branch per value
-        gather = np.zeros(m + 2, dtype=np.uint8)
-        gather[1:] = special
         for i in range(x.size):
             b = idx[_U(i)]
-            if gather[_U(b + 1)]:
+            if flags[_U(b + 1)]:
                 buf[_U(pos[_U(b)])] = x[_U(i)]
                 pos[_U(b)] += 1
     for j in range(m + 1):
