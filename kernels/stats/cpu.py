@@ -281,8 +281,9 @@ def _drift_column(x, cuts, points, cdf, counts, eq, idx):
         f = cdf[k]
         dmax = max(dmax, abs(f - (below[k + 1] + eq[k]) / n), abs(f - below[k + 2] / n))
     # W1 over the buckets where F_cur does not cross f; mark those where it does
-    # buckets whose values are gathered; bucket j's flag also at flags[j + 1], so that the
-    # gather reads -1 (not finite) as flag 0: one load and one rarely taken branch a value
+    # buckets whose values are gathered: special[j] is flags[j + 1], so that the gather
+    # reads bucket -1 (not finite) as flags[0], never set: one load and one rarely taken
+    # branch a value
     flags = np.zeros(m + 2, dtype=np.bool_)
     special = flags[1:]
     cross = np.zeros(m + 1, dtype=np.bool_)
