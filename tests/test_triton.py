@@ -287,3 +287,40 @@ def test_grpc_large_batch_same_answers_as_http(server, grpc, http):
     by_http = http.infer(MODEL, inputs_for(httpclient, matrix, "FP64", "matrix"))
     assert by_grpc.as_numpy("probability").shape == (5000,)
     np.testing.assert_array_equal(by_grpc.as_numpy("probability"), by_http.as_numpy("probability"))
+
+
+def test_grpc_requests_are_counted_in_metrics(server, grpc):
+    """gRPC scoring is counted in /metrics as the HTTP protocols' is: once each, with
+    its outcome; a call without a valid token is refused before it is counted."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def counts():
+        ask = urllib.request.Request(server.url + "/metrics", headers=server.headers())
+        with urllib.request.urlopen(ask, timeout=30) as r:
+            text = r.read().decode()
+        got = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "falaj_requests_total":
+                    got[(s.labels["model"], s.labels["status"])] = s.value
+        return got
+
+    before = counts()
+    for _ in range(2):
+        grpc.infer(MODEL, inputs_for(grpcclient, MATRIX, "FP64", "matrix"))
+    for call in (lambda c: c.infer("ghost", inputs_for(grpcclient, MATRIX, "FP64", "matrix")),
+                 lambda c: c.infer(MODEL, inputs_for(grpcclient, MATRIX, "FP64", "columns")[:-1])):  # fmt: skip
+        with pytest.raises(InferenceServerException):
+            call(grpc)
+    anonymous = grpcclient.InferenceServerClient(server.grpc_url)
+    with pytest.raises(InferenceServerException) as e:
+        anonymous.infer(MODEL, inputs_for(grpcclient, MATRIX, "FP64", "matrix"))
+    assert e.value.status() == "StatusCode.UNAUTHENTICATED"
+    anonymous.close()
+    after = counts()
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert {k: v for k, v in delta.items() if v} == {
+        (MODEL, "ok"): 2, ("", "client_error"): 1, (MODEL, "client_error"): 1,
+    }  # fmt: skip

@@ -20,7 +20,7 @@ import numpy as np
 import appliance as appliance_pkg
 from appliance.auth import Actor, Unauthenticated, require
 from appliance.errors import BadInput, FalajError
-from webui import protocols
+from webui import metrics, protocols
 from webui.errors import INTERNAL_ERROR
 from webui.v2proto import predict_v2_pb2 as pb
 from webui.v2proto import predict_v2_pb2_grpc as pb_grpc
@@ -136,11 +136,16 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     @_guard
     def ModelInfer(self, request, context):
         name = request.model_name
-        model = protocols.live_model(self.app.serving.server, name, request.model_version)
-        for i, out in enumerate(request.outputs):
-            protocols.check_output(out.name, i)
-        records = protocols.tensor_records(_tensors(request), model.inputs)
-        result = self.app.serving.predict(name, records, _actor(self.app, context), where="inputs")
+        actor = _actor(self.app, context)  # no credential: refused before it is counted
+
+        def infer() -> dict:
+            model = protocols.live_model(self.app.serving.server, name, request.model_version)
+            for i, out in enumerate(request.outputs):
+                protocols.check_output(out.name, i)
+            records = protocols.tensor_records(_tensors(request), model.inputs)
+            return self.app.serving.predict(name, records, actor, where="inputs")
+
+        result = metrics.count(self.app, name, infer)  # as the HTTP protocols count theirs
         predictions = result["predictions"]
         raw = np.asarray(predictions, dtype=protocols.DTYPES[protocols.OUTPUT_DATATYPE])
         return pb.ModelInferResponse(

@@ -30,7 +30,11 @@ def scored(name: str, call: Callable[[], T]) -> T:
     """Run a scoring view's work and count it: ``ok`` with the version and variant that
     answered and the rows scored, or the error's class (4xx, 5xx). ``call`` returns the
     service's answer, or a tuple starting with it."""
-    app = current_app.extensions["falaj"]
+    return count(current_app.extensions["falaj"], name, call)
+
+
+def count(app: Any, name: str, call: Callable[[], T]) -> T:
+    """``scored`` for the appliance ``app``, outside Flask (the gRPC service)."""
     t0 = time.perf_counter()
     try:
         result = call()
