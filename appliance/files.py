@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in ``path`` durable."""
+def fsync_path(path: Path) -> None:
+    """Make ``path`` durable: a file's contents, or a folder's renames and new files."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -33,5 +33,5 @@ def publish(path: Path, data: bytes | str, mode: int = 0o600) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
     return path

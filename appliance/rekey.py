@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from appliance import faults, keys
 from appliance.auth import SYSTEM, Actor, require
 from appliance.errors import BadInput, BundleTampered, CheckFailed
-from appliance.files import fsync_dir, publish
+from appliance.files import fsync_path, publish
 from appliance.registry import bundles
 from appliance.stores import ControlStore, FeatureStore
 from appliance.stores import rekey as store_rekey
@@ -166,7 +166,7 @@ def _roll_forward(home: Path, journal: dict[str, Any]) -> None:
             for suffix in SIDE_FILES[name]:  # the old file's (empty, checkpointed) log
                 (home / (name + suffix)).unlink(missing_ok=True)
             os.replace(staged, home / name)
-            fsync_dir(home)
+            fsync_path(home)
             faults.point("rekey.swapping")
     for rel in journal["bundles"]:
         staged, live, old = stage / rel, home / rel, stage / "old" / rel
@@ -176,12 +176,12 @@ def _roll_forward(home: Path, journal: dict[str, Any]) -> None:
                 shutil.rmtree(old, ignore_errors=True)
                 os.rename(live, old)
             os.rename(staged, live)
-            fsync_dir(live.parent)
+            fsync_path(live.parent)
     key_file = Path(journal["key_file"])
     staged_key = new_key_path(key_file)
     if staged_key.exists():
         os.replace(staged_key, key_file)
-        fsync_dir(key_file.parent)
+        fsync_path(key_file.parent)
     shutil.rmtree(stage / "old", ignore_errors=True)
     _write_journal(home, journal | {"state": "swapped"})
     faults.point("rekey.swapped")
@@ -203,7 +203,7 @@ def finish(app: Appliance, actor: Actor = SYSTEM) -> dict[str, Any] | None:
         rotated = rotate(old, app.master_key, actor)
     _shred(stage / OLD_KEY)
     shutil.rmtree(stage, ignore_errors=True)
-    fsync_dir(app.home)
+    fsync_path(app.home)
     return {"checkpoint_key": rotated}
 
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from appliance.errors import BundleTampered
-from appliance.files import fsync_dir
+from appliance.files import fsync_path
 
 MANIFEST = "MANIFEST"
 SIGNATURE = "MANIFEST.sig"
@@ -94,9 +94,9 @@ def write(
             fsync_write(tmp / name, data)
         fsync_write(tmp / MANIFEST, manifest)
         fsync_write(tmp / SIGNATURE, key.sign(manifest).hex().encode() + b"\n")
-        fsync_dir(tmp)
+        fsync_path(tmp)
         os.replace(tmp, target)
-        fsync_dir(target.parent)
+        fsync_path(target.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

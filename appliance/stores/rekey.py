@@ -11,7 +11,6 @@ the new key and ``COPY FROM DATABASE`` fills it.
 
 from __future__ import annotations
 
-import os
 import shutil
 from contextlib import suppress
 from pathlib import Path
@@ -21,6 +20,7 @@ import duckdb
 import sqlcipher3
 
 from appliance.errors import CheckFailed, StoreBusy, StoreError, WrongKey
+from appliance.files import fsync_path
 from appliance.stores.features import ALIAS, FeatureStore, extension_directory
 from appliance.stores.sqltext import ident, literal
 
@@ -73,7 +73,7 @@ def copy_control(locked: Any, src: Path, dst: Path, old: bytes, new: bytes) -> d
     (``PRAGMA rekey``); its row counts, checked equal to the original's."""
     before = control_counts(locked)
     shutil.copyfile(src, dst)
-    _fsync(dst)
+    fsync_path(dst)
     conn = _keyed(dst, old)
     try:
         conn.execute(f"PRAGMA rekey = \"x'{new.hex()}'\"")
@@ -123,7 +123,7 @@ def copy_features(store: FeatureStore, dst: Path, new: bytes) -> dict[str, int]:
                 store.conn.execute(f"DETACH {COPY}")
     if after != before:
         raise CheckFailed(f"features.duckdb: the re-encrypted copy differs ({after} != {before})")
-    _fsync(dst)
+    fsync_path(dst)
     return after
 
 
@@ -228,11 +228,3 @@ def features_encryption(path: Path, key: bytes) -> dict[str, Any]:
         return {"encrypted": False, "error": str(exc).splitlines()[0]}
     finally:
         con.close()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
