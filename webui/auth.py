@@ -145,8 +145,13 @@ def is_api() -> bool:
 
 
 def bearer() -> str | None:
-    """The token of an ``Authorization: Bearer`` header ("" when the header is malformed)."""
-    header = request.headers.get("Authorization")
+    """The token of this request's ``Authorization: Bearer`` header (see ``bearer_token``)."""
+    return bearer_token(request.headers.get("Authorization"))
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization`` header's value: None without the header, ""
+    when it is not ``Bearer <token>`` (the scoring fast path and gRPC read it here too)."""
     if header is None:
         return None
     scheme, _, token = header.strip().partition(" ")

@@ -30,6 +30,7 @@ from flask import Flask
 from appliance.core import Appliance
 from webui import logs
 from webui.api import FAST_PATH_ERROR, health, score
+from webui.auth import bearer_token
 from webui.metrics import answered
 from webui.security import HEADERS, HSTS
 
@@ -53,14 +54,11 @@ class FastPath:
 
     def _actor(self, environ: dict[str, Any]) -> Any:
         """The bearer token's actor; None without a token, False for one that fails
-        (as ``webui.auth.bearer`` and ``find_actor`` read the header)."""
-        header = environ.get("HTTP_AUTHORIZATION")
-        if header is None:
+        (as ``webui.auth.find_actor`` reads the header)."""
+        token = bearer_token(environ.get("HTTP_AUTHORIZATION"))
+        if token is None:
             return None
-        scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return self.app.auth.token_actor(token.strip()) or False
+        return self.app.auth.token_actor(token) or False
 
     def _healthz(self, environ, start_response):
         t0 = time.perf_counter()

@@ -21,6 +21,7 @@ import appliance as appliance_pkg
 from appliance.auth import Actor, Unauthenticated, require
 from appliance.errors import BadInput, FalajError
 from webui import metrics, protocols
+from webui.auth import bearer_token
 from webui.errors import INTERNAL_ERROR
 from webui.v2proto import predict_v2_pb2 as pb
 from webui.v2proto import predict_v2_pb2_grpc as pb_grpc
@@ -42,9 +43,8 @@ CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_conte
 
 def _actor(app, context) -> Actor:
     """The API token in the call's ``authorization: Bearer <token>`` metadata."""
-    header = dict(context.invocation_metadata()).get("authorization", "")
-    scheme, _, token = str(header).strip().partition(" ")
-    actor = app.auth.token_actor(token.strip()) if scheme.lower() == "bearer" else None
+    token = bearer_token(dict(context.invocation_metadata()).get("authorization"))
+    actor = app.auth.token_actor(token) if token else None
     if actor is None:
         raise Unauthenticated("send metadata authorization: Bearer <token> with a valid token")
     return actor
