@@ -417,6 +417,12 @@ class Appliance:
         return {"scored": len(records), "alerts": alerts, "pipeline_runs": runs}
 
     def close(self) -> None:
+        serving = self.__dict__.get("serving")
+        if serving is not None and serving.router.counters.held():
+            try:  # release counts since the last evaluation, while control.db is open
+                self.releases.flush_all()
+            except Exception as exc:  # a full disk, say: close the stores all the same
+                log.error("storing release counts on close failed: %s", exc)
         log_ = self.__dict__.pop("decision_log", None)
         if log_ is not None:
             log_.close()  # writes what is pending while the stores are still open

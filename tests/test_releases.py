@@ -102,6 +102,27 @@ def test_canary_is_sticky_by_key_and_takes_its_share(rapp):
     assert sum(x["n"] for x in rows) == 660
 
 
+def test_a_release_keeps_its_counts_across_a_restart(rel_home):
+    """Counts since the last evaluation are stored when the appliance closes (a stop of
+    `falaj run` between two ``release_check_every`` runs lost them)."""
+    app = Appliance.open({"home": str(rel_home), "decision_log": "async"})
+    try:
+        app.releases.start("credit", 2, "canary", ACTOR, percent=50)
+        for i in range(40):
+            app.serving.predict("credit", [RECORD], ACTOR, key=f"r{i}")
+        before = app.releases.status("credit", ACTOR)["release"]["report"]
+    finally:
+        app.close()
+    assert before["baseline"]["requests"] + before["candidate"]["requests"] == 40
+    app = Appliance.open({"home": str(rel_home)})
+    try:
+        after = app.releases.status("credit", ACTOR)["release"]["report"]
+        assert after == before
+        assert app.serving.router.counters.held() == []
+    finally:
+        app.close()
+
+
 def test_shadow_logs_the_candidate_and_never_returns_it(rapp):
     rid = rapp.releases.start("credit", 2, "shadow", ACTOR)["release"]["id"]
     answers = [rapp.serving.predict("credit", [RECORD], ACTOR, key=f"s{i}") for i in range(60)]

@@ -142,6 +142,11 @@ class Counters:
         with self._lock:
             return self._delta.pop(release_id, {})
 
+    def held(self) -> list[int]:
+        """The releases with counts not stored yet."""
+        with self._lock:
+            return list(self._delta)
+
     def give_back(self, release_id: int, delta: dict[str, Any]) -> None:
         """Counts taken for a write that failed go back, to be stored next time."""
         with self._lock:
@@ -627,6 +632,12 @@ class Releases:
         except BaseException:
             self.router.counters.give_back(release_id, delta)
             raise
+
+    def flush_all(self) -> None:
+        """Store every release's counts not stored yet: on close, so that a stop between
+        two evaluations (``release_check_every``) loses none of them."""
+        for release_id in self.router.counters.held():
+            self.flush(release_id)
 
     def evaluate(self, actor: Actor, name: str | None = None) -> list[dict[str, Any]]:
         """Store every active release's counts; promote an automatic one whose evidence is
