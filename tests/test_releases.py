@@ -434,6 +434,26 @@ def test_releases_page_starts_promotes_and_rolls_back(rapp):
     assert client.post("/api/v1/models/credit/release/evaluate").status_code == 409
 
 
+def test_a_records_request_is_keyed_by_its_entity_id_with_or_without_a_release(rapp):
+    """A decision's request key (what outcomes join by, with time) is the record's entity
+    id whether a release is active or not (it was None without one); a header names
+    another."""
+
+    def key(answer):
+        return rapp.features.decisions(answer["request_id"])[0]["request_key"]
+
+    answers = [
+        rapp.serving.predict("credit", [RECORD | {"customer_id": "c-77"}], ACTOR),
+        rapp.serving.predict("credit", [RECORD | {"customer_id": "c-78"}], ACTOR, key="hdr"),
+        rapp.serving.predict("credit", [RECORD], ACTOR),  # no entity id in it
+    ]
+    rapp.releases.start("credit", 2, "canary", ACTOR, percent=50)
+    answers.append(rapp.serving.predict("credit", [RECORD | {"customer_id": "c-79"}], ACTOR))
+    rapp.decision_log.flush()
+    assert [key(a) for a in answers] == ["c-77", "hdr", None, "c-79"]
+    assert rapp.releases.status("credit", ACTOR)["release"]["entity_column"] == "customer_id"
+
+
 def test_entity_requests_and_records_stick_by_the_entity_id(app, tmp_path):
     from tests.test_entity_serving import feature_rows, spine
 

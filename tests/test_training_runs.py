@@ -115,6 +115,7 @@ def test_categorical_columns_are_inputs_and_the_sensitive_one_is_kept_for_fairne
         *((c, "categorical", "string") for c in CATEGORICAL),
     ]
     assert schema["sensitive"] == "gender"
+    assert schema["entities"] == ["customer_id"]  # where a record's request key is
     # keys, label and the sensitive attribute have no role: they are never inputs
     assert lineage["roles"] == dict.fromkeys(FEATURES, "numeric") | dict.fromkeys(
         CATEGORICAL, "categorical"

@@ -38,6 +38,8 @@ class Model:
     # reference.json: the training reference monitoring compares live traffic with
     # (appliance.monitoring.reference); None in bundles trained before monitoring
     reference: dict[str, Any] | None = field(default=None)
+    # the training rows' entity key columns (a record's request key); None in older bundles
+    entities: list[str] | None = field(default=None)
 
     @property
     def inputs(self) -> list[Input]:
@@ -119,6 +121,8 @@ class Model:
         }
         if self.online is not None:
             schema["online"] = self.online
+        if self.entities:
+            schema["entities"] = self.entities
         return schema
 
     def documents(self) -> dict[str, Any]:
@@ -145,6 +149,7 @@ class Model:
             sensitive=schema.get("sensitive"),
             online=schema.get("online"),
             reference=json.loads(files["reference.json"]) if "reference.json" in files else None,
+            entities=schema.get("entities"),
         )
 
 

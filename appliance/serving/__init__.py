@@ -54,6 +54,22 @@ class Serving:
         # (key, records or entities) -> None, or raises ConsentWithdrawn: no new decisions
         # about subjects who withdrew consent for them (compliance.consent; set by Appliance)
         self.consent: Callable[[str | None, Any], None] | None = None
+        self._key_columns: dict[tuple[str, int], str | None] = {}  # key_column's, per version
+
+    def key_column(self, name: str, model) -> str | None:
+        """Where a records request's key is when it sends no ``X-Falaj-Key``: the entity
+        column of the model's training rows (its feature views' entity, else its table's).
+        Releases route by it; outcomes join decisions by it and time. Bundles from before
+        ``entities`` in schema.json: their table's workspace spec, looked up once."""
+        entities = (model.online or {}).get("entities") or model.entities
+        if entities:
+            return entities[0]
+        found = self._key_columns.get((name, model.version), ())
+        if found == ():
+            row = self.control.model_version(name, model.version) or {}
+            spec = self.control.table_spec(row.get("source_table") or "")
+            self._key_columns[(name, model.version)] = found = spec.get("entity") if spec else None
+        return found
 
     # -- releases --------------------------------------------------------------
 
@@ -186,7 +202,7 @@ class Serving:
         t0 = time.perf_counter()
         X, inputs = model.matrices(records, where)
         # the key is logged even without a release: outcomes join decisions by it and time
-        key = key or record_key(records, model.online["entities"][0] if model.online else None)
+        key = key or record_key(records, self.key_column(name, model))
         route = Route(deployment.live_slot, key=key)
         return self._answer(name, route, model, X, t0, actor, where, inputs=inputs)
 

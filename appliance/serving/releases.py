@@ -464,7 +464,7 @@ class Releases:
                            "release another version")  # fmt: skip
         model = self.serving._load_verified(name, version, actor)
         model.warm_up()
-        entity = self._entity_column(model, row)
+        entity = self.serving.key_column(name, model)
         slot = other(live)
         with self.control.transaction() as tx:
             if tx.deployment(name) != current:
@@ -502,13 +502,6 @@ class Releases:
                     f"model {name!r} has an active {r['strategy']} release of version "
                     f"{r['candidate_version']} (release {r['id']}); promote or roll it back first"
                 )
-
-    def _entity_column(self, model, row: dict[str, Any]) -> str | None:
-        """Where a record's sticky key is: the model's entity column, if anything names one."""
-        if model.online and model.online.get("entities"):
-            return model.online["entities"][0]
-        spec = self.control.table_spec(row.get("source_table") or "")
-        return spec.get("entity") if spec else None
 
     # -- promote and rollback
 

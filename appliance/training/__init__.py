@@ -243,7 +243,8 @@ class TrainingService:
             y_valid=None if final_valid is None else y_train[final_valid])  # fmt: skip
         from appliance.registry.model import Model
 
-        model = Model(name, 0, pipeline, estimator, task, spec.sensitive, data.online)
+        model = Model(name, 0, pipeline, estimator, task, spec.sensitive, data.online,
+                      entities=data.entities)  # fmt: skip
         metrics = self._evaluate(spec, data, model, (X_train, y_train), (X_test, y_test),
                                  test_idx, cols_test)  # fmt: skip
         if outcome is not None:

@@ -35,6 +35,7 @@ class TrainingData:
     sensitive: np.ndarray | None  # the sensitive attribute's values as text (None: missing)
     lineage: dict[str, Any]
     online: dict[str, Any] | None = field(default=None)
+    entities: list[str] = field(default_factory=list)  # the rows' entity key columns
 
 
 def load(spec: Spec, features: FeatureStore, training_sets: TrainingSets | None,
@@ -102,7 +103,8 @@ def load(spec: Spec, features: FeatureStore, training_sets: TrainingSets | None,
         "data_fingerprint": fingerprint(table),
         "roles": roles,
     }
-    return TrainingData(where, table, y, times, task, inputs, roles, sensitive, lineage, online)
+    return TrainingData(where, table, y, times, task, inputs, roles, sensitive, lineage, online,
+                        list(keys["entities"]))  # fmt: skip
 
 
 def _from_table(spec: Spec, fs: FeatureStore):
