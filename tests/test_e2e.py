@@ -2,6 +2,7 @@
 
 import re
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -59,7 +60,10 @@ def test_cli_flow_end_to_end(falaj, home, credit_csv, start_server):
     assert status == 200 and body2["predictions"][0] == pytest.approx(
         body["predictions"][0], rel=1e-12
     )
-    assert server.request("GET", "/healthz")[1]["deployments"]["credit"]["slot"] == "green"
+    # taken up at the server's next look at control.db, within milliseconds
+    deadline = time.monotonic() + 5
+    while server.request("GET", "/healthz")[1]["deployments"]["credit"]["slot"] != "green":
+        assert time.monotonic() < deadline, "the redeploy never reached the server"
     server.stop()
 
     # predictions agree with the model loaded in this process

@@ -9,6 +9,7 @@ import pytest
 from flask import request_started
 from prometheus_client.parser import text_string_to_metric_families
 
+from appliance.core import Appliance
 from tests.conftest import ACTOR, RECORD, admin_token
 
 PREDICT = "/api/v1/models/credit/predict"
@@ -221,6 +222,11 @@ def test_a_prediction_does_not_wait_for_a_control_commit_in_progress(trained):
             held.set()
             release.wait(10)
 
+    other = Appliance.open({"home": str(trained.home)})  # another process, as the CLI
+    try:
+        other.serving.deploy("credit", 1, ACTOR)  # to the green slot
+    finally:
+        other.close()
     writer = threading.Thread(target=commit_in_progress)
     writer.start()
     try:
@@ -235,3 +241,5 @@ def test_a_prediction_does_not_wait_for_a_control_commit_in_progress(trained):
         release.set()
         writer.join()
     assert isinstance(store.data_version(wait=False), int)
+    # the look that found the store busy did not count: the next request looks at once
+    assert server.get("credit").live_slot == "green"

@@ -4,6 +4,7 @@ automatic policy, over real stores, the CLI, the API on a real server and the pa
 import json
 import re
 import shutil
+import time
 import urllib.error
 import urllib.request
 
@@ -392,8 +393,13 @@ def test_release_over_http_on_a_live_server(live):
         )
     report = call(api)[1]["release"]["report"]
     assert report["baseline"]["requests"] + report["candidate"]["requests"] == 80
-    # promoted from another process (the CLI): the server notices before its next answer
+    # promoted from another process (the CLI): the server takes it up at its next look at
+    # control.db (within milliseconds; a request does not wait for this process's own
+    # commit in progress to look), and from then on every key gets the candidate
     falaj_rel.ok("release", "promote", "credit")
+    deadline = time.monotonic() + 5
+    while call(predict, "POST", {"records": [RECORD]}, {"X-Falaj-Key": "u0"})[1]["version"] != 2:
+        assert time.monotonic() < deadline, "the promotion never reached the server"
     assert {call(predict, "POST", {"records": [RECORD]}, {"X-Falaj-Key": f"u{i}"})[1]["version"]
             for i in range(10)} == {2}  # fmt: skip
     status, r = call(api, "POST", {"version": 1, "strategy": "shadow"})

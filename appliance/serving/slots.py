@@ -137,14 +137,18 @@ class ModelServer:
         (a bundle takes tens of milliseconds) goes on with the state it has, rather
         than queueing behind the load: a switch made elsewhere lands a moment later.
         Such a request looks at control.db at most every ``CHECK_EVERY`` seconds, and
-        not while this process writes there (a decision batch's audit event)."""
+        does not wait while this process writes there (a decision batch's audit event):
+        the next request looks again."""
         if not (force or wait):
             now = time.monotonic()
             if now - self._checked < CHECK_EVERY:
                 return
             self._checked = now
         seen = self.control.data_version(wait=force or wait)
-        if seen is None or (not force and seen == self._seen):
+        if seen is None:  # this process is committing: the next request looks again
+            self._checked = 0.0
+            return
+        if not force and seen == self._seen:
             return
         if not self._lock.acquire(blocking=wait):
             return
