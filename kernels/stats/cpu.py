@@ -150,7 +150,7 @@ def _index(points, ncells):
     cell = np.zeros(ncells + 3, dtype=np.int32)
     top = ncells + 1
     for k in range(m):
-        u = (points[k] - points[0]) * scale  # as _bucket_pass computes a value's cell
+        u = (points[k] - points[0]) * scale  # as _bucket_block computes a value's cell
         cell[(0 if not (u > 0.0) else (top if u >= top else int(u))) + 1] += 1
     for t in range(ncells + 2):
         cell[t + 1] += cell[t]
@@ -223,8 +223,9 @@ def _bucket_block(x, P, cell, scale, unit, acc, ties, idx):
 
 @nb.njit(**_OPTS)
 def _bucket_column(x, points, acc, ties, idx):
-    # the whole column, distances divided by x.size so that sums stay finite near the
-    # ends of float64
+    # the whole column into zeroed acc (m+1, 2) and ties (m+1), distances divided by
+    # x.size so that sums stay finite near the ends of float64; acc[:, 0] sums to the
+    # finite values
     P, cell, scale = _index(points, CELLS_PER_POINT * points.size)
     if points.size < 65_535 and x.size > 8 * points.size:
         # cell counts fit uint16: half the index's cache lines, worth the copy on a column
@@ -232,14 +233,6 @@ def _bucket_column(x, points, acc, ties, idx):
         _bucket_block(x, P, cell.astype(np.uint16), scale, 1.0 / x.size, acc, ties, idx)
     else:
         _bucket_block(x, P, cell, scale, 1.0 / x.size, acc, ties, idx)
-
-
-@nb.njit(**_OPTS)
-def _bucket_pass(x, points, acc, ties, idx):
-    """``_bucket_block`` over a whole column into zeroed acc (m+1, 2) and ties (m+1).
-    Returns the number of finite values."""
-    _bucket_column(x, points, acc, ties, idx)
-    return np.int64(acc[:, 0].sum())
 
 
 @nb.njit(**_OPTS)
