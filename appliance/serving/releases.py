@@ -119,7 +119,11 @@ class Counters:
         self._delta: dict[int, dict[str, dict[str, Any]]] = {}
 
     def _slot(self, release_id: int, variant: str) -> dict[str, Any]:
-        return self._delta.setdefault(release_id, {}).setdefault(variant, _empty())
+        variants = self._delta.setdefault(release_id, {})
+        c = variants.get(variant)  # not setdefault(variant, _empty()): a 400-list a request
+        if c is None:
+            c = variants[variant] = _empty()
+        return c
 
     def answered(self, release_id: int, variant: str, latency_ms: float, outputs: list) -> None:
         i = min(bisect.bisect_left(_LAT_BOUNDS, latency_ms), LAT_N - 1)  # as np.searchsorted

@@ -28,6 +28,7 @@ import numpy as np
 import kernels
 from appliance.errors import BadInput
 from appliance.training.families import Estimator, Param, log, threads
+from kernels.training.reference import sigmoid
 
 _NET = {
     "hidden": Param("layers", [64, 32], search={"choice": ["32", "64,32", "128,64"]}),
@@ -165,7 +166,7 @@ class MLP(Estimator):
                 h = np.maximum(h, 0.0)
         z = h[:, 0]
         if self.task == "binary":
-            return _sigmoid(z)
+            return sigmoid(z)
         return z * self.y_std_ + self.y_mean_
 
     def _float64(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -201,11 +202,6 @@ class MLP(Estimator):
             d = out
         self.y_mean_, self.y_std_ = float(doc["y_mean"]), float(doc["y_std"])
         self.best_epoch_ = doc.get("best_epoch")
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    e = np.exp(-np.abs(z))  # no overflow for large |z|
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def _encode(a: np.ndarray) -> str:
