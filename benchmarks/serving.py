@@ -24,6 +24,11 @@ target's mode), for the async one over HTTPS (`falaj run --tls`: cheroot with Py
 ssl, TLS 1.3 on keep-alive connections, so one handshake per client) and, honestly, for the durable one, whose every request waits for two
 fsyncs (features.duckdb's and control.db's; group commit shares them under load).
 
+Beside them, the floor under both targets: the same HTTP server (webui.server, cheroot)
+with an empty app, a GET and a POST of the same request, with 8 worker threads and with
+1. Its p99 at concurrency 8 is what every endpoint of `falaj run` pays before doing any
+work; its POST / GET at concurrency 1, what reading the body costs before any scoring.
+
 The clients are processes, one keep-alive connection each, sending one request at a
 time (benchmarks/_loadgen.py: threads in this process measured themselves); each result
 records their CPU per request (``client_cpu_s``), far below the latencies measured.
@@ -112,16 +117,41 @@ def _baseline(conn, features: list[str]) -> None:
     server.run()
 
 
-class Baseline:
-    def __init__(self, features: list[str]) -> None:
+def _empty(conn, threads: int) -> None:
+    """The stack's floor, in a child process: `falaj run`'s HTTP server (webui.server,
+    cheroot) with ``threads`` workers and an app that reads the body and answers a small
+    JSON object; sends its port, serves until killed."""
+    from webui.server import effective_port, make_server
+
+    answer = b'{"ok":true}\n'
+
+    def app(environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length:
+            environ["wsgi.input"].read(length)
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(answer)))])  # fmt: skip
+        return [answer]
+
+    server = make_server(app, "127.0.0.1", 0, threads)
+    conn.send(effective_port(server))
+    server.serve()
+
+
+class Child:
+    """A server in a spawned child process (a clean interpreter): ``target(conn,
+    *args)`` sends its port, then serves until killed."""
+
+    def __init__(self, target, *args: Any, path: str) -> None:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_baseline, args=(child, features), daemon=True)
+        self.proc = ctx.Process(target=target, args=(child, *args), daemon=True)
         self.proc.start()
         if not parent.poll(120):
-            raise RuntimeError("the baseline server did not start")
+            raise RuntimeError(f"the {target.__name__.strip('_')} server did not start")
         self.port = parent.recv()
-        self.path = "/predict"
+        self.path = path
+        self.cafile = None
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -242,22 +272,27 @@ TARGET_RATIO = 0.60  # predict req/s / healthz req/s at concurrency 1, one-row r
 TARGET_P99_S = 0.010  # predict p99 at concurrency 8
 
 
-def versus_healthz(server: Falaj, body: bytes, concurrency: int, n: int, rounds: int) -> dict:
+def versus_healthz(server: Any, body: bytes, concurrency: int, n: int, rounds: int,
+                   kinds: tuple[tuple[str, str], ...] = (("healthz", "/healthz"),
+                                                         ("predict", PATH))) -> dict:  # fmt: skip
     """Alternating rounds of ``n // rounds`` healthz and predict requests; the median of
-    the rounds' req/s ratios, and p50/p99 over every request of each kind."""
+    the rounds' req/s ratios, and p50/p99 over every request of each kind. ``kinds``:
+    (name, path) of the GET and of the POST of ``body``."""
     per = max(n // rounds, concurrency)
-    ratios, times = [], {"healthz": [], "predict": []}
-    rps, cpu = {"healthz": [], "predict": []}, {"healthz": [], "predict": []}
+    names = [name for name, _ in kinds]
+    ratios, times = [], {k: [] for k in names}
+    rps, cpu = {k: [] for k in names}, {k: [] for k in names}
     for _ in range(rounds):
-        h = load(server.port, "/healthz", None, concurrency, per, warmup=1, cafile=server.cafile)
-        p = load(server.port, PATH, body, concurrency, per, warmup=1, cafile=server.cafile)
+        (get, get_path), (post, post_path) = kinds
+        h = load(server.port, get_path, None, concurrency, per, warmup=1, cafile=server.cafile)
+        p = load(server.port, post_path, body, concurrency, per, warmup=1, cafile=server.cafile)
         ratios.append(p["rps"] / h["rps"])
-        for kind, got in (("healthz", h), ("predict", p)):
+        for kind, got in ((get, h), (post, p)):
             times[kind].append(got.pop("times"))
             rps[kind].append(got["rps"])
             cpu[kind].append(got["client_cpu_s"])
     out: dict[str, Any] = {"ratio": float(np.median(ratios)), "ratios": ratios}
-    for kind in ("healthz", "predict"):
+    for kind in names:
         t = np.concatenate(times[kind])
         out[kind] = {"requests": int(t.size), "rps": float(np.median(rps[kind])),
                      "p50_s": float(np.percentile(t, 50)),
@@ -292,6 +327,36 @@ def target_rows(servers: dict[str, Any], body: bytes, n: int, rounds: int) -> li
             rows.append({"kernel": "serving_vs_healthz", "rows": 1, "concurrency": c,
                          "system": system, **got, "target": target, "met": met,
                          "load_avg_1m": busy})  # fmt: skip
+    return rows
+
+
+FLOOR_THREADS = (THREADS, 1)  # as every server here, and one worker: no GIL contention
+
+
+def floor_rows(body: bytes, n: int, rounds: int) -> list[dict]:
+    """The floor under the targets: `falaj run`'s HTTP server with an empty app
+    (``_empty``), a GET and a POST of the predict request (its body and headers) in
+    alternating rounds, at concurrency 1 and 8, with THREADS workers and with one. Its
+    p99 at 8 is what any endpoint of this server pays before doing anything; its POST /
+    GET req/s at 1, what reading a body costs before any scoring."""
+    rows = []
+    print(f"\n{'empty app':<15} {'conc':>4}  {'GET/s':>9} {'POST/s':>9} {'ratio':>6} "
+          f"{'GET p99':>9} {'POST p99':>9}")  # fmt: skip
+    for threads in FLOOR_THREADS:
+        server = Child(_empty, threads, path="/")
+        try:
+            for c in (1, 8):
+                got = versus_healthz(server, body, c, n, rounds, (("get", "/"), ("post", "/")))
+                busy = os.getloadavg()[0]
+                label = f"{threads} thread{'s' if threads > 1 else ''}"
+                print(f"{label:<15} {c:>4}  {got['get']['rps']:>9.0f} {got['post']['rps']:>9.0f} "
+                      f"{got['ratio']:>6.2f} {got['get']['p99_s'] * 1e3:>7.2f}ms "
+                      f"{got['post']['p99_s'] * 1e3:>7.2f}ms  (load average {busy:.1f})")  # fmt: skip
+                rows.append({"kernel": "serving_floor", "rows": 1, "concurrency": c,
+                             "system": f"empty app, {label}", "threads": threads, **got,
+                             "load_avg_1m": busy})  # fmt: skip
+        finally:
+            server.stop()
     return rows
 
 
@@ -430,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for system in SYSTEMS:
                 if system == "flask+sklearn":
-                    servers[system] = Baseline(features)
+                    servers[system] = Child(_baseline, features, path="/predict")
                 else:  # each Falaj server on its own copy of the home
                     mode = system.split()[1]
                     servers[system] = Falaj(shutil.copytree(home, Path(tmp) / mode), mode)
@@ -439,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             for system in TARGET_SYSTEMS:  # warm them before measuring
                 load(servers[system].port, PATH, bodies[1], 8, 200, cafile=servers[system].cafile)
             rows += target_rows(servers, bodies[1], n_target, rounds)
+            rows += floor_rows(bodies[1], n_target, rounds)
             if not args.only_targets:
                 # the three systems back to back in each cell, so a change in the
                 # machine's load between cells does not skew their ratios
