@@ -28,6 +28,7 @@ Beside them, the floor under both targets: the same HTTP server (webui.server, c
 with an empty app, a GET and a POST of the same request, with 8 worker threads and with
 1. Its p99 at concurrency 8 is what every endpoint of `falaj run` pays before doing any
 work; its POST / GET at concurrency 1, what reading the body costs before any scoring.
+And `falaj run` (async) with one worker thread, predict against its /healthz.
 
 The clients are processes, one keep-alive connection each, sending one request at a
 time (benchmarks/_loadgen.py: threads in this process measured themselves); each result
@@ -168,14 +169,14 @@ class Falaj:
     """`falaj run` on the home, with the decision log in the given mode; with ``tls``,
     over HTTPS (its self-signed certificate, which the clients trust)."""
 
-    def __init__(self, home: Path, mode: str, tls: bool = False) -> None:
+    def __init__(self, home: Path, mode: str, tls: bool = False, threads: int = THREADS) -> None:
         self.port, self.grpc_port = _free_port(), _free_port()
         self.path = PATH
-        self.log = home.parent / f"falaj-{mode}{'-tls' if tls else ''}.log"
+        self.log = home.parent / f"falaj-{mode}{'-tls' if tls else ''}-{threads}.log"
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "appliance", "--home", str(home), "run",
-                 "--port", str(self.port), "--threads", str(THREADS), "--decision-log", mode,
+                 "--port", str(self.port), "--threads", str(threads), "--decision-log", mode,
                  "--grpc-port", str(self.grpc_port), *(["--tls"] if tls else [])],
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -333,27 +334,34 @@ def target_rows(servers: dict[str, Any], body: bytes, n: int, rounds: int) -> li
 FLOOR_THREADS = (THREADS, 1)  # as every server here, and one worker: no GIL contention
 
 
-def floor_rows(body: bytes, n: int, rounds: int) -> list[dict]:
+def floor_rows(body: bytes, n: int, rounds: int, home: Path) -> list[dict]:
     """The floor under the targets: `falaj run`'s HTTP server with an empty app
     (``_empty``), a GET and a POST of the predict request (its body and headers) in
     alternating rounds, at concurrency 1 and 8, with THREADS workers and with one. Its
     p99 at 8 is what any endpoint of this server pays before doing anything; its POST /
-    GET req/s at 1, what reading a body costs before any scoring."""
+    GET req/s at 1, what reading a body costs before any scoring. Then `falaj run`
+    itself with one worker (async, on ``home``), against its /healthz as above."""
     rows = []
-    print(f"\n{'empty app':<15} {'conc':>4}  {'GET/s':>9} {'POST/s':>9} {'ratio':>6} "
+    print(f"\n{'floor':<22} {'conc':>4}  {'GET/s':>9} {'POST/s':>9} {'ratio':>6} "
           f"{'GET p99':>9} {'POST p99':>9}")  # fmt: skip
-    for threads in FLOOR_THREADS:
-        server = Child(_empty, threads, path="/")
+    cells = [(f"empty app, {t} thread{'s' if t > 1 else ''}", t) for t in FLOOR_THREADS]
+    cells.append(("falaj async, 1 thread", 1))
+    for system, threads in cells:
+        if system.startswith("falaj"):
+            server, kinds = Falaj(home, "async", threads=threads), (("healthz", "/healthz"),
+                                                                     ("predict", PATH))  # fmt: skip
+        else:
+            server, kinds = Child(_empty, threads, path="/"), (("get", "/"), ("post", "/"))
         try:
             for c in (1, 8):
-                got = versus_healthz(server, body, c, n, rounds, (("get", "/"), ("post", "/")))
+                got = versus_healthz(server, body, c, n, rounds, kinds)
                 busy = os.getloadavg()[0]
-                label = f"{threads} thread{'s' if threads > 1 else ''}"
-                print(f"{label:<15} {c:>4}  {got['get']['rps']:>9.0f} {got['post']['rps']:>9.0f} "
-                      f"{got['ratio']:>6.2f} {got['get']['p99_s'] * 1e3:>7.2f}ms "
-                      f"{got['post']['p99_s'] * 1e3:>7.2f}ms  (load average {busy:.1f})")  # fmt: skip
+                get, post = (got[k] for k, _ in kinds)
+                print(f"{system:<22} {c:>4}  {get['rps']:>9.0f} {post['rps']:>9.0f} "
+                      f"{got['ratio']:>6.2f} {get['p99_s'] * 1e3:>7.2f}ms "
+                      f"{post['p99_s'] * 1e3:>7.2f}ms  (load average {busy:.1f})")  # fmt: skip
                 rows.append({"kernel": "serving_floor", "rows": 1, "concurrency": c,
-                             "system": f"empty app, {label}", "threads": threads, **got,
+                             "system": system, "threads": threads, **got,
                              "load_avg_1m": busy})  # fmt: skip
         finally:
             server.stop()
@@ -504,7 +512,9 @@ def main(argv: list[str] | None = None) -> int:
             for system in TARGET_SYSTEMS:  # warm them before measuring
                 load(servers[system].port, PATH, bodies[1], 8, 200, cafile=servers[system].cafile)
             rows += target_rows(servers, bodies[1], n_target, rounds)
-            rows += floor_rows(bodies[1], n_target, rounds)
+            rows += floor_rows(
+                bodies[1], n_target, rounds, shutil.copytree(home, Path(tmp) / "one")
+            )
             if not args.only_targets:
                 # the three systems back to back in each cell, so a change in the
                 # machine's load between cells does not skew their ratios
