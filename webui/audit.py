@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify, render_template, request
 
 from appliance.errors import BadInput, FalajError
 from webui.api import appliance, back, request_actor
+from webui.apidoc import errors, ok
 from webui.auth import needs
 
 bp = Blueprint("audit", __name__)
@@ -99,21 +100,7 @@ def checkpoint():
 
 # -- the OpenAPI document's part (webui/openapi.py merges it) ----------------------
 
-_JSON = "application/json"
-
-
-def _ok(description: str, schema: dict | None = None) -> dict:
-    return {"description": description,
-            "content": {_JSON: {"schema": schema or {"type": "object"}}}}  # fmt: skip
-
-
-def _errors(html: bool = False) -> dict:
-    media = "text/html" if html else _JSON
-    shape = {"type": "string"} if html else {"$ref": "#/components/schemas/Error"}
-    found = {"content": {media: {"schema": shape}}}
-    return {"4XX": found | {"description": "Bad input, an unknown receipt, or a proof still "
-                                           "pending (409)"},
-            "503": found | {"description": "A store cannot be read"}}  # fmt: skip
+ERRORS = "Bad input, an unknown receipt, or a proof still pending (409)"
 
 
 _SIZE = {"type": "integer", "minimum": 0}
@@ -127,7 +114,7 @@ OPENAPI: dict = {
                         "schema": {"type": "string", "maxLength": 200}}],
         "responses": {"200": {"description": "The page",
                               "content": {"text/html": {"schema": {"type": "string"}}}},
-                      **_errors(html=True)}}},
+                      **errors(ERRORS, html=True)}}},
     "/audit/checkpoint": {"post": {
         "summary": "Write a signed checkpoint (a dashboard form)",
         "tags": [TAG],
@@ -139,13 +126,13 @@ OPENAPI: dict = {
         "tags": [TAG],
         "parameters": [{"name": "limit", "in": "query", "required": False,
                         "schema": {"type": "integer", "minimum": 0, "maximum": 1000}}],
-        "responses": {"200": _ok("Checkpoints: line_no, size, root, head, time, key_id, "
-                                 "public_key, sig"), **_errors()}}},
+        "responses": {"200": ok("Checkpoints: line_no, size, root, head, time, key_id, "
+                                 "public_key, sig"), **errors(ERRORS)}}},
     "/api/v1/audit/checkpoint": {"post": {
         "summary": "Sign the verified chain's size and Merkle root (RFC 6962) with Ed25519 "
                    "and append it to the checkpoint log outside the store",
         "tags": [TAG],
-        "responses": {"200": _ok("The checkpoint written"), **_errors()}}},
+        "responses": {"200": ok("The checkpoint written"), **errors(ERRORS)}}},
     "/api/v1/audit/proof/{receipt}": {"get": {
         "summary": "A decision's proof: its record in its batch's Merkle root, the batch's "
                    "audit event in the latest signed checkpoint; 409 while pending",
@@ -153,14 +140,14 @@ OPENAPI: dict = {
         "parameters": [{"name": "receipt", "in": "path", "required": True,
                         "description": "The receipt a prediction answered with",
                         "schema": {"type": "string"}}],
-        "responses": {"200": _ok("The proof, checkable offline with "
-                                 "python -m appliance.audit.verify_export"), **_errors()}}},
+        "responses": {"200": ok("The proof, checkable offline with "
+                                 "python -m appliance.audit.verify_export"), **errors(ERRORS)}}},
     "/api/v1/audit/consistency": {"get": {
         "summary": "An RFC 6962 consistency proof between two tree sizes (default: the two "
                    "latest checkpoints)",
         "tags": [TAG],
         "parameters": [{"name": "from", "in": "query", "required": False, "schema": _SIZE},
                        {"name": "to", "in": "query", "required": False, "schema": _SIZE}],
-        "responses": {"200": _ok("from, to, their roots, the proof and whether it verified"),
-                      **_errors()}}},
+        "responses": {"200": ok("from, to, their roots, the proof and whether it verified"),
+                      **errors(ERRORS)}}},
 }  # fmt: skip

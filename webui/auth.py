@@ -40,6 +40,9 @@ from appliance import keys
 from appliance.auth import USER_ROLES, Actor, Forbidden, Unauthenticated
 from appliance.auth.service import ENROLMENT_HOURS, TooManyAttempts
 from appliance.errors import FalajError
+from webui.apidoc import errors
+from webui.apidoc import ok as ok_doc  # "ok" and "page" name parameters below
+from webui.apidoc import page as page_doc
 
 bp = Blueprint("auth", __name__)
 
@@ -501,25 +504,11 @@ def api_revoke_token(token_id: str):
 
 # -- the OpenAPI entries of these routes (webui/openapi.py merges them) -----------------
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
 _FORM = "application/x-www-form-urlencoded"
-
-
-def _page(description: str) -> dict:
-    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
-
-
-def _json_doc(description: str) -> dict:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"type": "object"}}}}  # fmt: skip
-
-
-def _errors(html: bool) -> dict:
-    found = _page("An error page") if html else {
-        "description": "", "content": {"application/json": {"schema": _ERROR}}}  # fmt: skip
-    return {"4XX": found | {"description": "Bad input, not signed in (401), not allowed (403), "
-                            "unknown user or token, too many sign-in failures (429)"},
-            "503": found | {"description": "A store cannot be read"}}  # fmt: skip
+ERRORS = (
+    "Bad input, not signed in (401), not allowed (403), unknown user or token, too "
+    "many sign-in failures (429)"
+)
 
 
 def _form(properties: dict, required: list[str]) -> dict:
@@ -530,9 +519,12 @@ def _form(properties: dict, required: list[str]) -> dict:
 
 
 def _form_op(summary: str, properties: dict, required: list[str], params=(), page=True) -> dict:
-    responses = {"302": {"description": "Back to the page, with the outcome"}, **_errors(True)}
+    responses = {
+        "302": {"description": "Back to the page, with the outcome"},
+        **errors(ERRORS, html=True),
+    }
     if page:
-        responses["200"] = _page("The access page, showing a secret this once")
+        responses["200"] = page_doc("The access page, showing a secret this once")
     op = {"summary": summary, "tags": ["Access"], "responses": responses}
     if properties:
         op["requestBody"] = _form(properties, required)
@@ -556,7 +548,7 @@ _NEW_TOKEN = {"type": "object", "required": ["name", "role"], "properties": {
 def _api(method: str, summary: str, ok: str, body: dict | None = None, params=(),
          status: str = "200") -> dict:  # fmt: skip
     op = {"summary": summary, "tags": ["Access"],
-          "responses": {status: _json_doc(ok), **_errors(False)}}  # fmt: skip
+          "responses": {status: ok_doc(ok), **errors(ERRORS)}}  # fmt: skip
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     if params:
@@ -570,34 +562,34 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [{"name": "next", "in": "query", "required": False,
                                 "description": "A local path to go to once signed in",
                                 "schema": {"type": "string"}}],
-                "responses": {"200": _page("The page"),
+                "responses": {"200": page_doc("The page"),
                               "302": {"description": "Signed in already: to next"}}},
         "post": {"summary": "Sign in: sets the session cookie (rate-limited, audited)",
                  "tags": ["Access"],
                  "requestBody": _form({"name": {}, "password": {"maxLength": 1024},
                                        "next": {"maxLength": 2000}}, ["name", "password"]),
                  "responses": {"302": {"description": "Signed in: to next"},
-                               **_errors(True)}},
+                               **errors(ERRORS, html=True)}},
     },
     "/enrol": {
         "get": {"summary": "Set a password with a one-time enrolment link", "tags": ["Access"],
                 "parameters": [{"name": "token", "in": "query", "required": True,
                                 "description": "The link's one-time token",
                                 "schema": {"type": "string"}}],
-                "responses": {"200": _page("The page"), **_errors(True)}},
+                "responses": {"200": page_doc("The page"), **errors(ERRORS, html=True)}},
         "post": {"summary": "Set the password (one use of the link) and sign in",
                  "tags": ["Access"],
                  "requestBody": _form({"token": {}, "password": {"maxLength": 1024},
                                        "confirm": {"maxLength": 1024}},
                                       ["token", "password", "confirm"]),
                  "responses": {"302": {"description": "Signed in: to the dashboard"},
-                               **_errors(True)}},
+                               **errors(ERRORS, html=True)}},
     },
     "/logout": {"post": {"summary": "Sign out: the session ends", "tags": ["Access"],
                          "responses": {"302": {"description": "To the sign-in page"},
-                                       **_errors(True)}}},
+                                       **errors(ERRORS, html=True)}}},
     "/access": {"get": {"summary": "Users and API tokens (HTML)", "tags": ["Access"],
-                        "responses": {"200": _page("The page"), **_errors(True)}}},
+                        "responses": {"200": page_doc("The page"), **errors(ERRORS, html=True)}}},
     "/access/users": _form_op("Add a user; shows their one-time enrolment link",
                               {"name": {}, "role": _ROLE}, ["name", "role"]),
     "/access/users/{name}/enrol": _form_op("A new enrolment link for a user", {}, [], [_USER]),

@@ -18,6 +18,8 @@ from appliance.compliance.consent import BASES, PURPOSES
 from appliance.compliance.record import processing_csv
 from appliance.errors import BadInput, FalajError
 from webui.api import appliance, back, json_body, request_actor
+from webui.apidoc import JSON, errors, ok
+from webui.apidoc import page as page_doc  # "page" is this blueprint's view
 from webui.auth import needs
 
 bp = Blueprint("compliance", __name__)
@@ -282,40 +284,30 @@ def decide_form(review_id: int):
 
 # -- the OpenAPI document's part (merged in webui/openapi.py) ----------------------------
 
-_JSON = "application/json"
 TAG = "Compliance"
 _SUBJECT = {"name": "subject", "in": "path", "required": True,
             "description": "The data subject: an entity id", "schema": {"type": "string"}}  # fmt: skip
 _REVIEW = {"name": "review_id", "in": "path", "required": True,
            "schema": {"type": "integer", "minimum": 0}}  # fmt: skip
-_HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
 
-
-def _ok(description: str) -> dict:
-    return {"description": description, "content": {_JSON: {"schema": {"type": "object"}}}}
-
-
-def _errors(html: bool = False) -> dict:
-    shape = {"type": "string"} if html else {"$ref": "#/components/schemas/Error"}
-    found = {"content": {("text/html" if html else _JSON): {"schema": shape}}}
-    return {"4XX": found | {"description": "Bad input, an unknown subject or review, or a "
-                                           "request that conflicts (409: decided already)"},
-            "503": found | {"description": "A store cannot be read"}}  # fmt: skip
+ERRORS = (
+    "Bad input, an unknown subject or review, or a request that conflicts (409: decided already)"
+)
 
 
 def _body(properties: dict, required: list[str]) -> dict:
-    return {"required": True, "content": {_JSON: {"schema": {
+    return {"required": True, "content": {JSON: {"schema": {
         "type": "object", "properties": properties, "required": required}}}}  # fmt: skip
 
 
 def _form(summary: str, params: list | None = None, download: bool = False) -> dict:
     answers = {"302": {"description": "Back to the Compliance page, with the outcome"}}
     if download:
-        answers["200"] = _ok("The subject's data as a JSON download")
+        answers["200"] = ok("The subject's data as a JSON download")
     return {"post": {"summary": summary, "tags": [TAG], "parameters": params or [],
                      "requestBody": {"required": False, "content": {
                          "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
-                     "responses": answers | _errors(html=True)}}  # fmt: skip
+                     "responses": answers | errors(ERRORS, html=True)}}  # fmt: skip
 
 
 _STR = {"type": "string"}
@@ -325,68 +317,68 @@ OPENAPI: dict = {
                 "tags": [TAG],
                 "parameters": [{"name": n, "in": "query", "required": False, "schema": _STR}
                                for n in ("subject", "purpose")],
-                "responses": {"200": _ok("Consent records"), **_errors()}},
+                "responses": {"200": ok("Consent records"), **errors(ERRORS)}},
         "post": {"summary": "Record consent given (201; 200 when already given)", "tags": [TAG],
                  "requestBody": _body({"subject": _STR, "purpose": _STR, "basis": _STR},
                                       ["subject", "purpose"]),
-                 "responses": {"201": _ok("Recorded"), "200": _ok("Already given"),
-                               **_errors()}}},
+                 "responses": {"201": ok("Recorded"), "200": ok("Already given"),
+                               **errors(ERRORS)}}},
     "/api/v1/consent/withdraw": {"post": {
         "summary": "Record consent withdrawn", "tags": [TAG],
         "requestBody": _body({"subject": _STR, "purpose": _STR}, ["subject", "purpose"]),
-        "responses": {"200": _ok("Withdrawn"), **_errors()}}},
+        "responses": {"200": ok("Withdrawn"), **errors(ERRORS)}}},
     "/api/v1/subjects/{subject}/export": {"get": {
         "summary": "Everything held about a subject: rows (personal columns decrypted or "
                    "[erased]), online features, decisions, consent, requests, reviews",
         "tags": [TAG], "parameters": [_SUBJECT],
-        "responses": {"200": _ok("The subject's data"), **_errors()}}},
+        "responses": {"200": ok("The subject's data"), **errors(ERRORS)}}},
     "/api/v1/subjects/{subject}/rectify": {"post": {
         "summary": "An audited correction: a new row version with the corrected values",
         "tags": [TAG], "parameters": [_SUBJECT],
         "requestBody": _body({"table": _STR, "changes": {"type": "object"},
                               "event_time": _STR}, ["table", "changes"]),
-        "responses": {"200": _ok("Rectified"), **_errors()}}},
+        "responses": {"200": ok("Rectified"), **errors(ERRORS)}}},
     "/api/v1/subjects/{subject}/erase": {"post": {
         "summary": "Erase by crypto-shredding: the subject's key is deleted", "tags": [TAG],
-        "parameters": [_SUBJECT], "responses": {"200": _ok("Erased"), **_errors()}}},
+        "parameters": [_SUBJECT], "responses": {"200": ok("Erased"), **errors(ERRORS)}}},
     "/api/v1/subjects/{subject}/object": {"post": {
         "summary": "An objection to an automated decision: opens a human review (201)",
         "tags": [TAG], "parameters": [_SUBJECT],
         "requestBody": _body({"decision": _STR, "reason": _STR}, ["decision"]),
-        "responses": {"201": _ok("The review opened"), **_errors()}}},
+        "responses": {"201": ok("The review opened"), **errors(ERRORS)}}},
     "/api/v1/subjects/{subject}/requests": {"get": {
         "summary": "The subject's data-subject requests", "tags": [TAG],
-        "parameters": [_SUBJECT], "responses": {"200": _ok("Requests"), **_errors()}}},
+        "parameters": [_SUBJECT], "responses": {"200": ok("Requests"), **errors(ERRORS)}}},
     "/api/v1/reviews": {"get": {
         "summary": "The human-review queue", "tags": [TAG],
         "parameters": [{"name": "status", "in": "query", "required": False, "schema": _STR}],
-        "responses": {"200": _ok("Reviews"), **_errors()}}},
+        "responses": {"200": ok("Reviews"), **errors(ERRORS)}}},
     "/api/v1/reviews/{review_id}/decide": {"post": {
         "summary": "Record a review's outcome (uphold or overturn), once", "tags": [TAG],
         "parameters": [_REVIEW],
         "requestBody": _body({"outcome": {"type": "string", "enum": ["uphold", "overturn"]},
                               "note": _STR}, ["outcome"]),
-        "responses": {"200": _ok("Decided"), **_errors()}}},
+        "responses": {"200": ok("Decided"), **errors(ERRORS)}}},
     "/api/v1/compliance/record": {"get": {
         "summary": "The record of processing activities (JSON, or CSV with format=csv)",
         "tags": [TAG],
         "parameters": [{"name": "format", "in": "query", "required": False,
                         "schema": {"type": "string", "enum": ["json", "csv"]}}],
         "responses": {"200": {"description": "The record", "content": {
-            _JSON: {"schema": {"type": "object"}}, "text/csv": {"schema": _STR}}},
-            **_errors()}}},
+            JSON: {"schema": {"type": "object"}}, "text/csv": {"schema": _STR}}},
+            **errors(ERRORS)}}},
     "/compliance": {"get": {
         "summary": "The Compliance page (HTML)", "tags": [TAG],
         "parameters": [{"name": "subject", "in": "query", "required": False, "schema": _STR}],
-        "responses": {"200": {"description": "The page"} | _HTML, **_errors(html=True)}}},
+        "responses": {"200": page_doc("The page"), **errors(ERRORS, html=True)}}},
     "/compliance/record.{fmt}": {"get": {
         "summary": "The record of processing activities as a download (json or csv)",
         "tags": [TAG],
         "parameters": [{"name": "fmt", "in": "path", "required": True,
                         "schema": {"type": "string", "enum": ["json", "csv"]}}],
         "responses": {"200": {"description": "The record", "content": {
-            _JSON: {"schema": {"type": "object"}}, "text/csv": {"schema": _STR}}},
-            **_errors(html=True)}}},
+            JSON: {"schema": {"type": "object"}}, "text/csv": {"schema": _STR}}},
+            **errors(ERRORS, html=True)}}},
     "/compliance/consent": _form("Give or withdraw consent (a dashboard form)"),
     "/compliance/subjects/export": _form("Export a subject's data (a dashboard form)",
                                          download=True),

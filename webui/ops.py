@@ -11,6 +11,7 @@ from appliance.auth import require
 from appliance.errors import FalajError
 from appliance.ops import backup as backups
 from webui.api import appliance, back, request_actor
+from webui.apidoc import errors, ok
 from webui.auth import needs
 
 bp = Blueprint("ops", __name__)
@@ -77,7 +78,6 @@ def download(name: str):
 
 # -- the OpenAPI document's part (merged in webui/openapi.py) ----------------------------
 
-_JSON = "application/json"
 TAG = "Operations"
 _NAME = {"name": "name", "in": "path", "required": True,
          "description": "A backup's file name in HOME/backups", "schema": {"type": "string"}}  # fmt: skip
@@ -86,36 +86,28 @@ _FILE = {"description": "The backup file (sealed and signed)",
                                                              "format": "binary"}}}}  # fmt: skip
 
 
-def _errors(html: bool = False) -> dict:
-    shape = {"type": "string"} if html else {"$ref": "#/components/schemas/Error"}
-    found = {"content": {("text/html" if html else _JSON): {"schema": shape}}}
-    return {"4XX": found | {"description": "Bad input or an unknown backup"},
-            "503": found | {"description": "A store cannot be read"}}  # fmt: skip
-
-
-def _ok(description: str) -> dict:
-    return {"description": description, "content": {_JSON: {"schema": {"type": "object"}}}}
+ERRORS = "Bad input or an unknown backup"
 
 
 OPENAPI: dict = {
     "/api/v1/backups": {
         "post": {"summary": "Take a backup of the home: one encrypted, signed file (201)",
-                 "tags": [TAG], "responses": {"201": _ok("Its name, size and manifest"),
-                                              **_errors()}},
+                 "tags": [TAG], "responses": {"201": ok("Its name, size and manifest"),
+                                              **errors(ERRORS)}},
         "get": {"summary": "The backups in HOME/backups, newest first, signatures checked",
-                "tags": [TAG], "responses": {"200": _ok("Backups"), **_errors()}}},
+                "tags": [TAG], "responses": {"200": ok("Backups"), **errors(ERRORS)}}},
     "/api/v1/backups/{name}": {"get": {
         "summary": "Download a backup", "tags": [TAG], "parameters": [_NAME],
-        "responses": {"200": _FILE, **_errors()}}},
+        "responses": {"200": _FILE, **errors(ERRORS)}}},
     "/operations": {"get": {
         "summary": "The Operations page (HTML): backups", "tags": [TAG],
         "responses": {"200": {"description": "The page", "content": {
-            "text/html": {"schema": {"type": "string"}}}}, **_errors(html=True)}}},
+            "text/html": {"schema": {"type": "string"}}}}, **errors(ERRORS, html=True)}}},
     "/operations/backups": {"post": {
         "summary": "Take a backup (a dashboard form)", "tags": [TAG],
         "responses": {"302": {"description": "Back to the Operations page, with the outcome"},
-                      **_errors(html=True)}}},
+                      **errors(ERRORS, html=True)}}},
     "/operations/backups/{name}": {"get": {
         "summary": "Download a backup (from the page)", "tags": [TAG], "parameters": [_NAME],
-        "responses": {"200": _FILE, **_errors(html=True)}}},
+        "responses": {"200": _FILE, **errors(ERRORS, html=True)}}},
 }  # fmt: skip
