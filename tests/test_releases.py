@@ -250,7 +250,9 @@ def test_a_canary_that_fails_is_rolled_back_automatically_with_its_evidence(rapp
     assert rapp.control.deployment("credit")["green_version"] is None  # as before the release
 
 
-def test_status_reuses_recent_evidence_and_an_evaluation_computes_it_afresh(rapp, monkeypatch):
+def test_status_reuses_recent_evidence_and_an_evaluation_computes_it_afresh(
+    rapp, rel_home, monkeypatch
+):
     """Evidence reads every decision of the release (about 1.3 s of CPU at 1M): a status
     reuses the last one while it is young for what it cost, saying when it was computed;
     an evaluation, which decides on it, computes it again."""
@@ -279,6 +281,16 @@ def test_status_reuses_recent_evidence_and_an_evaluation_computes_it_afresh(rapp
     monkeypatch.setattr(releases_module, "EVIDENCE_MAX_AGE_S", 0.0)  # past the cap
     predict(f"e{i}" for i in range(30, 35))
     assert requests(evidence()) == 35
+    # ended by another process: this one forgets its evidence once it sees that
+    release_id = rapp.releases.status("credit", ACTOR)["release"]["id"]
+    assert release_id in rapp.releases._computed
+    other = Appliance.open({"home": str(rel_home)})
+    try:
+        other.releases.rollback("credit", ACTOR)
+    finally:
+        other.close()
+    rapp.releases.list(ACTOR)
+    assert release_id not in rapp.releases._computed
 
 
 def test_a_good_canary_waits_for_its_evidence_then_is_promoted(rapp, falaj_rel, rel_home):

@@ -620,6 +620,9 @@ class Releases:
             raise NotFound(f"model {name!r} is not deployed")
         rows = self.control.releases(name, limit=20)
         active = next((r for r in rows if r["status"] == "active"), None)
+        for r in rows:  # ended, here or by another process: its evidence is of no more use
+            if r["status"] != "active":
+                self._computed.pop(r["id"], None)
         return {
             "name": name,
             "live_slot": dep["live_slot"],
@@ -634,6 +637,8 @@ class Releases:
         """Every deployment with its live version and active release, if any."""
         require(actor, "release.read")
         active = {r["model"]: r for r in self.control.active_releases()}
+        for ended in self._computed.keys() - {r["id"] for r in active.values()}:
+            self._computed.pop(ended, None)
         out = []
         for d in self.control.deployments():
             r = active.get(d["name"])
