@@ -18,6 +18,7 @@ import sqlcipher3
 
 from appliance import demo, keys
 from appliance.core import Appliance
+from appliance.errors import Unavailable
 from tests.conftest import ACTOR, FEATURES, RECORD, TRAIN, Falaj, admin_client, find_free_port
 
 PAGE = 4096  # SQLCipher's page: 16-byte IV and 64-byte HMAC at its end, page 1 starts with the salt
@@ -305,22 +306,10 @@ def control_key(home: Path) -> bytes:
     return keys.derive(keys.read_key(home / "keys" / "master.key"), "control.db")
 
 
-def test_no_prediction_is_answered_without_its_record(pristine, tmp_path, start_server):
-    """The audit table's page is damaged under a running server: decisions cannot be
-    recorded (their audit event cannot be written), so none is answered: 503, not 200."""
-    home = tmp_path / "home"
-    shutil.copytree(pristine, home)
-    page = control_root_page(home, "audit_events")
-    server = start_server(home)
-
-    status, body = server.request("POST", "/api/v1/models/credit/predict", {"records": [RECORD]})
-    assert status == 200
-    status, decision = server.request("GET", f"/api/v1/decisions/{body['request_id']}")
-    assert status == 200 and decision["verified"] is True  # answered, and recorded
-
-    # Move every committed page into control.db itself, damage the audit table's root
-    # page there, and make one harmless write beside the server, which makes SQLite
-    # drop the server's cached pages, as any other writer's commit does.
+def damage_under_a_reader(home: Path, page: int) -> None:
+    """Move every committed page into control.db itself, damage ``page`` there, and make
+    one harmless write beside the process holding the store, which makes SQLite drop
+    that process's cached pages, as any other writer's commit does."""
     conn = sqlcipher3.connect(str(home / "control.db"), isolation_level=None)
     try:
         conn.execute(f"PRAGMA key = \"x'{control_key(home).hex()}'\"")
@@ -331,12 +320,48 @@ def test_no_prediction_is_answered_without_its_record(pristine, tmp_path, start_
     finally:
         conn.close()
 
+
+def test_a_decision_whose_audit_event_cannot_be_written_is_refused(pristine, tmp_path):
+    """The audit table's page is damaged: a decision's batch event cannot be written, so
+    the decision log refuses the prediction and takes its records back."""
+    home = tmp_path / "home"
+    shutil.copytree(pristine, home)
+    page = control_root_page(home, "audit_events")
+    app = Appliance.open({"home": str(home)})  # the durable decision log, the default
+    try:
+        assert len(app.serving.predict("credit", [RECORD], ACTOR)["predictions"]) == 1
+        logged = app.features.decision_count()
+        damage_under_a_reader(home, page)
+        with pytest.raises(Unavailable) as refused:
+            app.serving.predict("credit", [RECORD], ACTOR)
+        assert "the decision log cannot be written" in refused.value.message
+        assert f"control.db: damaged: HMAC check failed for page {page}" in refused.value.message
+        assert app.features.decision_count() == logged  # its records taken back
+    finally:
+        app.close()
+
+
+def test_no_prediction_is_answered_without_its_record(pristine, tmp_path, start_server):
+    """The same damage under a running server: no prediction is answered, 503, not 200.
+    The decision log refuses them, or a read of control.db on the way meets the damage
+    first: once SQLite has met a damaged page, a request's other reads (deployments,
+    consent) and the scheduler's may fail with it too, whichever comes first."""
+    home = tmp_path / "home"
+    shutil.copytree(pristine, home)
+    page = control_root_page(home, "audit_events")
+    server = start_server(home)
+
+    status, body = server.request("POST", "/api/v1/models/credit/predict", {"records": [RECORD]})
+    assert status == 200
+    status, decision = server.request("GET", f"/api/v1/decisions/{body['request_id']}")
+    assert status == 200 and decision["verified"] is True  # answered, and recorded
+
+    damage_under_a_reader(home, page)
     for _ in range(3):
         status, err = server.request("POST", "/api/v1/models/credit/predict", {"records": [RECORD]})
         assert status == 503, err
         assert "predictions" not in err
         message = err["error"]["message"]
-        assert "the decision log cannot be written" in message
         assert f"control.db: damaged: HMAC check failed for page {page}" in message
     server.stop()
     assert "Traceback" not in server.log.read_text()
