@@ -344,8 +344,9 @@ def test_a_decision_whose_audit_event_cannot_be_written_is_refused(pristine, tmp
 def test_no_prediction_is_answered_without_its_record(pristine, tmp_path, start_server):
     """The same damage under a running server: no prediction is answered, 503, not 200.
     The decision log refuses them, or a read of control.db on the way meets the damage
-    first: once SQLite has met a damaged page, a request's other reads (deployments,
-    consent) and the scheduler's may fail with it too, whichever comes first."""
+    first: the consent check reads the withdrawn subjects again once a second after
+    another process wrote there, and that query fails on this damage too (the CI run at
+    e8103e8 met it so, on the third request)."""
     home = tmp_path / "home"
     shutil.copytree(pristine, home)
     page = control_root_page(home, "audit_events")
