@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify, render_template, request
 from appliance.errors import BadInput, FalajError
 from webui.api import appliance, back, request_actor
 from webui.apidoc import errors, ok
+from webui.apidoc import page as page_doc  # "page" is this blueprint's view
 from webui.auth import needs
 
 bp = Blueprint("audit", __name__)
@@ -112,9 +113,7 @@ OPENAPI: dict = {
         "parameters": [{"name": "receipt", "in": "query", "required": False,
                         "description": "A prediction's receipt: its proof is shown",
                         "schema": {"type": "string", "maxLength": 200}}],
-        "responses": {"200": {"description": "The page",
-                              "content": {"text/html": {"schema": {"type": "string"}}}},
-                      **errors(ERRORS, html=True)}}},
+        "responses": {"200": page_doc("The page"), **errors(ERRORS, html=True)}}},
     "/audit/checkpoint": {"post": {
         "summary": "Write a signed checkpoint (a dashboard form)",
         "tags": [TAG],

@@ -12,6 +12,7 @@ from appliance.errors import FalajError
 from appliance.ops import backup as backups
 from webui.api import appliance, back, request_actor
 from webui.apidoc import errors, ok
+from webui.apidoc import page as page_doc  # "page" is this blueprint's view
 from webui.auth import needs
 
 bp = Blueprint("ops", __name__)
@@ -101,8 +102,7 @@ OPENAPI: dict = {
         "responses": {"200": _FILE, **errors(ERRORS)}}},
     "/operations": {"get": {
         "summary": "The Operations page (HTML): backups", "tags": [TAG],
-        "responses": {"200": {"description": "The page", "content": {
-            "text/html": {"schema": {"type": "string"}}}}, **errors(ERRORS, html=True)}}},
+        "responses": {"200": page_doc("The page"), **errors(ERRORS, html=True)}}},
     "/operations/backups": {"post": {
         "summary": "Take a backup (a dashboard form)", "tags": [TAG],
         "responses": {"302": {"description": "Back to the Operations page, with the outcome"},

@@ -22,6 +22,7 @@ from appliance import selftest
 from appliance.errors import FalajError, NotFound
 from appliance.registry import card
 from webui.api import appliance, back, request_actor
+from webui.apidoc import page as page_doc  # "page" is this blueprint's view
 from webui.auth import needs
 
 bp = Blueprint("security", __name__)
@@ -142,8 +143,7 @@ OPENAPI: dict = {
     "/selftest": {
         "get": {"summary": "The Self-test page (HTML): the latest report's checks",
                 "tags": ["Security"],
-                "responses": {"200": {"description": "The page", "content": {
-                    "text/html": {"schema": {"type": "string"}}}}}},
+                "responses": {"200": page_doc("The page")}},
         "post": {"summary": "Run the self-test (a dashboard form)", "tags": ["Security"],
                  "requestBody": {"required": False, "content": {
                      "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
