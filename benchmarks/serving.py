@@ -344,14 +344,14 @@ def floor_rows(body: bytes, n: int, rounds: int, home: Path) -> list[dict]:
     rows = []
     print(f"\n{'floor':<22} {'conc':>4}  {'GET/s':>9} {'POST/s':>9} {'ratio':>6} "
           f"{'GET p99':>9} {'POST p99':>9}")  # fmt: skip
-    cells = [(f"empty app, {t} thread{'s' if t > 1 else ''}", t) for t in FLOOR_THREADS]
-    cells.append(("falaj async, 1 thread", 1))
-    for system, threads in cells:
-        if system.startswith("falaj"):
-            server, kinds = Falaj(home, "async", threads=threads), (("healthz", "/healthz"),
-                                                                     ("predict", PATH))  # fmt: skip
-        else:
-            server, kinds = Child(_empty, threads, path="/"), (("get", "/"), ("post", "/"))
+    # (system, threads, its server, (name, path) of its GET and of its POST)
+    cells = [(f"empty app, {t} thread{'s' if t > 1 else ''}", t,
+              lambda t=t: Child(_empty, t, path="/"), (("get", "/"), ("post", "/")))
+             for t in FLOOR_THREADS]  # fmt: skip
+    cells.append(("falaj async, 1 thread", 1, lambda: Falaj(home, "async", threads=1),
+                  (("healthz", "/healthz"), ("predict", PATH))))  # fmt: skip
+    for system, threads, start, kinds in cells:
+        server = start()
         try:
             for c in (1, 8):
                 got = versus_healthz(server, body, c, n, rounds, kinds)
